@@ -1,0 +1,378 @@
+"""``Activation``: one nonlinearity φ, as an exact expression split into smooth pieces.
+
+Everything downstream needs the same facts about φ: its SymPy expression, the points
+where it is not smooth (kinks of Max/Min/Abs/Heaviside/Piecewise), the smooth formula on
+each interval between kinks, jumps of its value at the kinks (which become Dirac masses
+in its derivative), and fast vectorized callables.  They are computed once here and
+cached on the canonical form of the expression.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import sympy
+from sympy import Piecewise
+
+from . import zoo
+from .errors import ComplexValuedError, ParseError, SingularityError
+from .parse import X, parse
+
+
+
+@dataclass(frozen=True)
+class Piece:
+    """φ restricted to the open interval (lo, hi): a smooth expression and its numpy callable."""
+
+    lo: float
+    hi: float
+    lo_exact: sympy.Expr
+    hi_exact: sympy.Expr
+    expr: sympy.Expr
+
+    @functools.cached_property
+    def numpy(self):
+        return _lambdify(self.expr)
+
+
+class Activation:
+    """A nonlinearity φ(x) with everything vanishcalc needs to integrate and compile it.
+
+    Build one with :func:`activation`; do not call the constructor with user text.
+
+    Attributes
+    ----------
+    expr : sympy.Expr
+        φ as an expression in the real symbol ``x``.
+    name : str
+        The zoo name or the text the user typed.
+    kinks : tuple of float
+        Sorted real points where φ or a derivative changes formula.
+    pieces : tuple of Piece
+        The smooth formula on each interval between consecutive kinks.
+    deltas : tuple of (float, sympy.Expr)
+        Dirac masses (location, weight) — nonzero only for derivatives of functions with jumps.
+    """
+
+    def __init__(self, expr, name=None, *, pieces=None, kinks_exact=None, deltas=(), check=True):
+        self.expr = expr
+        self.name = name or sympy.sstr(expr)
+        self.key = sympy.srepr(expr) + ("|deltas:" + repr(deltas) if deltas else "")
+        if pieces is None:
+            kinks_exact = _kinks(expr)
+            pieces = _split(expr, kinks_exact)
+        self.kinks_exact = tuple(kinks_exact)
+        self.kinks = tuple(float(k) for k in self.kinks_exact)
+        self.pieces = tuple(pieces)
+        self.deltas = tuple(deltas)
+        if check:
+            _check_real_and_finite(self)
+
+    # ---- derived activations (same kinks, formulas transformed piece by piece) ----
+    @functools.lru_cache(maxsize=None)
+    def derivative(self, n: int = 1) -> "Activation":
+        """φ⁽ⁿ⁾ as an Activation; jumps of φ⁽ⁿ⁻¹⁾ at kinks become ``deltas``."""
+        if n == 0:
+            return self
+        prev = self.derivative(n - 1) if n > 1 else self
+        if prev.deltas:
+            raise NotImplementedError("derivatives of Dirac masses are not supported; "
+                                      "use a Stein identity instead")
+        pieces = tuple(Piece(p.lo, p.hi, p.lo_exact, p.hi_exact, sympy.diff(p.expr, X))
+                       for p in prev.pieces)
+        deltas = []
+        for i, k in enumerate(prev.kinks_exact):
+            left = prev.pieces[i].expr.subs(X, k)
+            right = prev.pieces[i + 1].expr.subs(X, k)
+            jump = sympy.simplify(right - left)
+            if jump != 0:
+                deltas.append((k, jump))
+        return Activation(sympy.diff(prev.expr, X), f"d{n}({self.name})", pieces=pieces,
+                          kinks_exact=prev.kinks_exact, deltas=tuple(deltas), check=False)
+
+    def map(self, fn, name) -> "Activation":
+        """g(φ(x)) piece by piece (e.g. ``lambda e: e**2``), keeping the kinks."""
+        if self.deltas:
+            raise NotImplementedError("cannot transform a function with Dirac masses")
+        pieces = tuple(Piece(p.lo, p.hi, p.lo_exact, p.hi_exact, fn(p.expr)) for p in self.pieces)
+        return Activation(fn(self.expr), name, pieces=pieces, kinks_exact=self.kinks_exact,
+                          check=False)
+
+    def times(self, other: "Activation", name) -> "Activation":
+        """φ(x)·ψ(x), split at the union of both functions' kinks."""
+        if self.deltas or other.deltas:
+            raise NotImplementedError("cannot multiply functions with Dirac masses")
+        kinks = sorted(set(self.kinks_exact) | set(other.kinks_exact), key=float)
+        expr = self.expr * other.expr
+        pieces = []
+        for lo, hi in _intervals(kinks):
+            a = _piece_at(self, lo, hi)
+            b = _piece_at(other, lo, hi)
+            pieces.append(Piece(float(lo), float(hi), lo, hi, a * b))
+        return Activation(expr, name, pieces=pieces, kinks_exact=kinks, check=False)
+
+    # ---- numerics ----
+    @functools.cached_property
+    def numpy(self):
+        """Vectorized φ on float arrays (piecewise via ``np.select``)."""
+        if len(self.pieces) == 1:
+            return self.pieces[0].numpy
+        pieces = self.pieces
+        kinks = np.asarray(self.kinks)
+
+        def f(x):
+            x = np.asarray(x, dtype=float)
+            idx = np.searchsorted(kinks, x, side="right")
+            out = np.empty_like(x)
+            for i, p in enumerate(pieces):
+                m = idx == i
+                if np.any(m):
+                    out[m] = p.numpy(x[m])
+            return out
+        return f
+
+    @property
+    def is_smooth(self):
+        return not self.kinks
+
+    def __repr__(self):
+        return f"Activation({self.name!r}: {sympy.sstr(self.expr)})"
+
+    def __eq__(self, other):
+        return isinstance(other, Activation) and other.key == self.key
+
+    def __hash__(self):
+        return hash(self.key)
+
+
+def activation(spec) -> Activation:
+    """The :class:`Activation` for a zoo name, an expression string in ``x``, or a SymPy expression.
+
+    Raises
+    ------
+    ParseError
+        if a string is not in the safe grammar, or a SymPy expression has other free symbols.
+    ComplexValuedError, SingularityError
+        if φ is complex-valued or infinite somewhere on the real line.
+
+    Examples
+    --------
+    >>> activation("relu").kinks
+    (0.0,)
+    >>> activation("hardtanh").pieces[1].expr
+    x
+    """
+    if isinstance(spec, Activation):
+        return spec
+    if isinstance(spec, str):
+        name = spec.strip()
+        entry = zoo.lookup(name)
+        return _activation_from_expr(parse(name), entry.name if entry else name)
+    if isinstance(spec, sympy.Basic):
+        free = spec.free_symbols
+        if len(free) > 1:
+            raise ParseError(f"expression has several free symbols {sorted(map(str, free))}; use one")
+        if free:
+            (sym,) = free
+            spec = spec.subs(sym, X)
+        if spec.has(sympy.I):
+            raise ComplexValuedError(f"{spec} is complex-valued")
+        return _activation_from_expr(spec, sympy.sstr(spec))
+    raise ParseError(f"cannot make an activation from {type(spec).__name__}; "
+                     "pass a zoo name, an expression string in x, or a SymPy expression")
+
+
+@functools.lru_cache(maxsize=512)
+def _activation_from_expr(expr, name):
+    return Activation(expr, name)
+
+
+# ---------------------------------------------------------------- splitting at kinks
+
+
+def _kinks(expr) -> list:
+    """Exact real points where a Piecewise/Max/Min/Abs/sign/Heaviside condition changes."""
+    pw = _to_piecewise(expr)
+    points = set()
+    for rel in pw.atoms(sympy.Rel):
+        if isinstance(rel, (sympy.Eq, sympy.Ne)):
+            boundary = rel.lhs - rel.rhs
+        else:
+            boundary = rel.lhs - rel.rhs
+        points.update(_real_roots(boundary))
+    return sorted(points, key=float)
+
+
+def _to_piecewise(expr):
+    if not expr.has(sympy.Max, sympy.Min, sympy.Abs, sympy.sign, sympy.Heaviside, Piecewise):
+        return expr
+    return sympy.piecewise_fold(expr.rewrite(Piecewise))
+
+
+def _real_roots(boundary):
+    """Real zeros of a condition's boundary: exact for polynomials, refused otherwise."""
+    boundary = sympy.simplify(boundary)
+    if not boundary.has(X):
+        return []
+    try:
+        poly = sympy.Poly(boundary, X)
+    except sympy.PolynomialError:
+        poly = None
+    if poly is not None and poly.degree() <= 8:
+        roots = sympy.real_roots(poly)
+        return [sympy.nsimplify(r) if r.is_Rational else r for r in roots]
+    raise ParseError(f"cannot locate the kinks of the condition {boundary} = 0: only polynomial "
+                     "conditions (degree ≤ 8) inside Max/Min/Abs/sign/Heaviside are supported")
+
+
+def _intervals(kinks):
+    edges = [-sympy.oo, *kinks, sympy.oo]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _midpoint(lo, hi):
+    if lo == -sympy.oo and hi == sympy.oo:
+        return sympy.Integer(0)
+    if lo == -sympy.oo:
+        return hi - 1
+    if hi == sympy.oo:
+        return lo + 1
+    return (lo + hi) / 2
+
+
+def _restrict(expr, point):
+    """Replace every Piecewise/Max/Min/... inside ``expr`` by the branch active at ``point``."""
+    pw = _to_piecewise(expr)
+
+    def pick(*args):
+        for branch, cond in args:
+            if cond == sympy.true or bool(cond.subs(X, point)):
+                return branch
+        raise ParseError(f"no branch of {pw} applies at x = {point}")
+
+    return pw.replace(lambda e: isinstance(e, Piecewise), lambda e: pick(*e.args))
+
+
+def _split(expr, kinks):
+    pieces = []
+    for lo, hi in _intervals(kinks):
+        smooth = _restrict(expr, _midpoint(lo, hi))
+        pieces.append(Piece(float(lo), float(hi), lo, hi, smooth))
+    return pieces
+
+
+def _piece_at(act, lo, hi):
+    mid = float(_midpoint(lo, hi))
+    for p in act.pieces:
+        if p.lo <= mid <= p.hi:
+            return p.expr
+    raise AssertionError("pieces do not cover the real line")  # internal invariant
+
+
+# ---------------------------------------------------------------- numeric callables
+
+
+def _lambdify(expr):
+    import scipy.special as sc
+    f = sympy.lambdify(X, expr, modules=[{"erf": sc.erf, "erfc": sc.erfc}, "numpy"])
+    if not expr.has(X):
+        const = float(expr)
+        return lambda x: np.full(np.shape(x), const, dtype=float)
+    return f
+
+
+# ---------------------------------------------------------------- domain checks
+
+# A grid that is dense near 0 and reaches |x| ≈ 8e4: x = sinh(t), t ∈ [-12, 12].
+_GRID = np.sinh(np.linspace(-12.0, 12.0, 24001))
+
+
+def _check_real_and_finite(act: Activation):
+    """Raise if φ is complex-valued or singular anywhere on the real line."""
+    expr = act.expr
+    for sub in sympy.preorder_traversal(expr):
+        if isinstance(sub, sympy.log):
+            _require_positive(sub.args[0], f"log({sub.args[0]})", act, strict=True)
+        elif isinstance(sub, sympy.Pow):
+            base, e = sub.args
+            if not base.has(X):
+                continue
+            if e.is_number and e.is_integer and e > 0:
+                continue
+            if e.is_number and e.is_negative:
+                if e.is_integer:
+                    _require_nonzero(base, sympy.sstr(sub), act)
+                else:
+                    _require_positive(base, sympy.sstr(sub), act, strict=True)
+            elif e.is_number:
+                _require_positive(base, sympy.sstr(sub), act, strict=False)
+            else:
+                _require_positive(base, sympy.sstr(sub), act, strict=True)
+        elif isinstance(sub, sympy.tan):
+            _require_nonzero(sympy.cos(sub.args[0]), sympy.sstr(sub), act)
+    with np.errstate(all="ignore"):
+        values = act.numpy(_GRID)
+    # Only near the origin: overflow far out (exp(x**2) at x = 30) is growth, not a
+    # singularity, and is judged by the expectation engine's tail analysis.
+    bad = ~np.isfinite(values) & (np.abs(_GRID) < 5)
+    if np.any(bad):
+        where = _GRID[bad][0]
+        raise SingularityError(f"φ = {act.name} is not finite near x = {where:.6g}")
+
+
+def _values(expr):
+    with np.errstate(all="ignore"):
+        return np.asarray(_lambdify(expr)(_GRID), dtype=float) * np.ones_like(_GRID)
+
+
+def _require_positive(base, where, act, strict):
+    v = _values(base)
+    neg = v < 0
+    if np.any(neg):
+        x0 = _GRID[neg][np.argmin(np.abs(_GRID[neg]))]
+        raise ComplexValuedError(f"φ = {act.name} is complex-valued: {where} has a negative "
+                                 f"argument at x = {x0:.6g}; φ must be real on the whole real line")
+    if strict:
+        _require_nonzero(base, where, act)
+
+
+def _require_nonzero(base, where, act):
+    """Fail if ``base`` has a real zero: sign changes on the grid, or a touching minimum."""
+    if not base.has(X):
+        if base == 0:
+            raise SingularityError(f"φ = {act.name} is singular: {where} divides by zero")
+        return
+    try:
+        poly = sympy.Poly(base, X)
+    except sympy.PolynomialError:
+        poly = None
+    if poly is not None and poly.degree() <= 8:
+        roots = sympy.real_roots(poly)
+        if roots:
+            raise SingularityError(f"φ = {act.name} is singular at x = {sympy.sstr(roots[0])}: "
+                                   f"{where} is infinite there")
+        return
+    f = _lambdify(base)
+    v = _values(base)
+    finite = np.isfinite(v)
+    a = np.where(finite, np.abs(v), np.inf)
+    # Strict sign changes, and strict isolated minima of |base| (touching zeros such as
+    # sin(x)**2): a function that merely underflows to 0 in a tail (1 - tanh(x)) has neither.
+    sign_change = np.nonzero(np.sign(v[:-1]) * np.sign(v[1:]) < 0)[0]
+    sign_change = sign_change[np.argsort(np.abs(_GRID[sign_change]))]   # nearest the origin first
+    local_min = np.nonzero((a[1:-1] < a[:-2]) & (a[1:-1] < a[2:]))[0] + 1
+    local_min = local_min[np.argsort(a[local_min])][:60]
+    from scipy.optimize import minimize_scalar
+    for i in [*sign_change[:60], *local_min]:
+        lo, hi = _GRID[max(i - 1, 0)], _GRID[min(i + 2, len(_GRID) - 1)]
+        near = a[max(i - 5, 0): i + 6]
+        local_scale = np.max(near[np.isfinite(near)], initial=1.0)
+        with np.errstate(all="ignore"):
+            res = minimize_scalar(lambda t: abs(float(f(t))), bounds=(lo, hi), method="bounded",
+                                  options={"xatol": 1e-15 * max(1.0, abs(lo))})
+        # A true zero drives |base| to rounding level; a mere dip (1 + e^-x) does not.
+        if res.fun <= 1e-9 * local_scale or math.isnan(res.fun):
+            raise SingularityError(f"φ = {act.name} is singular near x = {res.x:.6g}: "
+                                   f"{where} is infinite there")

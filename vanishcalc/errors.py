@@ -1,0 +1,54 @@
+"""The vanishcalc error tree.
+
+Every error a user can trigger with bad input is a ``VanishcalcError``, which is a
+``ValueError``: code that already catches ``ValueError`` keeps working, and code that
+wants to tell our errors apart can catch the named subclasses.
+"""
+from __future__ import annotations
+
+
+class VanishcalcError(ValueError):
+    """Base class of every error vanishcalc raises on bad input or failed computation."""
+
+
+class ParseError(VanishcalcError):
+    """An expression string is not in the safe grammar (unknown name, attribute, lambda, ...)."""
+
+
+class DivergenceError(VanishcalcError):
+    """A Gaussian expectation does not exist: the integrand grows too fast at ±∞."""
+
+
+class ComplexValuedError(VanishcalcError):
+    """φ takes complex values on part of the real line (sqrt(x), log(x), ...)."""
+
+
+class SingularityError(VanishcalcError):
+    """φ is infinite or undefined at a real point (1/x, log(x**2) at 0, tan at π/2, ...)."""
+
+
+class NonFiniteError(VanishcalcError):
+    """A computed value overflowed or became NaN; vanishcalc never returns one silently."""
+
+
+class NotConvergedError(VanishcalcError):
+    """A numerical method stopped before meeting its tolerance.
+
+    ``best`` holds the best :class:`~vanishcalc.value.Value` reached, with its error.
+    """
+
+    def __init__(self, message: str, best=None):
+        super().__init__(message)
+        self.best = best
+
+
+class SimulationOverflowError(VanishcalcError):
+    """A simulated network overflowed; ``layer`` is the first layer that did."""
+
+    def __init__(self, message: str, layer: int | None = None):
+        super().__init__(message)
+        self.layer = layer
+
+
+class VanishcalcWarning(UserWarning):
+    """Warnings about accuracy or simulation health (overflow in a layer, dropped closed form)."""
