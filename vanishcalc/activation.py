@@ -364,15 +364,23 @@ def _require_nonzero(base, where, act):
     sign_change = sign_change[np.argsort(np.abs(_GRID[sign_change]))]   # nearest the origin first
     local_min = np.nonzero((a[1:-1] < a[:-2]) & (a[1:-1] < a[2:]))[0] + 1
     local_min = local_min[np.argsort(a[local_min])][:60]
-    from scipy.optimize import minimize_scalar
-    for i in [*sign_change[:60], *local_min]:
-        lo, hi = _GRID[max(i - 1, 0)], _GRID[min(i + 2, len(_GRID) - 1)]
+    from scipy.optimize import brentq, minimize_scalar
+    if len(sign_change):
+        # A continuous base that changes sign has a zero; one that jumps sign has a pole.
+        # Either way the power is infinite there.
+        i = sign_change[0]
+        with np.errstate(all="ignore"):
+            x0 = brentq(lambda t: float(f(t)), _GRID[i], _GRID[i + 1], xtol=1e-15)
+        raise SingularityError(f"φ = {act.name} is singular near x = {x0:.6g}: "
+                               f"{where} is infinite there")
+    for i in local_min:
+        lo, hi = _GRID[max(i - 1, 0)], _GRID[min(i + 1, len(_GRID) - 1)]
         near = a[max(i - 5, 0): i + 6]
         local_scale = np.max(near[np.isfinite(near)], initial=1.0)
         with np.errstate(all="ignore"):
             res = minimize_scalar(lambda t: abs(float(f(t))), bounds=(lo, hi), method="bounded",
                                   options={"xatol": 1e-15 * max(1.0, abs(lo))})
-        # A true zero drives |base| to rounding level; a mere dip (1 + e^-x) does not.
+        # A touching zero (sin(x)**2) drives |base| to rounding level; a dip does not.
         if res.fun <= 1e-9 * local_scale or math.isnan(res.fun):
             raise SingularityError(f"φ = {act.name} is singular near x = {res.x:.6g}: "
                                    f"{where} is infinite there")

@@ -1,0 +1,241 @@
+"""Closed forms of E[f(√q·z)], z ~ N(0, 1), when they exist.  ``None`` when no rule applies.
+
+The integral is ∫ f(x) e^{−x²/(2q)} dx / √(2πq), taken piece by piece between kinks.
+Each piece is expanded into terms  c · xⁿ · erf(αx)ᵏ · e^{a x² + b x}  and integrated by
+rules that are exact and fast, in this order (hook, then fallback):
+
+1. k = 0 on any interval: complete the square and use the moment recursion
+   J_m = ∫ y^m e^{−Ay²} dy = [−y^{m−1} e^{−Ay²}/(2A)] + (m−1)/(2A) J_{m−2},
+   J_0 = √π/(2√A)·erf(√A y), J_1 = −e^{−Ay²}/(2A).  sin/cos/sinh/cosh are rewritten as
+   exponentials, which is exact on the whole line (b may be imaginary there).
+2. k = 1, 2 on the whole line with b = 0 (erf of a centred Gaussian argument):
+   ∫ x erf(αx) e^{−Ax²} dx = α / (A √(A + α²)),
+   ∫ erf(αx) erf(βx) e^{−Ax²} dx = √(π/A)·(2/π)·arcsin(αβ / √((A+α²)(A+β²)))
+   (Williams 1997), and higher powers of x by (−∂/∂A)^m.
+3. ``sympy.integrate`` in a child process under a time budget, only for integrands made
+   of exp/erf/trig/polynomials (it is known to hang on tanh, log, rational exponentials).
+
+Every closed form is checked against the numeric value by the caller (expect.py).
+Derivations: notes/gaussian-expectations.md.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import queue
+
+import sympy
+from sympy import erf, exp, oo, pi, sqrt
+
+from ..parse import X
+
+_A = sympy.Symbol("A", positive=True)
+
+
+def exact_q(q: float):
+    """q as an exact SymPy number: the decimal the user wrote (1.0 → 1, 0.1 → 1/10)."""
+    if isinstance(q, sympy.Basic):
+        return q
+    return sympy.Rational(repr(float(q)))
+
+
+def closed_form(act, q, *, timeout=2.0):
+    """Exact E[φ(√q z)] as a SymPy expression, or None when no rule applies."""
+    qe = exact_q(q)
+    total = sympy.Integer(0)
+    whole_line = len(act.pieces) == 1
+    for piece in act.pieces:
+        part = _piece_integral(piece.expr, piece.lo_exact, piece.hi_exact, qe, whole_line)
+        if part is None:
+            part = _integrate_with_budget(piece.expr, piece.lo_exact, piece.hi_exact, qe, timeout)
+        if part is None:
+            return None
+        total += part
+    for loc, weight in act.deltas:
+        total += weight * exp(-loc ** 2 / (2 * qe)) / sqrt(2 * pi * qe)
+    return _tidy(total)
+
+
+def _tidy(expr):
+    # Never nsimplify here: it matches the *numeric* value to a simple number, and
+    # turned E[relu6(z)²] = 1/2 + 35(1−Φ(6)) − 6φ(6) into 1/2.
+    # simplify is the slow step of the exact path; 40-digit Floats (selu) gain nothing from it.
+    if sympy.count_ops(expr) <= 80 and not expr.has(sympy.Float):
+        expr = sympy.simplify(expr)
+    return expr
+
+
+# ---------------------------------------------------------------- rule 1 and 2
+
+
+def _piece_integral(g, lo, hi, q, whole_line):
+    g = g.rewrite(sympy.erfc, erf) if g.has(sympy.erfc) else g
+    g = g.replace(sympy.erfc, lambda u: 1 - erf(u))
+    if g.has(sympy.sinh, sympy.cosh):
+        g = g.rewrite(exp)
+    if g.has(sympy.sin, sympy.cos):
+        if not whole_line:
+            return None
+        g = g.rewrite(exp)
+    try:
+        terms = sympy.Add.make_args(sympy.expand(g, power_exp=False, log=False))
+    except Exception:  # noqa: BLE001 — expand failing means "no rule", not an error
+        return None
+    if len(terms) > 200:
+        return None
+    total = sympy.Integer(0)
+    for term in terms:
+        t = _term_integral(term, lo, hi, q, whole_line)
+        if t is None:
+            return None
+        total += t
+    return total / sqrt(2 * pi * q)
+
+
+def _term_integral(term, lo, hi, q, whole_line):
+    coeff = sympy.Integer(1)
+    n = 0
+    expo = sympy.Integer(0)
+    erfs = []
+    for factor in sympy.Mul.make_args(term):
+        if not factor.has(X):
+            coeff *= factor
+        elif factor == X:
+            n += 1
+        elif factor.is_Pow and factor.base == X and factor.exp.is_Integer and factor.exp > 0:
+            n += int(factor.exp)
+        elif isinstance(factor, exp) or (factor.is_Pow and factor.base == sympy.E):
+            expo += factor.args[0] if isinstance(factor, exp) else factor.exp
+        elif isinstance(factor, erf) or (factor.is_Pow and isinstance(factor.base, erf)
+                                         and factor.exp.is_Integer and factor.exp > 0):
+            base, k = (factor, 1) if isinstance(factor, erf) else (factor.base, int(factor.exp))
+            erfs += [base.args[0]] * k
+        else:
+            return None
+    if expo.has(X):
+        try:
+            poly = sympy.Poly(sympy.expand(expo), X)
+        except sympy.PolynomialError:
+            return None
+        if poly.degree() > 2:
+            return None
+        cs = poly.all_coeffs()[::-1] + [0, 0]
+        a0, a1, a2 = cs[0], cs[1], cs[2]
+    else:
+        a0, a1, a2 = expo, 0, 0
+    A = 1 / (2 * q) - a2
+    if not (A.is_positive or (A.is_number and float(A) > 0)):
+        return None
+    B = a1
+    pref = coeff * exp(a0)
+    if not erfs:
+        return pref * _poly_exp(n, A, B, lo, hi)
+    if not whole_line or B != 0:
+        return None
+    alphas = []
+    for arg in erfs:
+        alpha = sympy.expand(arg / X)
+        if alpha.has(X):
+            return None
+        alphas.append(alpha)
+    return pref * _erf_moment(n, alphas, A)
+
+
+def _poly_exp(n, A, B, lo, hi):
+    """∫_lo^hi xⁿ e^{−A x² + B x} dx, exactly."""
+    mu = B / (2 * A)
+    shift = exp(B ** 2 / (4 * A))
+    a, b = lo - mu, hi - mu
+    if lo == -oo:
+        a = -oo
+    if hi == oo:
+        b = oo
+    J = [_J0(A, a, b), _J1(A, a, b)]
+    for m in range(2, n + 1):
+        J.append((_edge(m - 1, A, a) - _edge(m - 1, A, b)) / (2 * A) + (m - 1) / (2 * A) * J[m - 2])
+    # (y + μ)ⁿ expanded binomially.
+    total = sum(sympy.binomial(n, m) * mu ** (n - m) * J[m] for m in range(n + 1))
+    return shift * total
+
+
+def _J0(A, a, b):
+    def E(y):
+        if y == oo:
+            return sympy.Integer(1)
+        if y == -oo:
+            return sympy.Integer(-1)
+        return erf(sqrt(A) * y)
+    return sqrt(pi) / (2 * sqrt(A)) * (E(b) - E(a))
+
+
+def _J1(A, a, b):
+    return (_edge(0, A, a) - _edge(0, A, b)) / (2 * A)
+
+
+def _edge(m, A, y):
+    """y^m e^{−A y²}, zero at ±∞."""
+    if y in (oo, -oo):
+        return sympy.Integer(0)
+    return y ** m * exp(-A * y ** 2)
+
+
+def _erf_moment(n, alphas, A):
+    """∫ xⁿ ∏ erf(α_i x) e^{−A x²} dx over the real line, for one or two erf factors."""
+    k = len(alphas)
+    if k == 1:
+        if n % 2 == 0:
+            return sympy.Integer(0)
+        (alpha,) = alphas
+        base = alpha / (_A * sqrt(_A + alpha ** 2))
+        m = (n - 1) // 2
+    elif k == 2:
+        if n % 2 == 1:
+            return sympy.Integer(0)
+        al, be = alphas
+        base = sqrt(pi / _A) * 2 / pi * sympy.asin(al * be / sqrt((_A + al ** 2) * (_A + be ** 2)))
+        m = n // 2
+    else:
+        return None
+    # ∂/∂A e^{−A x²} = −x² e^{−A x²}, so x^{2m} comes from (−∂/∂A)^m.
+    return ((-1) ** m * sympy.diff(base, _A, m)).subs(_A, A)
+
+
+# ---------------------------------------------------------------- rule 3: sympy.integrate
+
+_SYMPY_SAFE = (sympy.exp, sympy.erf, sympy.erfc, sympy.sin, sympy.cos, sympy.sinh, sympy.cosh)
+
+
+def _integrate_with_budget(g, lo, hi, q, timeout):
+    """``sympy.integrate`` in a forked child, killed after ``timeout`` seconds."""
+    if timeout is None or timeout <= 0:
+        return None
+    funcs = {type(f) for f in g.atoms(sympy.Function)}
+    if any(not issubclass(f, _SYMPY_SAFE) for f in funcs):
+        return None   # tanh, log, atan, ...: sympy hangs or returns unevaluated
+    if any(p.exp.is_negative or not p.exp.is_number for p in g.atoms(sympy.Pow) if p.has(X)):
+        return None
+    integrand = g * exp(-X ** 2 / (2 * q)) / sqrt(2 * pi * q)
+    try:
+        ctx = multiprocessing.get_context("fork")
+    except ValueError:
+        return None
+    out = ctx.Queue()
+    proc = ctx.Process(target=_integrate_child, args=(integrand, lo, hi, out), daemon=True)
+    proc.start()
+    try:
+        result = out.get(timeout=timeout)
+    except queue.Empty:
+        result = None
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join(1)
+    if result is None or result.has(sympy.Integral) or not result.is_finite:
+        return None
+    return result
+
+
+def _integrate_child(integrand, lo, hi, out):
+    try:
+        out.put(sympy.integrate(integrand, (X, lo, hi)))
+    except Exception:  # noqa: BLE001 — any failure in the child just means "no closed form"
+        out.put(None)

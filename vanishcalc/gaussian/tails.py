@@ -1,0 +1,160 @@
+"""Where the Gaussian integrand lives, and whether E[f(√q·z)] exists at all.
+
+The expectation exists iff |f(x)| e^{−x²/(2q)} is integrable.  We look at the log of the
+integrand, L(z) = log|f(√q z)| − z²/2, at probe points z = ±1, ±2, ±4, …, ±1024 with mpmath
+(so e^{x²} at x = 1000 is a number, not an overflow).  If L has not turned decisively
+downward by the last probes, the integrand does not decay: ``DivergenceError``.  Otherwise
+the integration range is cut where L has dropped 40 nats (≈ 4e-18) below its peak and
+keeps falling; that cut is the tail error estimate.
+
+The evaluator below is our own walk over the SymPy tree rather than ``lambdify``: it caps
+the argument of every exponential, so exp(exp(exp(x))) is reported as super-Gaussian
+growth instead of making mpmath build a number with 10^9566 digits in its exponent.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import mpmath
+import sympy
+
+from ..errors import DivergenceError, NotConvergedError
+from ..parse import X
+
+PROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+_EXP_CAP = mpmath.mpf(10) ** 8     # exp of more than this at a probe is super-Gaussian growth
+_DROP = 40.0                       # nats below the peak where the integrand is cut
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _cap_exp(arg):
+    if arg > _EXP_CAP:
+        raise _TooLarge
+    if arg < -_EXP_CAP:
+        return mpmath.mpf(0)
+    return mpmath.exp(arg)
+
+
+_MP = {
+    sympy.exp: _cap_exp,
+    sympy.log: lambda a: mpmath.log(a),
+    sympy.sin: mpmath.sin, sympy.cos: mpmath.cos, sympy.tan: mpmath.tan,
+    sympy.tanh: mpmath.tanh, sympy.atan: mpmath.atan,
+    sympy.sinh: lambda a: (_cap_exp(a) - _cap_exp(-a)) / 2,
+    sympy.cosh: lambda a: (_cap_exp(a) + _cap_exp(-a)) / 2,
+    sympy.erf: mpmath.erf, sympy.erfc: mpmath.erfc,
+    sympy.Abs: abs, sympy.sign: mpmath.sign,
+}
+
+
+def mp_eval(expr, x):
+    """Evaluate a smooth (Piecewise-free) expression at mpf ``x`` with capped exponentials."""
+    if expr is X:
+        return x
+    if expr.is_Number or expr.is_NumberSymbol:
+        return mpmath.mpf(sympy.N(expr, mpmath.mp.dps + 5))
+    if expr.is_Add:
+        return mpmath.fsum(mp_eval(a, x) for a in expr.args)
+    if expr.is_Mul:
+        out = mpmath.mpf(1)
+        for a in expr.args:
+            out *= mp_eval(a, x)
+        return out
+    if expr.is_Pow:
+        base, e = expr.args
+        b = mp_eval(base, x)
+        if e.is_Integer:
+            return b ** int(e)
+        ev = mp_eval(e, x)
+        if b == 0:
+            return mpmath.mpf(0) if ev > 0 else mpmath.inf
+        # b**e = exp(e·log b): cap it like an exponential.
+        if b > 0:
+            return _cap_exp(ev * mpmath.log(b))
+        return b ** ev
+    fn = _MP.get(type(expr)) or _MP.get(expr.func)
+    if fn is None:
+        raise NotImplementedError(f"no mpmath evaluation for {expr.func}")
+    return fn(*[mp_eval(a, x) for a in expr.args])
+
+
+@dataclass(frozen=True)
+class TailPlan:
+    """Where to integrate: z ∈ [−z_max, z_max]; ``tail_error`` estimates what is cut off."""
+
+    z_max: float
+    tail_error: float
+    log_peak: float
+
+
+def _log_integrand(act, q, z):
+    x = mpmath.sqrt(q) * z
+    piece = act.pieces[-1] if z > 0 else act.pieces[0]
+    try:
+        v = mp_eval(piece.expr, x)
+    except _TooLarge:
+        return math.inf
+    except (ZeroDivisionError, ValueError, OverflowError):
+        return math.nan
+    if isinstance(v, mpmath.mpc):
+        return math.nan
+    av = abs(v)
+    if av == 0:
+        return -math.inf
+    return float(mpmath.log(av)) - z * z / 2
+
+
+def plan(act, q: float) -> TailPlan:
+    """Decide the integration range for E[φ(√q z)], or raise DivergenceError.
+
+    Raises
+    ------
+    DivergenceError
+        if |φ(x)|·e^{−x²/(2q)} does not decay at ±∞ (e.g. exp(x**2) at q ≥ 1/2).
+    NotConvergedError
+        if it decays, but too slowly to be cut within |z| ≤ 1024 at the working accuracy.
+    """
+    with mpmath.workdps(30):
+        sides = {}
+        for sign in (1, -1):
+            sides[sign] = [_log_integrand(act, q, sign * z) for z in PROBES]
+    for sign, L in sides.items():
+        for z, val in zip(PROBES, L):
+            if math.isnan(val):
+                raise DivergenceError(f"E[{act.name}(√q·z)] is undefined: φ cannot be evaluated at "
+                                      f"x = {sign * z * math.sqrt(q):.4g}")
+            if val == math.inf:
+                raise DivergenceError(
+                    f"E[{act.name}(√q·z)] does not exist at q = {q:g}: φ grows faster than any "
+                    f"Gaussian tail (an exponential argument exceeds 1e8 at x = {sign * z * math.sqrt(q):.4g})")
+    finite = [v for L in sides.values() for v in L if v > -math.inf]
+    log_peak = max(finite) if finite else 0.0
+    cut = []
+    tail = 0.0
+    for sign, L in sides.items():
+        last, prev = L[-1], L[-2]
+        if last > -math.inf and last >= prev - 1.0:
+            raise DivergenceError(
+                f"E[{act.name}(√q·z)] does not exist at q = {q:g}: |φ(x)|·exp(−x²/(2q)) does not "
+                f"decay as x → {'+' if sign > 0 else '-'}∞ (log-integrand {prev:.4g} → {last:.4g} "
+                f"between |z| = {PROBES[-2]} and {PROBES[-1]})")
+        # First probe from which L stays ≥ _DROP below the peak and keeps falling.
+        idx = None
+        for i in range(len(PROBES)):
+            tail_vals = L[i:]
+            if all(v <= log_peak - _DROP for v in tail_vals) and \
+                    all(b <= a for a, b in zip(tail_vals, tail_vals[1:])):
+                idx = i
+                break
+        if idx is None:
+            raise NotConvergedError(
+                f"E[{act.name}(√q·z)] at q = {q:g} exists but its tails are too heavy to cut "
+                f"within |z| ≤ {PROBES[-1]}", best=None)
+        cut.append(PROBES[idx])
+        if L[idx] > -math.inf:
+            tail += math.exp(L[idx])
+    return TailPlan(z_max=float(max(max(cut), 8)), tail_error=tail, log_peak=log_peak)

@@ -1,0 +1,101 @@
+"""Initialization gains: the weight scale that keeps a signal's size fixed through a layer."""
+from __future__ import annotations
+
+import functools
+import math
+
+import sympy
+
+from ..activation import activation
+from ..errors import VanishcalcError
+from ..gaussian.expect import _expect_iv, expect
+from ..gaussian.symbolic import exact_q
+from ..value import Value
+
+CONVENTIONS = ("second_moment", "std", "backward")
+
+
+def gain(spec, convention="second_moment", q=1.0) -> Value:
+    r"""The init gain of φ: weight std = gain / √fan_in.
+
+    .. math::
+        \text{second\_moment}: \; g = \sqrt{q / \mathbb{E}[\phi(\sqrt{q} z)^2]} \qquad
+        \text{std}: \; g = \sqrt{q / \mathrm{Var}[\phi(\sqrt{q} z)]} \qquad
+        \text{backward}: \; g = 1 / \sqrt{\mathbb{E}[\phi'(\sqrt{q} z)^2]}
+
+    ``second_moment`` is the torch.nn.init / Kaiming convention (relu → √2, linear → 1,
+    leaky_relu(a) → √(2/(1+a²))): with W ~ N(0, g²/fan_in) the pre-activations keep
+    E[h²] = q.  ``std`` is the NFNets convention (mean removed), ``backward`` keeps the
+    squared gradient norm fixed.
+
+    Parameters
+    ----------
+    spec : str, sympy.Expr or Activation
+        The nonlinearity φ.
+    convention : {"second_moment", "std", "backward"}
+    q : float
+        Second moment of the pre-activation the gain is computed at (default 1).
+
+    Returns
+    -------
+    Value
+        Exact when the expectations have closed forms; else numeric with propagated error.
+
+    Raises
+    ------
+    ValueError (VanishcalcError subclasses)
+        bad φ, bad convention, q ≤ 0, or a divergent / zero expectation.
+
+    Notes
+    -----
+    notes/gain.md derives the conventions and compares with torch's calculate_gain.
+
+    Examples
+    --------
+    >>> gain("exp(-x**2)")
+    5**(1/4) ≈ 1.4953487812212205 (exact)
+    >>> gain("relu")
+    sqrt(2) ≈ 1.4142135623730951 (exact)
+    """
+    if convention not in CONVENTIONS:
+        raise VanishcalcError(f"convention must be one of {', '.join(CONVENTIONS)}; got {convention!r}")
+    qf = _expect_iv(q, 0.5, None)
+    if qf == 0:
+        raise VanishcalcError("q must be > 0 for a gain (the pre-activation must carry signal)")
+    return _gain_cached(activation(spec), convention, qf)
+
+
+@functools.lru_cache(maxsize=2048)
+def _gain_cached(act, convention, q):
+    qe = exact_q(q)
+    if convention == "backward":
+        m2 = expect(act.derivative(1).map(lambda e: e ** 2, f"{act.name}'²"), q)
+        return _inv_sqrt(m2, 1, "backward", act)
+    m2 = expect(act.map(lambda e: e ** 2, f"{act.name}²"), q)
+    if convention == "second_moment":
+        return _inv_sqrt(m2, qe, convention, act)
+    m1 = expect(act, q)
+    var = float(m2) - float(m1) ** 2
+    var_err = m2.error + 2 * abs(float(m1)) * m1.error + m1.error ** 2
+    exact = None
+    if m1.exact is not None and m2.exact is not None:
+        exact = sympy.simplify(m2.exact - m1.exact ** 2) if sympy.count_ops(m2.exact) < 80 else \
+            m2.exact - m1.exact ** 2
+        var = float(sympy.N(exact, 30))
+        var_err = abs(var) * 2.0 ** -52
+    v = Value(var, exact=exact, error=var_err, method=m2.method)
+    return _inv_sqrt(v, qe, convention, act)
+
+
+def _inv_sqrt(moment, qe, convention, act):
+    """√(q / m) with the error propagated: |δg| ≤ g·δm/(2m) to first order."""
+    if float(moment) <= max(moment.error, 0.0) or float(moment) <= 0:
+        raise VanishcalcError(f"gain of {act.name} ({convention}) is undefined: the moment it divides "
+                              f"by is {float(moment):.3g} ± {moment.error:.1e}, not positive")
+    if moment.exact is not None:
+        expr = sympy.sqrt(qe / moment.exact)
+        expr = sympy.simplify(expr) if sympy.count_ops(expr) < 60 else expr
+        return Value.from_exact(expr, method=f"{convention}:{moment.method}")
+    g = math.sqrt(float(qe) / float(moment))
+    err = g * moment.error / (2 * float(moment)) * 1.01 + g * 2.0 ** -52
+    return Value(g, error=err, error_kind=moment.error_kind, method=f"{convention}:{moment.method}")
