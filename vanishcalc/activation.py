@@ -192,28 +192,44 @@ def _activation_from_expr(expr, name):
 # ---------------------------------------------------------------- splitting at kinks
 
 
+_BRANCHING = (sympy.Max, sympy.Min, sympy.Abs, sympy.sign, sympy.Heaviside, Piecewise)
+
+
 def _kinks(expr) -> list:
-    """Exact real points where a Piecewise/Max/Min/Abs/sign/Heaviside condition changes."""
-    pw = _to_piecewise(expr)
+    """Exact real points where a Max/Min/Abs/sign/Heaviside/Piecewise branch changes.
+
+    Boundaries may themselves be piecewise (Min(6, Max(0, x + 3))): their own kinks are
+    found first, then each smooth stretch of the boundary is solved on its interval.
+    """
     points = set()
-    for rel in pw.atoms(sympy.Rel):
-        if isinstance(rel, (sympy.Eq, sympy.Ne)):
-            boundary = rel.lhs - rel.rhs
-        else:
-            boundary = rel.lhs - rel.rhs
-        points.update(_real_roots(boundary))
+    for boundary in _boundaries(expr):
+        inner = _kinks(boundary) if boundary.has(*_BRANCHING) else []
+        for lo, hi in _intervals(inner):
+            smooth = _restrict(boundary, _midpoint(lo, hi))
+            for r in _real_roots(smooth):
+                if (lo == -sympy.oo or r >= lo) and (hi == sympy.oo or r <= hi):
+                    points.add(r)
     return sorted(points, key=float)
 
 
-def _to_piecewise(expr):
-    if not expr.has(sympy.Max, sympy.Min, sympy.Abs, sympy.sign, sympy.Heaviside, Piecewise):
-        return expr
-    return sympy.piecewise_fold(expr.rewrite(Piecewise))
+def _boundaries(expr):
+    for sub in sympy.preorder_traversal(expr):
+        if isinstance(sub, (sympy.Max, sympy.Min)):
+            args = sub.args
+            for i in range(len(args)):
+                for j in range(i + 1, len(args)):
+                    yield args[i] - args[j]
+        elif isinstance(sub, (sympy.Abs, sympy.sign, sympy.Heaviside)):
+            yield sub.args[0]
+        elif isinstance(sub, Piecewise):
+            for _, cond in sub.args:
+                for rel in cond.atoms(sympy.Rel):
+                    yield rel.lhs - rel.rhs
 
 
 def _real_roots(boundary):
     """Real zeros of a condition's boundary: exact for polynomials, refused otherwise."""
-    boundary = sympy.simplify(boundary)
+    boundary = sympy.expand(boundary)
     if not boundary.has(X):
         return []
     try:
@@ -243,16 +259,37 @@ def _midpoint(lo, hi):
 
 
 def _restrict(expr, point):
-    """Replace every Piecewise/Max/Min/... inside ``expr`` by the branch active at ``point``."""
-    pw = _to_piecewise(expr)
+    """Replace every Max/Min/Abs/sign/Heaviside/Piecewise in ``expr`` by its branch at ``point``.
 
-    def pick(*args):
-        for branch, cond in args:
+    Works bottom-up on the tree, choosing branches by value at the point, which is much
+    faster than rewriting to Piecewise and folding.
+    """
+    if not expr.has(*_BRANCHING):
+        return expr
+
+    def at(e):
+        return float(e.subs(X, point)) if e.has(X) else float(e)
+
+    def pick(e):
+        if isinstance(e, sympy.Max):
+            return max(e.args, key=at)
+        if isinstance(e, sympy.Min):
+            return min(e.args, key=at)
+        if isinstance(e, sympy.Abs):
+            u = e.args[0]
+            return u if at(u) >= 0 else -u
+        if isinstance(e, sympy.sign):
+            v = at(e.args[0])
+            return sympy.Integer((v > 0) - (v < 0))
+        if isinstance(e, sympy.Heaviside):
+            v = at(e.args[0])
+            return sympy.Integer(1) if v > 0 else sympy.Integer(0) if v < 0 else sympy.Rational(1, 2)
+        for branch, cond in e.args:   # Piecewise
             if cond == sympy.true or bool(cond.subs(X, point)):
                 return branch
-        raise ParseError(f"no branch of {pw} applies at x = {point}")
+        raise ParseError(f"no branch of {e} applies at x = {point}")
 
-    return pw.replace(lambda e: isinstance(e, Piecewise), lambda e: pick(*e.args))
+    return expr.replace(lambda e: isinstance(e, _BRANCHING), pick)
 
 
 def _split(expr, kinks):
@@ -328,6 +365,8 @@ def _values(expr):
 
 
 def _require_positive(base, where, act, strict):
+    if base.is_positive:   # SymPy can tell (1 + exp(x), x**2 + 1): nothing to scan
+        return
     v = _values(base)
     neg = v < 0
     if np.any(neg):
@@ -340,6 +379,8 @@ def _require_positive(base, where, act, strict):
 
 def _require_nonzero(base, where, act):
     """Fail if ``base`` has a real zero: sign changes on the grid, or a touching minimum."""
+    if base.is_positive or base.is_negative:
+        return
     if not base.has(X):
         if base == 0:
             raise SingularityError(f"φ = {act.name} is singular: {where} divides by zero")
