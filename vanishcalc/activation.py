@@ -17,7 +17,7 @@ import sympy
 from sympy import Piecewise
 
 from . import zoo
-from .errors import ComplexValuedError, ParseError, SingularityError
+from .errors import ComplexValuedError, ParseError, SingularityError, VanishcalcError
 from .parse import X, parse
 
 
@@ -186,7 +186,14 @@ def activation(spec) -> Activation:
 
 @functools.lru_cache(maxsize=512)
 def _activation_from_expr(expr, name):
-    return Activation(expr, name)
+    try:
+        return Activation(expr, name)
+    except VanishcalcError:
+        raise
+    except (TypeError, ValueError, ArithmeticError, NotImplementedError, RecursionError) as exc:
+        # SymPy/NumPy failing on a strange expression (a complex value while choosing a
+        # branch, an unsupported function): report it as bad input, naming φ and the cause.
+        raise ParseError(f"cannot analyze φ = {name}: {type(exc).__name__}: {exc}") from exc
 
 
 # ---------------------------------------------------------------- splitting at kinks
@@ -351,12 +358,12 @@ def _check_real_and_finite(act: Activation):
             _require_nonzero(sympy.cos(sub.args[0]), sympy.sstr(sub), act)
     with np.errstate(all="ignore"):
         values = act.numpy(_GRID)
-    # Only near the origin: overflow far out (exp(x**2) at x = 30) is growth, not a
-    # singularity, and is judged by the expectation engine's tail analysis.
-    bad = ~np.isfinite(values) & (np.abs(_GRID) < 5)
+    # NaN (undefined) near the origin is an error here; ±inf is overflow of a finite but
+    # fast-growing φ (exp(exp(exp(x))) at x = 2), judged by the expectation's tail analysis.
+    bad = np.isnan(values) & (np.abs(_GRID) < 5)
     if np.any(bad):
         where = _GRID[bad][0]
-        raise SingularityError(f"φ = {act.name} is not finite near x = {where:.6g}")
+        raise SingularityError(f"φ = {act.name} is undefined (NaN) near x = {where:.6g}")
 
 
 def _values(expr):

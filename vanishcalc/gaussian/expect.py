@@ -23,7 +23,7 @@ import numpy as np
 import sympy
 
 from ..activation import Activation, activation
-from ..errors import NonFiniteError, VanishcalcError, VanishcalcWarning
+from ..errors import NonFiniteError, NotConvergedError, VanishcalcError, VanishcalcWarning
 from ..value import Value
 from . import numeric, symbolic, tails
 
@@ -89,7 +89,13 @@ def expect(f, q=1.0, *, rtol=DEFAULT_RTOL, exact=True, exact_timeout=2.0) -> Val
     """
     qf = _expect_iv(q, rtol, exact_timeout)
     act = activation(f)
-    return _expect_cached(act, qf, rtol, bool(exact), exact_timeout)
+    try:
+        return _expect_cached(act, qf, rtol, bool(exact), exact_timeout)
+    except VanishcalcError:
+        raise
+    except (TypeError, ArithmeticError, NotImplementedError, RecursionError) as exc:
+        raise NotConvergedError(f"E[{act.name}(√q·z)] at q = {qf:g} could not be computed: "
+                                f"{type(exc).__name__}: {exc}") from exc
 
 
 @functools.lru_cache(maxsize=4096)
