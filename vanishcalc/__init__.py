@@ -15,14 +15,16 @@ from .errors import (ComplexValuedError, DivergenceError, NonFiniteError, NotCon
                      ParseError, SimulationOverflowError, SingularityError, VanishcalcError,
                      VanishcalcWarning)
 from .value import Value
+# These two share their names with their modules: bind the functions now, or the first
+# `import vanishcalc.activation` elsewhere would leave the *module* at vanishcalc.activation.
+# Both need only SymPy and NumPy, which value.py already imports.
+from .activation import Activation, activation
+from .parse import parse
 
 __version__ = "0.1.0"
 
 # public name -> module that defines it (one obvious place for each idea)
 _LAZY = {
-    "activation": "vanishcalc.activation",
-    "Activation": "vanishcalc.activation",
-    "parse": "vanishcalc.parse",
     "expect": "vanishcalc.gaussian.expect",
     "expect2": "vanishcalc.gaussian.bivariate",
     "gain": "vanishcalc.solve.gain",
@@ -41,7 +43,7 @@ _LAZY = {
     "BNAffine": "vanishcalc.solve.bn_affine",
 }
 
-__all__ = sorted([*_LAZY, "Value", "VanishcalcError", "ParseError", "DivergenceError",
+__all__ = sorted([*_LAZY, "activation", "Activation", "parse", "Value", "VanishcalcError", "ParseError", "DivergenceError",
                   "ComplexValuedError", "SingularityError", "NonFiniteError", "NotConvergedError",
                   "SimulationOverflowError", "VanishcalcWarning"])
 

@@ -190,7 +190,8 @@ def _activation_from_expr(expr, name):
         return Activation(expr, name)
     except VanishcalcError:
         raise
-    except (TypeError, ValueError, ArithmeticError, NotImplementedError, RecursionError) as exc:
+    except (TypeError, ValueError, KeyError, ArithmeticError, NotImplementedError,
+            RecursionError) as exc:
         # SymPy/NumPy failing on a strange expression (a complex value while choosing a
         # branch, an unsupported function): report it as bad input, naming φ and the cause.
         raise ParseError(f"cannot analyze φ = {name}: {type(exc).__name__}: {exc}") from exc
@@ -303,6 +304,9 @@ def _split(expr, kinks):
     pieces = []
     for lo, hi in _intervals(kinks):
         smooth = _restrict(expr, _midpoint(lo, hi))
+        if smooth.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+            raise SingularityError(f"φ = {sympy.sstr(expr)} is infinite or undefined for x in "
+                                   f"({lo}, {hi}): there it is {sympy.sstr(smooth)}")
         pieces.append(Piece(float(lo), float(hi), lo, hi, smooth))
     return pieces
 

@@ -43,7 +43,6 @@ def allowed_names() -> list[str]:
     return sorted({"x", *FUNCTIONS, *VARIADIC, *CONSTANTS, *zoo.ZOO, *zoo.ALIASES})
 
 
-@functools.lru_cache(maxsize=1024)
 def parse(text: str) -> sympy.Expr:
     """Parse ``text`` into a SymPy expression in the real symbol ``x``.
 
@@ -65,6 +64,11 @@ def parse(text: str) -> sympy.Expr:
     """
     if not isinstance(text, str):
         raise ParseError(f"expected an expression string, got {type(text).__name__}")
+    return _parse_cached(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_cached(text: str) -> sympy.Expr:
     if len(text) > MAX_LENGTH:
         raise ParseError(f"expression is {len(text)} characters long; the limit is {MAX_LENGTH}")
     stripped = text.strip()
@@ -104,6 +108,14 @@ class _Builder:
         return seg if seg is not None else ast.dump(node)
 
     def build(self, node, depth):
+        expr = self._build(node, depth)
+        if expr.is_number and expr.has(sympy.I):
+            # A complex intermediate ((-1)**0.5) is rejected where it appears, even if a
+            # later square would make it real again: the grammar is real arithmetic.
+            raise ParseError(f"{self._piece(node)!r} is complex ({expr}); only real values are allowed")
+        return expr
+
+    def _build(self, node, depth):
         if depth > MAX_DEPTH:
             raise ParseError(f"expression is nested deeper than {MAX_DEPTH} levels")
         d = depth + 1
@@ -153,6 +165,8 @@ class _Builder:
         entry = zoo.lookup(name)
         if entry is not None:
             return entry.expr()
+        if name in FUNCTIONS or name in VARIADIC:
+            raise ParseError(f"{name!r} is a function: call it, e.g. {name}(x)")
         raise ParseError(f"unknown name {name!r}; allowed names: {', '.join(allowed_names())}")
 
     def _binop(self, node, d):
@@ -175,7 +189,7 @@ class _Builder:
             if right.is_number and abs(right) > MAX_INT_EXPONENT:
                 raise ParseError(f"exponent {right} in {self._piece(node)!r} exceeds {MAX_INT_EXPONENT} in magnitude")
             if left.is_number and right.is_number and left != 0 and \
-                    abs(right) * abs(math.log10(abs(float(left)))) > 300:
+                    abs(right) * abs(math.log10(float(abs(left)))) > 300:
                 raise ParseError(f"{self._piece(node)!r} is larger than 1e300 in magnitude")
             if left == 0 and right.is_number and right <= 0:
                 raise ParseError(f"0 raised to a non-positive power in {self._piece(node)!r}")
@@ -221,3 +235,7 @@ class _Builder:
             raise ParseError(f"{entry.name} needs α > 0, got {params[0]}")
         expr = entry.expr(*params)
         return expr if inner is X else expr.subs(X, inner)
+
+
+parse.cache_clear = _parse_cached.cache_clear   # keep lru_cache's interface on the public name
+parse.cache_info = _parse_cached.cache_info

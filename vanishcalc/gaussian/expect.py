@@ -93,6 +93,8 @@ def expect(f, q=1.0, *, rtol=DEFAULT_RTOL, exact=True, exact_timeout=2.0) -> Val
         return _expect_cached(act, qf, rtol, bool(exact), exact_timeout)
     except VanishcalcError:
         raise
+    except OverflowError as exc:
+        raise NonFiniteError(f"E[{act.name}(√q·z)] at q = {qf:g} overflows a double: {exc}") from exc
     except (TypeError, ArithmeticError, NotImplementedError, RecursionError) as exc:
         raise NotConvergedError(f"E[{act.name}(√q·z)] at q = {qf:g} could not be computed: "
                                 f"{type(exc).__name__}: {exc}") from exc

@@ -69,6 +69,11 @@ def gain(spec, convention="second_moment", q=1.0) -> Value:
 def _gain_cached(act, convention, q):
     qe = exact_q(q)
     if convention == "backward":
+        if act.derivative(1).deltas:
+            raise VanishcalcError(
+                f"backward gain of {act.name} is undefined: φ jumps at x = "
+                f"{', '.join(sympy.sstr(k) for k, _ in act.derivative(1).deltas)}, so φ' has a "
+                "Dirac mass there and E[φ'(√q z)²] is infinite")
         m2 = expect(act.derivative(1).map(lambda e: e ** 2, f"{act.name}'²"), q)
         return _inv_sqrt(m2, 1, "backward", act)
     m2 = expect(act.map(lambda e: e ** 2, f"{act.name}²"), q)

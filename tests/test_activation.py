@@ -1,0 +1,130 @@
+"""``activation(spec)``: kinks, pieces, derivatives and numeric callables.
+
+References: the hand-written zoo in ``reference.mp_gauss.ZOO`` (kinks listed there by hand),
+mpmath evaluation, and ``sympy.diff`` of the hand-written expressions.
+"""
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+import sympy
+
+from reference.mp_gauss import ALIASES, ZOO, X, lambdify_mp
+from vanishcalc import ComplexValuedError, ParseError, SingularityError
+from vanishcalc.activation import Activation, activation
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_activation_kinks_vs_hand_written(name):
+    _, kinks = ZOO[name]
+    act = activation(name)
+    assert act.kinks == tuple(float(k) for k in kinks)
+    assert len(act.pieces) == len(kinks) + 1
+    assert act.name == name
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_activation_pieces_vs_mpmath(name, rng):
+    """Each piece's smooth formula equals the reference inside its interval."""
+    ref = lambdify_mp(ZOO[name][0])
+    act = activation(name)
+    for p in act.pieces:
+        lo = max(p.lo, -20.0)
+        hi = min(p.hi, 20.0)
+        piece = lambdify_mp(p.expr, X)
+        for t in rng.uniform(lo, hi, size=5):
+            with mpmath.workdps(30):
+                a, b = piece(mpmath.mpf(t)), ref(mpmath.mpf(t))
+                assert abs(a - b) <= 1e-25 * max(1, abs(b)), (name, p, t)
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_activation_numpy_vs_mpmath(name, rng):
+    ref = lambdify_mp(ZOO[name][0])
+    z = np.concatenate([rng.normal(size=40) * 3, [-6.0, -3.0, -1.0, 0.0, 1.0, 3.0, 6.0]])
+    ours = np.asarray(activation(name).numpy(z), dtype=float)
+    want = np.array([float(ref(mpmath.mpf(t))) for t in z])
+    np.testing.assert_allclose(ours, want, rtol=4e-15, atol=4e-16)
+
+
+@pytest.mark.parametrize("name", ["relu", "elu", "hardtanh", "relu6", "hardswish", "softsign",
+                                  "gelu", "tanh", "selu"])
+def test_activation_derivative_vs_sympy_diff(name, rng):
+    ref_expr, kinks = ZOO[name]
+    ref = lambdify_mp(sympy.diff(ref_expr, X))
+    d = activation(name).derivative(1)
+    assert d.kinks == tuple(float(k) for k in kinks)
+    assert d.deltas == ()    # these φ are continuous: no Dirac mass in φ'
+    z = rng.normal(size=30) * 4
+    z = z[np.min(np.abs(z[:, None] - np.array([*kinks, 1e9], dtype=float)), axis=1) > 1e-6]
+    ours = np.asarray(d.numpy(z), dtype=float)
+    want = np.array([float(ref(mpmath.mpf(t))) for t in z])
+    np.testing.assert_allclose(ours, want, rtol=1e-14, atol=1e-15)
+
+
+def test_activation_derivative_of_jump_has_dirac_mass():
+    # d/dx Heaviside(x - 1/2)·3 = 3 δ(x − 1/2); d/dx sign(x) = 2 δ(x).
+    d = activation("3*Heaviside(x - 0.5)").derivative(1)
+    assert [(float(k), w) for k, w in d.deltas] == [(0.5, 3)]
+    d = activation("sign(x)").derivative(1)
+    assert [(float(k), w) for k, w in d.deltas] == [(0.0, 2)]
+
+
+def test_activation_second_derivative_of_relu_is_a_dirac_mass():
+    d2 = activation("relu").derivative(2)
+    assert [(float(k), w) for k, w in d2.deltas] == [(0.0, 1)]
+    assert all(p.expr == 0 for p in d2.pieces)
+
+
+def test_activation_map_keeps_kinks():
+    sq = activation("hardtanh").map(lambda e: e ** 2, "hardtanh²")
+    assert sq.kinks == (-1.0, 1.0)
+    assert [p.expr for p in sq.pieces] == [1, X ** 2, 1]
+
+
+@pytest.mark.parametrize("text, kinks", [
+    ("hardtanh(2*x + 0.5)", (-0.75, 0.25)),
+    ("Abs(x - 1) + Max(x, 2)", (1.0, 2.0)),
+    ("Max(x**2 - 2, 0)", (-math.sqrt(2), math.sqrt(2))),
+    ("Heaviside(x + 3)*x", (-3.0,)),
+    ("sign(x)*x**2", (0.0,)),
+    ("tanh(x)", ()),
+])
+def test_activation_kinks_of_user_expressions_vs_hand_computed(text, kinks):
+    act = activation(text)
+    assert act.kinks == pytest.approx(kinks, abs=1e-15)
+    assert act.is_smooth == (not kinks)
+
+
+def test_activation_sympy_expression_in_any_symbol():
+    t = sympy.Symbol("t")
+    act = activation(sympy.tanh(2 * t))
+    assert act.expr.free_symbols == {X}
+    assert float(act.numpy(np.array([0.5]))[0]) == pytest.approx(math.tanh(1.0), rel=1e-15)
+
+
+def test_activation_is_cached_and_hashable():
+    assert activation("relu") is activation(" relu ") or activation("relu") == activation(" relu ")
+    assert activation("tanh") == activation("tanh(x)")
+    assert len({activation("tanh"), activation("tanh(x)")}) == 1
+    assert isinstance(activation(activation("relu")), Activation)
+
+
+@pytest.mark.parametrize("spec, error", [
+    (sympy.Symbol("a") * sympy.Symbol("b"), ParseError),
+    (3.5, ParseError),
+    (sympy.sqrt(X), ComplexValuedError),
+    (sympy.I * X, ComplexValuedError),
+    ("log(x)", ComplexValuedError),
+    ("1/x", SingularityError),
+    ("1/(x**2 - 1)", SingularityError),
+    ("1/sin(x)", SingularityError),
+])
+def test_activation_rejects_bad_spec(spec, error):
+    with pytest.raises(error) as info:
+        activation(spec)
+    assert isinstance(info.value, ValueError)
+    assert str(info.value)
