@@ -1,0 +1,167 @@
+"""MeanField and the layers against closed forms (arc-cosine kernel) and mpmath recomputations."""
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+import sympy
+
+from reference import mp_bivariate as mpb
+from vanishcalc.errors import VanishcalcError
+from vanishcalc.maps import Activation, Dense, MomentState, repeat, serial
+from vanishcalc.maps.layer import Layer
+from vanishcalc.maps.meanfield import MeanField
+
+
+def _relu_c_next(c, sw2, sb2, q):
+    """Cho & Saul 2009 arc-cosine kernel: the relu c-map at q."""
+    k = q / (2 * math.pi) * (math.sqrt(1 - c * c) + (math.pi - math.acos(c)) * c)
+    return (sw2 * k + sb2) / (sw2 * q / 2 + sb2)
+
+
+def test_qmap_relu_closed_form():
+    mf = MeanField("relu", 1.3, 0.2)
+    for q in (0.1, 1.0, 7.5):
+        assert float(mf.q_map(q)) == pytest.approx(1.3 ** 2 * q / 2 + 0.04, rel=1e-15)
+
+
+def test_qmap_expr_relu_and_gaussian_closed_forms():
+    sw, sb, q = sympy.Symbol("sigma_w", positive=True), sympy.Symbol("sigma_b", nonnegative=True), \
+        sympy.Symbol("q", positive=True)
+    relu = MeanField("relu", 1.0).q_map_expr(symbolic=True)
+    assert sympy.simplify(relu - (sw ** 2 * q / 2 + sb ** 2)) == 0
+    gauss = MeanField("exp(-x**2)", 1.0).q_map_expr(symbolic=True)
+    assert sympy.simplify(gauss - (sw ** 2 / sympy.sqrt(4 * q + 1) + sb ** 2)) == 0
+    assert MeanField("tanh", 1.0).q_map_expr() is None
+
+
+def test_cmap_relu_arccos_kernel():
+    mf = MeanField("relu", 1.2, 0.3)
+    q = 0.7
+    for c in (-0.5, 0.1, 0.95):
+        assert float(mf.c_map(c, q=q)) == pytest.approx(_relu_c_next(c, 1.44, 0.09, q), rel=1e-14)
+
+
+def test_qstar_tanh_vs_mpmath_findroot():
+    sw, sb = 1.5, 0.2
+    mf = MeanField("tanh", sw, sb)
+    with mpmath.workdps(25):
+        q_ref = mpmath.findroot(lambda q: sw ** 2 * mpb.expect1(lambda x: mpmath.tanh(x) ** 2, q, dps=25)
+                                + sb ** 2 - q, 0.8)
+        chi_ref = sw ** 2 * mpb.expect1(lambda x: mpmath.sech(x) ** 4, q_ref, dps=25)
+    assert float(mf.q_star()) == pytest.approx(float(q_ref), rel=1e-13)
+    assert float(mf.chi1()) == pytest.approx(float(chi_ref), rel=1e-13)
+
+
+def test_chi1_relu_exact_and_phase():
+    assert float(MeanField("relu", math.sqrt(2)).chi1()) == pytest.approx(1.0, rel=1e-15)
+    assert MeanField("relu", math.sqrt(2)).phase() == "critical"
+    assert MeanField("tanh", 1.0, 0.5).phase() == "ordered"
+    assert MeanField("tanh", 3.0, 0.1).phase() == "chaotic"
+
+
+def test_xi_q_relu_closed_form():
+    # q-map slope of relu is σw²/2; ξq = −1/log(σw²/2)
+    mf = MeanField("relu", 1.2, 0.3)
+    assert float(mf.xi_q()) == pytest.approx(-1 / math.log(1.44 / 2), rel=1e-12)
+
+
+def test_xi_q_slope_identity_vs_mpmath():
+    """∂q'/∂q = χ1 + σw² E[φ''φ] (Schoenholz eq. 6) recomputed with φ'' explicitly."""
+    sw, sb = 1.8, 0.1
+    mf = MeanField("tanh", sw, sb)
+    q = float(mf.q_star())
+    with mpmath.workdps(25):
+        slope = sw ** 2 * (mpb.expect1(lambda x: mpmath.sech(x) ** 4, q)
+                           + mpb.expect1(lambda x: -2 * mpmath.tanh(x) ** 2 * mpmath.sech(x) ** 2, q))
+    assert float(mf.q_slope()) == pytest.approx(float(slope), rel=1e-11)
+    assert float(mf.xi_q()) == pytest.approx(-1 / math.log(float(slope)), rel=1e-10)
+
+
+def test_xi_c_diverges_as_chi1_to_one():
+    """Approaching the critical σw(σb = 0.3) ≈ 1.395584 from the ordered side, ξc → ∞."""
+    xis = [float(MeanField("tanh", sw, 0.3).xi_c()) for sw in (1.2, 1.35, 1.39, 1.395)]
+    assert all(a < b for a, b in zip(xis, xis[1:]))
+    assert xis[-1] > 1000
+    assert math.isinf(float(MeanField("relu", math.sqrt(2)).xi_c()))
+
+
+def test_chi_c_chaotic_vs_mehler_mpmath():
+    sw, sb = 2.5, 0.3
+    mf = MeanField("tanh", sw, sb)
+    q, c = float(mf.q_star()), float(mf.c_star())
+    # χc = σw² E[φ'(u1)φ'(u2)] by Mehler's series of sech² at 30 digits
+    ref = sw ** 2 * mpb.expect2_mehler(lambda x: mpmath.sech(x) ** 2, lambda x: mpmath.sech(x) ** 2,
+                                       q, q, c, n_max=40)
+    assert float(mf.chi_c()) == pytest.approx(float(ref), rel=1e-12)
+    # and c* is a fixed point of the (independently summed) c-map
+    cmap = (sw ** 2 * mpb.expect2_mehler(mpmath.tanh, mpmath.tanh, q, q, c, n_max=40) + sb ** 2) / q
+    assert float(cmap) == pytest.approx(c, abs=1e-13)
+
+
+def test_propagate_relu_closed_form_trajectory():
+    sw2, sb2, q0, c0, L = 1.7, 0.05, 1.3, 0.2, 6
+    p = MeanField("relu", math.sqrt(sw2), math.sqrt(sb2)).propagate(L, q0=q0, c0=c0)
+    q, c = [q0], [c0]
+    for _ in range(L):
+        c.append(_relu_c_next(c[-1], sw2, sb2, q[-1]))
+        q.append(sw2 * q[-1] / 2 + sb2)
+    assert p.q.shape == p.c.shape == p.grad.shape == (L + 1,)
+    np.testing.assert_allclose(p.q, q, rtol=1e-14)
+    np.testing.assert_allclose(p.c, c, rtol=1e-13)
+    np.testing.assert_allclose(p.grad, (sw2 / 2) ** np.arange(L, -1, -1), rtol=1e-14)
+
+
+def test_propagate_tanh_grad_along_trajectory_vs_mpmath():
+    sw, sb, L = 1.6, 0.1, 4
+    p = MeanField("tanh", sw, sb).propagate(L, q0=2.0)
+    chis = [float(sw ** 2 * mpb.expect1(lambda x: mpmath.sech(x) ** 4, qk, dps=20)) for qk in p.q[:-1]]
+    np.testing.assert_allclose(p.grad, np.append(np.cumprod(chis[::-1])[::-1], 1.0), rtol=1e-12)
+    assert p.grad[-1] == 1.0
+
+
+def test_layers_compose_serial_repeat_equals_propagate():
+    block = serial(Activation("tanh"), Dense(1.5, 0.1))
+    out = repeat(block, 3).moment_map(MomentState(1.0, 1.0, 0.5))
+    p = MeanField("tanh", 1.5, 0.1).propagate(3)
+    assert out.q1 == pytest.approx(p.q[3], rel=1e-15) and out.c == pytest.approx(p.c[3], rel=1e-15)
+    assert "Activation('tanh')" in repr(block) and "Dense(sigma_w=1.5" in repr(block)
+    mf = MeanField([Activation("tanh"), Dense(1.5, 0.1)])
+    assert float(mf.q_star()) == pytest.approx(float(MeanField("tanh", 1.5, 0.1).q_star()), rel=1e-15)
+
+
+def test_activation_layer_requires_gaussian_input():
+    with pytest.raises(VanishcalcError, match="random affine"):
+        serial(Activation("tanh"), Activation("tanh")).moment_map(MomentState.single(1.0))
+
+
+def test_activation_c_slope_identity_vs_finite_difference():
+    layer = Activation("gelu")
+    s = MomentState(0.9, 1.4, 0.3)
+    assert layer.c_slope(s) == pytest.approx(Layer.c_slope(layer, s), rel=1e-7)
+    assert layer.q_slope(MomentState.single(0.9)) == pytest.approx(
+        Layer.q_slope(layer, MomentState.single(0.9)), rel=1e-7)
+
+
+def test_qstar_divergence_and_collapse_flagged():
+    with pytest.raises(ValueError, match="without bound"):
+        MeanField("relu", 1.6, 0.1).q_star()
+    q = MeanField("tanh", 0.8, 0.0).q_star()
+    assert float(q) == 0.0 and "collapsed" in q.method
+
+
+@pytest.mark.parametrize("call", [
+    lambda: MeanField("tanh", 0.0),
+    lambda: MeanField("tanh", -1.0),
+    lambda: MeanField("tanh", float("nan")),
+    lambda: MeanField("tanh", 1.0, float("inf")),
+    lambda: MeanField("tanh", 1.0).propagate(-1),
+    lambda: MeanField("tanh", 1.0).propagate(3, c0=1.5),
+    lambda: MeanField("tanh", 1.0).c_map(-1.2),
+    lambda: MeanField("tanh", 1.0).q_star(q0=float("nan")),
+])
+def test_meanfield_bad_input_raises_valueerror(call):
+    with pytest.raises(ValueError):
+        call()

@@ -1,0 +1,183 @@
+"""``Nonlinearity(φ)`` (exported as ``vanishcalc.maps.Activation``): the elementwise layer x = φ(h).
+
+.. math::
+
+    q' = E[\\varphi(u)^2],\\quad u \\sim N(m, q - m^2);\\qquad
+    \\mathrm{cov}' = E[\\varphi(u_1)\\varphi(u_2)]
+
+(Poole et al. 2016, eqs. 3 and 5, the nonlinear half.)  Requires a Gaussian input
+(``state.is_gaussian``): put a Dense (or a normalization of a Gaussian) before it.
+
+Backward, δh = φ'(h)⊙δx multiplies the expected squared gradient norm by E[φ'(u)²]
+(Schoenholz et al. 2017, eq. 13 under gradient independence).
+
+Exact identities used instead of finite differences (notes/mean-field.md):
+
+* ∂cov'/∂cov = E[φ'(u1)φ'(u2)] (Price's theorem), so ∂c'/∂c = √(q1q2)·E[φ'φ']/√(q1'q2');
+* ∂/∂q E[g(√q z)] = E[(z² − 1)·g(√q z)]/(2q) (differentiate the Gaussian density), which
+  needs no φ'' and so no Dirac masses at kinks.
+
+Expectations come from the closed kernels of :mod:`vanishcalc.gaussian.bivariate` when one
+is known (relu family, erf, exp(−x²)), else from cached Gauss–Kronrod quadrature.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import sympy
+
+from ..activation import Activation as _Act
+from ..activation import activation
+from ..errors import VanishcalcError
+from ..gaussian import bivariate as _bv
+from ..gaussian.numeric import adaptive_gk, panel_edges, std_normal_pdf
+from ..parse import X
+from .layer import Layer
+from .state import MomentState
+
+
+# ---------------------------------------------------------------- cached Gaussian means
+
+
+@functools.lru_cache(maxsize=16384)
+def second_moment(act: _Act, v: float) -> float:
+    """E[φ(√v z)²] (v ≥ 0)."""
+    if v == 0.0:
+        return float(act.numpy(np.zeros(1))[0]) ** 2
+    fn = _bv.kernel_function(act, act)
+    if fn is not None:
+        return fn(v, v, 1.0)
+    return float(_bv.expect1_product(act, act, v, v)[0])
+
+
+@functools.lru_cache(maxsize=16384)
+def first_moment(act: _Act, v: float) -> float:
+    """E[φ(√v z)]."""
+    if v == 0.0:
+        return float(act.numpy(np.zeros(1))[0])
+    return float(_bv.expect1_product(act, None, v, v)[0])
+
+
+@functools.lru_cache(maxsize=16384)
+def cross_moment(act: _Act, v1: float, v2: float, c: float) -> float:
+    """E[φ(u1)φ(u2)], u centered with variances v1, v2 and correlation c."""
+    if v1 == 0.0 or v2 == 0.0:
+        a = first_moment(act, v1) if v1 else float(act.numpy(np.zeros(1))[0])
+        b = first_moment(act, v2) if v2 else float(act.numpy(np.zeros(1))[0])
+        return a * b
+    if c == 1.0 and v1 == v2:
+        return second_moment(act, v1)
+    return float(_bv.expect2_float(act, act, v1, v2, c)[0])
+
+
+@functools.lru_cache(maxsize=16384)
+def second_moment_slope(act: _Act, v: float) -> float:
+    """d/dv E[φ(√v z)²] = E[(z² − 1)·φ(√v z)²]/(2v)."""
+    if v == 0.0:
+        raise VanishcalcError("the q-map slope at q = 0 needs φ'(0); use chi1 instead")
+    sym = _slope_function(act)
+    if sym is not None:
+        return sym(v)
+    s = math.sqrt(v)
+    f = act.numpy
+    zmax = _bv._z_max(act, v)
+
+    def integrand(z):
+        return (z * z - 1.0) * f(s * z) ** 2 * std_normal_pdf(z)
+    val, _, _ = adaptive_gk(integrand, panel_edges(zmax, [k / s for k in act.kinks]),
+                            rtol=1e-13, atol=1e-300)
+    return val / (2 * v)
+
+
+@functools.lru_cache(maxsize=512)
+def _slope_function(act: _Act):
+    q = sympy.Symbol("q", positive=True)
+    expr = _bv.kernel(act, act, q, q, sympy.Integer(1))
+    if expr is None:
+        return None
+    return sympy.lambdify(q, sympy.diff(expr, q), modules="math")
+
+
+@functools.lru_cache(maxsize=512)
+def derivative_of(act: _Act) -> _Act:
+    d = act.derivative(1)
+    if d.deltas:
+        raise VanishcalcError(f"φ = {act.name} jumps at x = {[float(k) for k, _ in d.deltas]}: "
+                              "E[φ'(u)²] is infinite, so gradients are not defined; use a "
+                              "continuous φ")
+    return d
+
+
+@functools.lru_cache(maxsize=512)
+def shifted(act: _Act, m: float) -> _Act:
+    """x ↦ φ(x + m) as an Activation (for a non-centered Gaussian input)."""
+    if m == 0.0:
+        return act
+    return activation(act.expr.subs(X, X + sympy.nsimplify(m, rational=True)))
+
+
+# ---------------------------------------------------------------- the layer
+
+
+class Nonlinearity(Layer):
+    """The elementwise nonlinearity layer x = φ(h); ``vanishcalc.maps.Activation``."""
+
+    def __init__(self, spec):
+        self.act = activation(spec)
+
+    def _centered(self, state: MomentState):
+        if not state.is_gaussian:
+            raise VanishcalcError(
+                f"{self!r} needs Gaussian pre-activations, but its input is the output of a "
+                "nonlinearity; a random affine transform (Dense) is required before it")
+        m = state.mean or 0.0
+        v1, v2 = state.q1 - m * m, state.q2 - m * m
+        if v1 < -1e-12 * state.q1 or v2 < -1e-12 * state.q2:
+            raise VanishcalcError(f"{self!r}: input second moment below mean² ({state})")
+        v1, v2 = max(v1, 0.0), max(v2, 0.0)
+        cov = state.cov - m * m
+        cc = cov / math.sqrt(v1 * v2) if v1 > 0 and v2 > 0 else 1.0
+        return shifted(self.act, float(m)), v1, v2, max(-1.0, min(1.0, cc))
+
+    def moment_map(self, state: MomentState) -> MomentState:
+        act, v1, v2, cc = self._centered(state)
+        e1 = second_moment(act, v1)
+        e2 = e1 if v2 == v1 else second_moment(act, v2)
+        e12 = e1 if (cc == 1.0 and v1 == v2) else cross_moment(act, v1, v2, cc)
+        c = e12 / math.sqrt(e1 * e2) if e1 > 0 and e2 > 0 else 1.0
+        return state.replace(q1=e1, q2=e2, c=max(-1.0, min(1.0, c)), mean=None, is_gaussian=False)
+
+    def grad_factor(self, state: MomentState) -> float:
+        act, v1, _, _ = self._centered(state)
+        return second_moment(derivative_of(act), v1)
+
+    def q_slope(self, state: MomentState) -> float:
+        act, v1, _, _ = self._centered(state)
+        if v1 == 0.0:
+            return second_moment(derivative_of(act), 0.0)   # φ'(0)²  (+ φφ''(0) = 0 when φ(0) = 0)
+        return second_moment_slope(act, v1)
+
+    def c_slope(self, state: MomentState) -> float:
+        act, v1, v2, cc = self._centered(state)
+        d = derivative_of(act)
+        e1 = second_moment(act, v1)
+        e2 = e1 if v2 == v1 else second_moment(act, v2)
+        if e1 <= 0 or e2 <= 0:
+            return 0.0
+        dd = cross_moment(d, v1, v2, cc)
+        return math.sqrt(v1 * v2) * dd / math.sqrt(e1 * e2)
+
+    def moments_expr(self, q, cov, symbolic=False):
+        c = cov / q
+        k = _bv.kernel(self.act, self.act, q, q, c)
+        if k is None:
+            return None
+        return _bv.kernel(self.act, self.act, q, q, sympy.Integer(1)), k
+
+    def __repr__(self):
+        return f"Activation({self.act.name!r})"
+
+
+Activation = Nonlinearity

@@ -1,0 +1,342 @@
+"""``MeanField``: fixed points, slopes, depth scales and trajectories of a deep random network.
+
+The plain network h_{l+1} = W_l φ(h_l) + b_l is ``repeat(serial(Activation(φ), Dense(σw, σb)), L)``
+with h_0 the input pre-activation; ``MeanField(φ, σw, σb)`` builds its block.  A block of
+other layers (e.g. ``[Dense(σw, σb), BatchNorm(γ, β), Activation("tanh")]``) is accepted too:
+every quantity below is computed from the block's ``moment_map``, ``grad_factor``,
+``q_slope`` and ``c_slope``, so new layers plug in without new code here.
+
+Formulas (notation of shared/README.md; derivations in notes/mean-field.md):
+
+* q-map q' = σw² E[φ(√q z)²] + σb² (Poole et al. 2016, eq. 3), fixed point q*;
+* c-map c' = (σw² E[φ(u1)φ(u2)] + σb²)/q* at q* (Poole et al. 2016, eq. 5), fixed point c*;
+* χ1 = σw² E[φ'(√q* z)²] (Poole et al. 2016, eq. 8; Schoenholz et al. 2017, eq. 5);
+* χc = σw² E[φ'(u1)φ'(u2)] at c* (Schoenholz et al. 2017, eq. 9), ξc = −1/log χc;
+* ξq = −1/log|∂q'/∂q| at q*, ∂q'/∂q = χ1 + σw² E[φ''φ] = σw²·E[(z² − 1)φ(√q* z)²]/(2q*)
+  (Schoenholz et al. 2017, eq. 6; the right-hand form has no Dirac masses at kinks);
+* E‖∂L/∂h_l‖² / E‖∂L/∂h_L‖² = Π_{k=l}^{L−1} σw² E[φ'(√q_k z)²] along the actual q_k
+  (Schoenholz et al. 2017, §4, eq. 13 without assuming q_k = q*).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import brentq
+
+from ..errors import DivergenceError, NotConvergedError, VanishcalcError
+from ..value import Value
+from .activation import Nonlinearity
+from .combinators import Serial, serial
+from .dense import Dense
+from .layer import Layer
+from .state import MomentState
+
+Q_MAX = 1e12      # a second moment above Q_MAX·max(1, q0) is reported as divergence
+Q_MIN = 1e-14     # relative to q0: below it q has collapsed to the fixed point 0
+CRITICAL_TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class Propagation:
+    """Per-layer mean-field trajectory (index 0 = input pre-activation, index l after l blocks).
+
+    ``q``, ``c``: second moment and correlation; ``grad``: expected squared gradient norm
+    at layer l relative to the last layer (``grad[-1] == 1``); ``chi``: the per-block
+    backward factors (length depth)."""
+
+    q: np.ndarray
+    c: np.ndarray
+    grad: np.ndarray
+    chi: np.ndarray
+
+
+def _finite_iv(v, name, where, *, positive=False, nonneg=False, lo=None, hi=None):
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise VanishcalcError(f"{where}: {name} = {v!r} is not a number")
+    if not math.isfinite(f):
+        raise VanishcalcError(f"{where}: {name} = {v!r} must be finite")
+    if positive and f <= 0:
+        raise VanishcalcError(f"{where}: {name} = {v!r} must be > 0")
+    if nonneg and f < 0:
+        raise VanishcalcError(f"{where}: {name} = {v!r} must be ≥ 0")
+    if lo is not None and not lo <= f <= hi:
+        raise VanishcalcError(f"{where}: {name} = {v!r} must lie in [{lo}, {hi}] "
+                              "(a correlation coefficient)")
+    return f
+
+
+def _meanfield_iv(spec, sigma_w, sigma_b):
+    if isinstance(spec, Layer) or isinstance(spec, (list, tuple)):
+        if sigma_w is not None:
+            raise VanishcalcError("MeanField: pass sigma_w/sigma_b inside the layers (Dense(σw, σb)) "
+                                  "when spec is a block of layers, not as arguments")
+        block = spec if isinstance(spec, Layer) else serial(*spec)
+        return block, None, None
+    if sigma_w is None:
+        raise VanishcalcError("MeanField: sigma_w is required for a nonlinearity spec, e.g. "
+                              "MeanField('tanh', sigma_w=1.5, sigma_b=0.1)")
+    dense = Dense(sigma_w, sigma_b)      # validates σw > 0, σb ≥ 0, finite
+    return serial(Nonlinearity(spec), dense), dense.sigma_w, dense.sigma_b
+
+
+class MeanField:
+    """Mean-field theory of a deep random network with nonlinearity φ (or a block of layers).
+
+    Parameters
+    ----------
+    spec : str, sympy.Expr, Activation, Layer or list of layers
+        φ (zoo name or expression in x), or the repeated block itself.
+    sigma_w : float
+        Weight scale σw: W_ij ~ N(0, σw²/fan_in).  Required for a φ spec.
+    sigma_b : float
+        Bias scale σb: b_i ~ N(0, σb²).
+
+    Raises
+    ------
+    VanishcalcError (ValueError)
+        σw ≤ 0, σb < 0, non-finite values, or a block that is not made of layers.
+
+    Notes
+    -----
+    See notes/mean-field.md.
+
+    References
+    ----------
+    Poole et al. 2016, arXiv:1606.05340, eqs. 3, 5, 8.
+    Schoenholz et al. 2017, arXiv:1611.01232, eqs. 4–9, 13.
+
+    Examples
+    --------
+    >>> mf = MeanField("relu", sigma_w=2 ** 0.5)
+    >>> float(mf.chi1())
+    1.0000000000000002
+    >>> mf.q_map_expr()
+    q
+    """
+
+    def __init__(self, spec, sigma_w=None, sigma_b=0.0):
+        self.block, self.sigma_w, self.sigma_b = _meanfield_iv(spec, sigma_w, sigma_b)
+        self.phi = next((l.act for l in self.block.layers if isinstance(l, Nonlinearity)), None)
+        self._q_star = {}
+        self._c_star = {}
+
+    def __repr__(self):
+        if self.sigma_w is not None:
+            return (f"MeanField({self.phi.name!r}, sigma_w={self.sigma_w:g}, "
+                    f"sigma_b={self.sigma_b:g})")
+        return f"MeanField({self.block!r})"
+
+    # ---------------------------------------------------------------- maps
+
+    def _Q(self, q: float) -> float:
+        out = self.block.moment_map(MomentState.single(q)).q1
+        if not math.isfinite(out):
+            raise DivergenceError(f"{self!r}: the q-map overflowed at q = {q:g}; lower sigma_w")
+        return out
+
+    def q_map(self, q) -> Value:
+        """q_{l+1} = σw² E[φ(√q_l z)²] + σb² (Poole et al. 2016, eq. 3)."""
+        q = _finite_iv(q, "q", "MeanField.q_map", nonneg=True)
+        return Value(self._Q(q), error=4e-16 * max(abs(self._Q(q)), 1e-300), error_kind="estimate",
+                     method="meanfield:q-map")
+
+    def c_map(self, c, q=None) -> Value:
+        """c_{l+1} for two inputs with second moment q (default q*) and correlation c."""
+        c = _finite_iv(c, "c", "MeanField.c_map", lo=-1.0, hi=1.0)
+        q = float(self.q_star()) if q is None else _finite_iv(q, "q", "MeanField.c_map",
+                                                              positive=True)
+        out = self.block.moment_map(MomentState(q, q, c)).c
+        return Value(out, error=1e-14, error_kind="estimate", method="meanfield:c-map")
+
+    # ---------------------------------------------------------------- fixed points
+
+    def q_star(self, q0=1.0) -> Value:
+        """The fixed point q* of the q-map reached from q0.
+
+        Found by bracketing the root of r(q) = Q(q) − q from q0 in the direction Q moves q
+        (doubling or halving), then Brent's method; for a monotone Q this is the limit of
+        the iteration q0, Q(q0), ….  ``method`` is ``"meanfield:q*"`` or
+        ``"meanfield:q*-collapsed"`` when q → 0 (then q* = 0 exactly).
+
+        Raises
+        ------
+        DivergenceError
+            when q grows without bound from q0 (e.g. relu with σw > √2, or σw = √2, σb > 0).
+        """
+        q0 = _finite_iv(q0, "q0", "MeanField.q_star", positive=True)
+        if q0 not in self._q_star:
+            self._q_star[q0] = self._solve_q(q0)
+        return self._q_star[q0]
+
+    def _solve_q(self, q0):
+        r0 = self._Q(q0) - q0
+        if abs(r0) <= 1e-15 * q0:
+            return Value(q0, error=4e-16 * q0, error_kind="estimate", method="meanfield:q*")
+        a, ra = q0, r0
+        step = 2.0 if r0 > 0 else 0.5
+        while True:
+            b = a * step
+            try:
+                rb = self._Q(b) - b
+            except DivergenceError:
+                rb = math.inf
+            if r0 > 0 and (b > Q_MAX * max(1.0, q0) or rb == math.inf):
+                raise DivergenceError(
+                    f"{self!r}: q grows without bound from q0 = {q0:g} (q-map above the diagonal "
+                    f"up to q = {b:.3g}); lower sigma_w (for unbounded φ the q-map slope must be < 1)")
+            if r0 < 0 and b < Q_MIN * q0:
+                if self._Q(0.0) == 0.0:
+                    return Value(0.0, exact=0, error=0.0, method="meanfield:q*-collapsed")
+                raise NotConvergedError(f"{self!r}: q* below {b:.3g} not resolved")
+            if (rb > 0) != (r0 > 0) or rb == 0:
+                break
+            a, ra = b, rb
+        lo, hi = (a, b) if a < b else (b, a)
+        root, res = brentq(lambda q: self._Q(q) - q, lo, hi, xtol=1e-300, rtol=8.9e-16,
+                           maxiter=200, full_output=True)
+        err = max(abs(self._Q(root) - root), 8e-16 * root)
+        return Value(root, error=err, error_kind="estimate", method="meanfield:q*")
+
+    def c_star(self, c0=0.5) -> Value:
+        """The fixed point c* of the c-map at q*, reached from c0 (bracketing + Brent)."""
+        c0 = _finite_iv(c0, "c0", "MeanField.c_star", lo=-1.0, hi=1.0)
+        if c0 not in self._c_star:
+            self._c_star[c0] = self._solve_c(c0)
+        return self._c_star[c0]
+
+    def _solve_c(self, c0):
+        q = float(self.q_star())
+        if q == 0.0 or c0 == 1.0:
+            return Value(1.0, exact=1, error=0.0, method="meanfield:c*")
+
+        def r(c):
+            return self.block.moment_map(MomentState(q, q, c)).c - c
+        r0 = r(c0)
+        if abs(r0) <= 1e-15:
+            return Value(c0, error=1e-15, error_kind="estimate", method="meanfield:c*")
+        if r0 > 0:
+            # c increases; c = 1 is a fixed point, stable iff χ1 ≤ 1.
+            chi1 = float(self.chi1())
+            if chi1 <= 1.0 + CRITICAL_TOL:
+                return Value(1.0, exact=1, error=0.0, method="meanfield:c*-ordered")
+            hi = 1.0 - min(1e-3, 0.5 * (1 - c0))
+            while r(hi) > 0:
+                hi = 1.0 - (1.0 - hi) / 10
+                if 1.0 - hi < 1e-12:
+                    return Value(1.0, exact=1, error=0.0, method="meanfield:c*")
+            lo = c0
+        else:
+            # c decreases; scan down for the first point where r ≥ 0 (c = −1 itself is a
+            # fixed point of odd φ at σb = 0, but not the one the iteration reaches).
+            hi, lo = c0, None
+            for cand in np.linspace(c0, -1.0, 12)[1:-1]:
+                if r(cand) >= 0:
+                    lo = cand
+                    break
+                hi = cand
+            if lo is None:
+                if r(-1.0) < 0:
+                    raise NotConvergedError(f"{self!r}: c-map below the diagonal on [-1, {c0}]")
+                lo = -1.0
+                if r(-1.0 + 1e-12) < 0:
+                    return Value(-1.0, exact=-1, error=0.0, method="meanfield:c*")
+        root = brentq(r, lo, hi, xtol=1e-15, rtol=8.9e-16, maxiter=200)
+        return Value(root, error=max(abs(r(root)), 1e-15), error_kind="estimate",
+                     method="meanfield:c*")
+
+    # ---------------------------------------------------------------- slopes and depth scales
+
+    def chi1(self) -> Value:
+        """χ1 = σw² E[φ'(√q* z)²]: the per-layer growth of the squared gradient norm at q*."""
+        q = float(self.q_star())
+        v = self.block.grad_factor(MomentState.single(q))
+        return Value(v, error=1e-14 * abs(v), error_kind="estimate", method="meanfield:chi1")
+
+    def chi_c(self) -> Value:
+        """χc = σw² E[φ'(u1)φ'(u2)] at (q*, c*): the slope of the c-map at its fixed point."""
+        q = float(self.q_star())
+        c = float(self.c_star())
+        if c == 1.0:
+            return self.chi1()
+        v = self.block.c_slope(MomentState(q, q, c))
+        return Value(v, error=1e-13 * abs(v), error_kind="estimate", method="meanfield:chi_c")
+
+    def q_slope(self) -> Value:
+        """∂q'/∂q at q* = χ1 + σw² E[φ''φ] (Schoenholz et al. 2017, eq. 6)."""
+        q = float(self.q_star())
+        v = self.block.q_slope(MomentState.single(q))
+        return Value(v, error=1e-12 * max(abs(v), 1.0), error_kind="estimate",
+                     method="meanfield:q-slope")
+
+    def xi_q(self) -> Value:
+        """ξq = −1/log|∂q'/∂q| at q*: depth scale of q's approach to q*."""
+        return _depth_scale(float(self.q_slope()), "xi_q")
+
+    def xi_c(self) -> Value:
+        """ξc = −1/log χc: depth scale of correlation propagation; ∞ at criticality."""
+        return _depth_scale(float(self.chi_c()), "xi_c")
+
+    def phase(self) -> str:
+        """"ordered" (χ1 < 1), "chaotic" (χ1 > 1) or "critical" (|χ1 − 1| ≤ 1e-9)."""
+        chi1 = float(self.chi1())
+        if abs(chi1 - 1.0) <= CRITICAL_TOL:
+            return "critical"
+        return "ordered" if chi1 < 1.0 else "chaotic"
+
+    # ---------------------------------------------------------------- trajectories
+
+    def propagate(self, depth, q0=1.0, c0=0.5) -> Propagation:
+        """q_l, c_l and the gradient norms for l = 0..depth, from input moments (q0, c0).
+
+        ``grad[l]`` = Π_{k=l}^{depth−1} (block backward factor at q_k), e.g.
+        σw² E[φ'(√q_k z)²] for the plain network, along the actual trajectory."""
+        if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 0:
+            raise VanishcalcError(f"MeanField.propagate: depth = {depth!r} must be an integer ≥ 0")
+        q0 = _finite_iv(q0, "q0", "MeanField.propagate", positive=True)
+        c0 = _finite_iv(c0, "c0", "MeanField.propagate", lo=-1.0, hi=1.0)
+        state = MomentState(q0, q0, c0)
+        qs, cs, chis = [q0], [c0], []
+        for layer in range(int(depth)):
+            chis.append(self.block.grad_factor(state))
+            state = self.block.moment_map(state).check_finite(f"{self!r}, layer {layer + 1}")
+            qs.append(state.q1)
+            cs.append(state.c)
+        chi = np.asarray(chis, dtype=float)
+        grad = np.ones(int(depth) + 1)
+        if depth:
+            grad[:-1] = np.cumprod(chi[::-1])[::-1]
+        return Propagation(q=np.asarray(qs), c=np.asarray(cs), grad=grad, chi=chi)
+
+    # ---------------------------------------------------------------- symbolic forms
+
+    def q_map_expr(self, symbolic=False):
+        """The q-map as a SymPy expression in ``q`` (None if no closed form is known).
+
+        ``symbolic=True`` keeps σw and σb as symbols: relu gives σw²q/2 + σb²."""
+        import sympy
+        q = sympy.Symbol("q", positive=True)
+        res = self.block.moments_expr(q, q, symbolic=symbolic)
+        return None if res is None else sympy.simplify(res[0])
+
+    def c_map_expr(self, symbolic=False):
+        """The c-map as a SymPy expression in ``c`` and ``q`` (q = both inputs' second moment;
+        at q = q* the denominator is q*).  None if no closed form is known."""
+        import sympy
+        q = sympy.Symbol("q", positive=True)
+        c = sympy.Symbol("c", real=True)
+        res = self.block.moments_expr(q, c * q, symbolic=symbolic)
+        return None if res is None else res[1] / sympy.simplify(res[0])
+
+
+def _depth_scale(slope, name):
+    a = abs(slope)
+    if a >= 1.0 - CRITICAL_TOL:
+        return Value(math.inf, error=0.0, method=f"meanfield:{name}-critical")
+    if a == 0.0:
+        return Value(0.0, error=0.0, method=f"meanfield:{name}")
+    return Value(-1.0 / math.log(a), error=1e-12 / (a * math.log(a) ** 2), error_kind="estimate",
+                 method=f"meanfield:{name}")
