@@ -1,0 +1,53 @@
+"""init_table and the table/meanfield CLI commands."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import pytest
+
+from vanishcalc.cli import main
+from vanishcalc.report.table import init_table
+
+
+def test_init_table_relu_gaussian_closed_forms():
+    t = init_table(["relu", "exp(-x**2)"])
+    relu, gauss = t.rows
+    assert relu["gain_second_moment"] == pytest.approx(math.sqrt(2), rel=1e-15)
+    assert relu["closed_form"] == "sqrt(2)"
+    assert relu["critical_sigma_w"] == pytest.approx(math.sqrt(2)) and relu["critical_q_star"] is None
+    assert gauss["gain_second_moment"] == pytest.approx(5 ** 0.25, rel=1e-15)
+    # at the second-moment gain and σb = 0, q = 1 is a fixed point; χ1 = σw² E[φ'²] = √5·(4/(3√... ))
+    assert gauss["q_star"] == pytest.approx(1.0, rel=1e-14)
+    # E[φ'(z)²] = E[4z² e^{-2z²}] = 4/5^{3/2}; χ1 = √5 · 4/5^{3/2} = 4/5
+    assert gauss["chi1"] == pytest.approx(0.8, rel=1e-13)
+
+
+def test_init_table_formats_roundtrip():
+    t = init_table(["relu", "tanh"], sigma_b=0.1)
+    md = t.to_markdown()
+    assert md.splitlines()[0].startswith("| φ |") and "tanh" in md
+    rows = list(csv.DictReader(io.StringIO(t.to_csv())))
+    assert rows[1]["name"] == "tanh"
+    assert float(rows[1]["gain_second_moment"]) == pytest.approx(t.rows[1]["gain_second_moment"], rel=1e-16)
+    data = json.loads(t.to_json())
+    assert data["sigma_b"] == 0.1 and data["rows"][0]["name"] == "relu"
+    assert "<table>" in t._repr_html_()
+    assert "relu.critical_sigma_w" in t.notes      # relu has no critical point at σb > 0
+
+
+def test_init_table_bad_sigma_b_raises():
+    with pytest.raises(ValueError, match="sigma_b"):
+        init_table(["relu"], sigma_b=-1)
+
+
+def test_cli_table_and_meanfield(capsys):
+    assert main(["table", "relu", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"][0]["name"] == "relu"
+    assert main(["meanfield", "tanh", "--sigma-w", "1.5", "--sigma-b", "0.1", "--depth", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "chi1" in out and "xi_c" in out and len([l for l in out.splitlines() if l.strip().startswith(("0 ", "1 ", "2 "))]) == 3
+    assert main(["meanfield", "tanh", "--sigma-w", "0"]) == 2
+    assert "sigma_w" in capsys.readouterr().err

@@ -1,0 +1,32 @@
+"""``vanishcalc meanfield SPEC --sigma-w W [--sigma-b B] [--depth L]``: q*, χ1, depth scales."""
+from __future__ import annotations
+
+
+def add_arguments(parser):
+    parser.add_argument("spec", help="zoo name or expression in x")
+    parser.add_argument("--sigma-w", type=float, required=True, help="weight scale σw")
+    parser.add_argument("--sigma-b", type=float, default=0.0, help="bias scale σb (default 0)")
+    parser.add_argument("--depth", type=int, default=None,
+                        help="also print q_l, c_l and gradient norms for l = 0..L")
+    parser.add_argument("--q0", type=float, default=1.0)
+    parser.add_argument("--c0", type=float, default=0.5)
+
+
+def run(args) -> int:
+    from ...maps.meanfield import MeanField
+    mf = MeanField(args.spec, args.sigma_w, args.sigma_b)
+    q = mf.q_star(args.q0)
+    print(f"{mf!r}")
+    print(f"q*    = {float(q):.15g}  ({q.method})")
+    print(f"chi1  = {float(mf.chi1()):.15g}")
+    print(f"phase = {mf.phase()}")
+    print(f"c*    = {float(mf.c_star(args.c0)):.15g}")
+    print(f"chi_c = {float(mf.chi_c()):.15g}")
+    print(f"xi_q  = {float(mf.xi_q()):.15g}")
+    print(f"xi_c  = {float(mf.xi_c()):.15g}")
+    if args.depth is not None:
+        p = mf.propagate(args.depth, q0=args.q0, c0=args.c0)
+        print(f"{'layer':>5} {'q':>22} {'c':>22} {'grad':>22}")
+        for l in range(len(p.q)):
+            print(f"{l:>5d} {p.q[l]:>22.15g} {p.c[l]:>22.15g} {p.grad[l]:>22.15g}")
+    return 0

@@ -1,0 +1,155 @@
+"""``init_table``: per-nonlinearity init settings (gains, edge of chaos, χ1, ξc) as a table.
+
+Render only; the numbers come from :func:`vanishcalc.solve.gain.gain`,
+:func:`vanishcalc.solve.criticality.critical_sigma_w` and :class:`vanishcalc.maps.meanfield.MeanField`.
+"""
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import math
+from dataclasses import dataclass
+
+import sympy
+
+from ..errors import VanishcalcError
+
+COLUMNS = ("name", "expression", "gain_second_moment", "gain_std", "gain_backward",
+           "closed_form", "critical_sigma_w", "critical_q_star", "q_star", "chi1", "xi_c")
+
+HEADERS = {
+    "name": "φ", "expression": "expression", "gain_second_moment": "gain (2nd moment)",
+    "gain_std": "gain (std)", "gain_backward": "gain (backward)", "closed_form": "closed form",
+    "critical_sigma_w": "critical σw", "critical_q_star": "q* at critical σw",
+    "q_star": "q* at 2nd-moment gain", "chi1": "χ1 there", "xi_c": "ξc there",
+}
+
+
+@dataclass(frozen=True)
+class InitTable:
+    """Rows of init settings; ``rows`` is a list of dicts keyed by :data:`COLUMNS`.
+
+    Numbers are floats (``inf`` for an infinite depth scale), missing entries are None, and
+    ``notes`` explains each missing entry."""
+
+    rows: list
+    sigma_b: float
+    notes: dict
+
+    def _cell(self, v, digits=8):
+        if v is None:
+            return "—"
+        if isinstance(v, float):
+            return "∞" if v == math.inf else f"{v:.{digits}g}"
+        return str(v)
+
+    def to_markdown(self) -> str:
+        head = "| " + " | ".join(HEADERS[c] for c in COLUMNS) + " |"
+        sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
+        body = ["| " + " | ".join(self._cell(r[c]).replace("|", "\\|") for c in COLUMNS) + " |"
+                for r in self.rows]
+        foot = [f"\nσb = {self.sigma_b:g}."] + [f"- {k}: {v}" for k, v in self.notes.items()]
+        return "\n".join([head, sep, *body, *foot]) + "\n"
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(COLUMNS)
+        for r in self.rows:
+            w.writerow(["" if r[c] is None else (repr(r[c]) if isinstance(r[c], float) else r[c])
+                        for c in COLUMNS])
+        return buf.getvalue()
+
+    def to_json(self) -> str:
+        def enc(v):
+            if isinstance(v, float) and not math.isfinite(v):
+                return "inf" if v > 0 else "-inf"
+            return v
+        return json.dumps({"sigma_b": self.sigma_b, "columns": list(COLUMNS),
+                           "rows": [{c: enc(r[c]) for c in COLUMNS} for r in self.rows],
+                           "notes": self.notes}, ensure_ascii=False, indent=1)
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{html.escape(HEADERS[c])}</th>" for c in COLUMNS)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(self._cell(r[c]))}</td>" for c in COLUMNS)
+                       + "</tr>" for r in self.rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def __repr__(self):
+        return self.to_markdown()
+
+
+def _init_table_iv(specs, sigma_b):
+    from .. import zoo
+    if specs is None:
+        specs = zoo.names()
+    elif isinstance(specs, str):
+        specs = [specs]
+    try:
+        sb = float(sigma_b)
+    except (TypeError, ValueError):
+        raise VanishcalcError(f"init_table: sigma_b = {sigma_b!r} is not a number")
+    if not math.isfinite(sb) or sb < 0:
+        raise VanishcalcError(f"init_table: sigma_b = {sigma_b!r} must be finite and ≥ 0")
+    return list(specs), sb
+
+
+def init_table(specs=None, sigma_b=0.0) -> InitTable:
+    """Init settings for each nonlinearity in ``specs`` (default: the whole zoo).
+
+    Columns: name, expression, the gain in the three conventions of
+    :func:`vanishcalc.gain` (second_moment, std, backward), the closed form of the
+    second-moment gain when known, the critical σw (χ1 = 1) at ``sigma_b`` and its q*, and —
+    at σw = second-moment gain, σb = ``sigma_b`` — the fixed point q*, χ1 and ξc.
+
+    A missing entry (None, "—" in text) means the quantity does not exist or failed; the
+    reason is in ``notes``.
+
+    Examples
+    --------
+    >>> t = init_table(["relu", "tanh"])
+    >>> print(t.to_markdown())                         # doctest: +SKIP
+    """
+    from ..activation import activation
+    from ..maps.meanfield import MeanField
+    from ..solve.criticality import critical_sigma_w
+    from ..solve.gain import gain
+    specs, sb = _init_table_iv(specs, sigma_b)
+    rows, notes = [], {}
+    for spec in specs:
+        act = activation(spec)
+        row = dict.fromkeys(COLUMNS)
+        row["name"] = act.name
+        row["expression"] = sympy.sstr(act.expr)
+
+        def attempt(key, fn):
+            try:
+                return fn()
+            except (VanishcalcError, NotImplementedError) as exc:
+                notes[f"{act.name}.{key}"] = str(exc).splitlines()[0]
+                return None
+        g = attempt("gain_second_moment", lambda: gain(act, "second_moment"))
+        row["gain_second_moment"] = None if g is None else float(g)
+        row["closed_form"] = None if g is None or g.exact is None else sympy.sstr(g.exact)
+        for conv in ("std", "backward"):
+            v = attempt(f"gain_{conv}", lambda conv=conv: gain(act, conv))
+            row[f"gain_{conv}"] = None if v is None else float(v)
+        cp = attempt("critical_sigma_w", lambda: critical_sigma_w(act, sb))
+        if cp is not None:
+            row["critical_sigma_w"] = float(cp.sigma_w)
+            row["critical_q_star"] = None if cp.q_star is None else float(cp.q_star)
+            if cp.q_star is None:
+                notes[f"{act.name}.critical_q_star"] = "every q is a fixed point (positively homogeneous φ)"
+        if g is not None:
+            mf = MeanField(act, float(g), sb)
+            q = attempt("q_star", mf.q_star)
+            if q is not None:
+                row["q_star"] = float(q)
+                chi = attempt("chi1", mf.chi1)
+                row["chi1"] = None if chi is None else float(chi)
+                xi = attempt("xi_c", mf.xi_c)
+                row["xi_c"] = None if xi is None else float(xi)
+        rows.append(row)
+    return InitTable(rows=rows, sigma_b=sb, notes=notes)
