@@ -174,15 +174,18 @@ def _print_body(expr, indent: str, printer_name: str = "r") -> list[str]:
 def _tail_limit(expr, sign: int):
     """lim φ(x) as x → sign·∞ when it is finite and reached by |x| = 1e3 (else None).
 
-    Evaluated in 30-digit arithmetic at |x| = 1e3 and 1e5, where float64 intermediates
+    Evaluated in fixed 30-digit mpmath arithmetic at |x| = 1e3 and 1e5, where float64 intermediates
     (e^x) would overflow; used only to replace an ``inf/inf`` NaN at a huge finite argument.
     """
     if not expr.has(X):
         return None
+    import mpmath
     try:
-        a = complex(expr.evalf(30, subs={X: sign * 1000}))
-        b = complex(expr.evalf(30, subs={X: sign * 100000}))
-    except (TypeError, ValueError, ZeroDivisionError):
+        f = sympy.lambdify(X, expr, modules="mpmath")
+        with mpmath.workdps(30):          # fixed precision: no adaptive evalf blow-up
+            a = complex(f(mpmath.mpf(sign * 1000)))
+            b = complex(f(mpmath.mpf(sign * 100000)))
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError, NameError):
         return None
     if abs(a.imag) > 0 or abs(b.imag) > 0 or not (math.isfinite(a.real) and math.isfinite(b.real)):
         return None
@@ -337,6 +340,29 @@ def _cpu_functions_for_key(key: str, act: Activation):
     return phi, dphi
 
 
+@functools.lru_cache(maxsize=256)
+def _cpu_cfuncs_for_key(key: str, act: Activation):
+    import numba
+    module = source_module(act)
+    path_backed = getattr(module, "__file__", None) is not None
+    sig = "float64(float64)"
+    phi = numba.cfunc(sig, cache=path_backed, fastmath=FASTMATH)(module.phi)
+    dphi = numba.cfunc(sig, cache=path_backed, fastmath=FASTMATH)(module.dphi)
+    return phi, dphi
+
+
+def cpu_cfuncs(act):
+    """``(phi, dphi)`` as ``numba.cfunc`` objects of type ``float64(float64)``.
+
+    The CPU kernels take φ, φ' as first-class functions of this one type, so each kernel
+    is compiled (and cached on disk) once for every activation; only these two small
+    functions are compiled per activation.
+    """
+    act = activation(act)
+    python_source(act)
+    return _cpu_cfuncs_for_key(act.key, act)
+
+
 def cpu_functions(act):
     """``(phi, dphi)`` as ``numba.njit`` dispatchers, cached per ``act.key`` (and on disk).
 
@@ -357,7 +383,7 @@ _DENSE = np.sinh(np.linspace(-12.0, 12.0, 48001))
 
 
 @functools.lru_cache(maxsize=256)
-def _dphi_max_for_key(key: str, act: Activation) -> float:
+def _dphi_max_for_key(key: str, act: Activation, bound: float = math.inf) -> float:
     ns: dict = {}
     exec(compile(python_source(act), "<dphi>", "exec"), ns)
     dphi = ns["dphi"]
@@ -366,6 +392,7 @@ def _dphi_max_for_key(key: str, act: Activation) -> float:
         eps = 1e-9 * max(1.0, abs(k))
         pts.append(np.array([k - eps, k, k + eps]))
     xs = np.concatenate(pts)
+    xs = xs[np.abs(xs) <= bound]
     best = 0.0
     for xv in xs.tolist():
         try:
@@ -392,3 +419,19 @@ def dphi_max(act) -> float:
     """
     act = activation(act)
     return _dphi_max_for_key(act.key, act)
+
+
+def saturation_reference(act) -> float:
+    """The |φ'| scale against which a unit counts as saturated (|φ'(h)| < 1e-3 × this).
+
+    ``dphi_max(act)`` when φ' is bounded; when φ' still grows in the far tail (exp(x),
+    x³: the maximum over |x| ≤ 8e4 exceeds that over |x| ≤ 50), the max over |x| ≤ 3,
+    the bulk of a unit Gaussian, since "saturated relative to an infinite slope" means
+    nothing.
+    """
+    act = activation(act)
+    full = dphi_max(act)
+    near = _dphi_max_for_key(act.key, act, 50.0)
+    if full > near * (1 + 1e-9):
+        return _dphi_max_for_key(act.key, act, 3.0)
+    return full
