@@ -1,0 +1,288 @@
+"""``simulate``: deep random networks, simulated; the sole entry point of ``vanishcalc.sim``.
+
+This module imports no numba at import time; the backend module (``sim/cpu.py`` or
+``sim/cuda.py``) is imported on the first call.  See ``notes/simulation.md``.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+import numbers
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import SimulationOverflowError, VanishcalcError, VanishcalcWarning
+
+WEIGHTS = ("gaussian", "orthogonal")
+BACKENDS = ("cpu", "cuda", "auto")
+DTYPES = ("float64", "float32")
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """Per-layer statistics of an ensemble of simulated deep networks.
+
+    Arrays of length ``depth + 1`` (index 0 = the input pre-activations) hold means over
+    nets; ``*_se`` are their standard errors over nets,
+    ``se = std(x, ddof=1) / sqrt(n)`` for ``n ≥ 2`` nets and ``0`` for one net — with a
+    single net no spread can be measured, so 0 means "not estimated", never "exact"
+    (:func:`vanishcalc.check` refuses ``n_nets < 2``).  Nets with a non-finite layer are
+    excluded from the means from that layer on; ``n_finite`` counts the nets used.
+
+    Attributes
+    ----------
+    q, c, grad : ndarray
+        Mean squared pre-activation q_l, correlation c_l of the two inputs, and squared
+        gradient norm relative to the last layer (``grad[depth] = 1``).
+    q_se, c_se, grad_se : ndarray
+        Standard errors of those means over nets.
+    saturation : ndarray
+        Fraction of units (both inputs, all nets) with |φ'(h)| < 1e-3 · max|φ'|.
+    nonfinite : ndarray of bool
+        Per layer: some net overflowed or became NaN at or before this layer.
+    first_nonfinite_layer : int or None
+    raw : dict
+        Per-net arrays ``q, c, grad, sat`` (n_nets, depth+1) and ``nonfinite``.
+    params : dict
+        The arguments of :func:`simulate` (φ as its canonical name).
+    """
+
+    q: np.ndarray
+    c: np.ndarray
+    grad: np.ndarray
+    q_se: np.ndarray
+    c_se: np.ndarray
+    grad_se: np.ndarray
+    saturation: np.ndarray
+    nonfinite: np.ndarray
+    n_finite: np.ndarray
+    first_nonfinite_layer: int | None
+    raw: dict = field(repr=False)
+    params: dict
+
+    @property
+    def depth(self) -> int:
+        return len(self.q) - 1
+
+    def to_dict(self) -> dict:
+        """Plain lists and numbers (JSON-ready; NaN stays float('nan'))."""
+        out = {k: getattr(self, k).tolist() for k in
+               ("q", "c", "grad", "q_se", "c_se", "grad_se", "saturation", "nonfinite", "n_finite")}
+        out["first_nonfinite_layer"] = self.first_nonfinite_layer
+        out["params"] = dict(self.params)
+        return out
+
+    def __repr__(self):
+        p = self.params
+        return (f"Simulation({p['phi']!r}, sigma_w={p['sigma_w']}, sigma_b={p['sigma_b']}, "
+                f"depth={p['depth']}, width={p['width']}, n_nets={p['n_nets']}, "
+                f"weights={p['weights']!r}: q[-1]={self.q[-1]:.4g}, c[-1]={self.c[-1]:.4g}, "
+                f"grad[0]={self.grad[0]:.4g})")
+
+
+def _int_arg(name, value, lo, fix):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise VanishcalcError(f"{name} must be an integer, got {value!r} "
+                              f"({type(value).__name__}); {fix}")
+    if value < lo:
+        raise VanishcalcError(f"{name} = {value} is too small; {fix}")
+    return int(value)
+
+
+def _float_arg(name, value, *, nonneg=False, positive=False):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise VanishcalcError(f"{name} must be a real number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise VanishcalcError(f"{name} = {value!r} is not finite; pass a finite number")
+    if positive and v <= 0:
+        raise VanishcalcError(f"{name} = {v} must be > 0")
+    if nonneg and v < 0:
+        raise VanishcalcError(f"{name} = {v} must be ≥ 0 (it is a standard deviation or "
+                              "second moment; the sign does not change the law)")
+    return v
+
+
+def _simulate_iv(spec, sigma_w, sigma_b, depth, width, n_nets, q0, c0, weights, seed, backend,
+                 dtype, progress):
+    """Validate every argument of :func:`simulate`; return them normalized."""
+    from ..activation import activation
+    act = activation(spec)
+    sigma_w = _float_arg("sigma_w", sigma_w, nonneg=True)
+    sigma_b = _float_arg("sigma_b", sigma_b, nonneg=True)
+    depth = _int_arg("depth", depth, 0, "pass depth ≥ 0 (the number of dense layers)")
+    width = _int_arg("width", width, 1, "pass width ≥ 1 (units per layer)")
+    n_nets = _int_arg("n_nets", n_nets, 1, "pass n_nets ≥ 1 (independent networks)")
+    q0 = _float_arg("q0", q0, positive=True)
+    c0 = _float_arg("c0", c0)
+    if not -1.0 <= c0 <= 1.0:
+        raise VanishcalcError(f"c0 = {c0} is not a correlation; pass -1 ≤ c0 ≤ 1")
+    if width == 1 and abs(c0) != 1.0:
+        raise VanishcalcError(f"with width = 1 two inputs can only have correlation ±1, not "
+                              f"c0 = {c0}; pass width ≥ 2 or c0 = 1")
+    if weights not in WEIGHTS:
+        raise VanishcalcError(f"weights = {weights!r} is unknown; use one of {WEIGHTS}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
+        raise VanishcalcError(f"seed = {seed!r} must be an integer in [0, 2**63)")
+    if backend not in BACKENDS:
+        raise VanishcalcError(f"backend = {backend!r} is unknown; use one of {BACKENDS}")
+    if not isinstance(dtype, str):
+        try:
+            dtype = np.dtype(dtype).name
+        except TypeError:
+            pass
+    if dtype not in DTYPES:
+        raise VanishcalcError(f"dtype = {dtype!r} is not supported; use one of {DTYPES}")
+    if progress is not None and not callable(progress):
+        raise VanishcalcError(f"progress must be a callable progress(done, total) or None, "
+                              f"got {progress!r}")
+    if n_nets * width * 4 * 8 > 8 * 2**30:
+        raise VanishcalcError(f"n_nets × width = {n_nets * width} needs more than 8 GiB of state; "
+                              "run fewer nets per call")
+    return act, sigma_w, sigma_b, depth, width, n_nets, q0, c0, weights, int(seed), backend, \
+        dtype, progress
+
+
+def _backend_module(backend):
+    if backend == "cpu":
+        return importlib.import_module("vanishcalc.sim.cpu")
+    try:
+        module = importlib.import_module("vanishcalc.sim.cuda")
+    except ModuleNotFoundError as exc:
+        if exc.name in ("vanishcalc.sim.cuda", "numba.cuda"):
+            if backend == "auto":
+                return importlib.import_module("vanishcalc.sim.cpu")
+            raise VanishcalcError(f"backend = {backend!r} is not available ({exc}); install the "
+                                  "'cuda' extra or use backend='cpu'") from None
+        raise
+    if backend == "auto":
+        available = getattr(module, "is_available", None)
+        if available is None or not available():
+            return importlib.import_module("vanishcalc.sim.cpu")
+    return module
+
+
+def _mean_se(x):
+    """Mean and standard error over axis 0, ignoring NaN (non-finite nets); se = 0 for n < 2."""
+    finite = np.isfinite(x)
+    n = finite.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        s = np.where(finite, x, 0.0).sum(axis=0)
+        mean = np.where(n > 0, s / np.maximum(n, 1), np.nan)
+        dev = np.where(finite, x - mean, 0.0)
+        var = (dev ** 2).sum(axis=0) / np.maximum(n - 1, 1)
+        se = np.where(n >= 2, np.sqrt(var / np.maximum(n, 1)), np.where(n == 1, 0.0, np.nan))
+    return mean, se, n
+
+
+def simulate(spec, sigma_w, sigma_b=0.0, *, depth, width, n_nets=1, q0=1.0, c0=0.5,
+             weights="gaussian", seed=0, backend="cpu", dtype="float64", progress=None):
+    """Simulate ``n_nets`` random dense networks ``h_{l+1} = W_l φ(h_l) + b_l``.
+
+    .. math::
+
+        W_{ij} \\sim N(0, σ_w^2/N) \\text{ (or } σ_w Q,\\ Q \\text{ Haar)},\\quad
+        b_i \\sim N(0, σ_b^2),\\quad
+        q_l = \\frac{1}{2N}\\sum_{a,i} (h^l_{a,i})^2,\\quad
+        c_l = \\frac{h^l_1\\cdot h^l_2}{\\|h^l_1\\|\\|h^l_2\\|}
+
+    Parameters
+    ----------
+    spec : str or sympy.Expr or Activation
+        φ (zoo name or expression in ``x``).
+    sigma_w, sigma_b : float
+        σw, σb ≥ 0.
+    depth : int
+        Number of dense layers L ≥ 0; arrays have length L + 1.
+    width : int
+        Units per layer N ≥ 1.
+    n_nets : int
+        Independent networks (standard errors need ≥ 2).
+    q0, c0 : float
+        Input second moment (> 0) and correlation (in [−1, 1]), both exact.
+    weights : {"gaussian", "orthogonal"}
+    seed : int
+        Same seed → identical arrays (independent of the thread count).
+    backend : {"cpu", "cuda", "auto"}
+    dtype : {"float64", "float32"}
+        Storage precision of the pre-activations between layers.
+    progress : callable(done_layers, depth), optional
+
+    Returns
+    -------
+    Simulation
+
+    Raises
+    ------
+    VanishcalcError
+        (a ``ValueError``) for any invalid argument, naming it.
+
+    Warns
+    -----
+    VanishcalcWarning
+        if a layer of some net overflowed or became NaN (first such layer named).
+
+    Notes
+    -----
+    ``grad`` is estimated in forward mode (a random tangent pushed through the Jacobians),
+    which has the back-propagation statistic's expectation; see ``notes/simulation.md``.
+
+    References
+    ----------
+    Poole et al. 2016, arXiv:1606.05340; Schoenholz et al. 2017, arXiv:1611.01232.
+
+    Examples
+    --------
+    >>> sim = simulate("tanh", 1.0, depth=3, width=32, n_nets=4, seed=1)
+    >>> sim.q.shape, float(sim.grad[-1])
+    ((4,), 1.0)
+    """
+    (act, sigma_w, sigma_b, depth, width, n_nets, q0, c0, weights, seed, backend, dtype,
+     progress) = _simulate_iv(spec, sigma_w, sigma_b, depth, width, n_nets, q0, c0, weights,
+                              seed, backend, dtype, progress)
+    module = _backend_module(backend)
+    kwargs = dict(sigma_w=sigma_w, sigma_b=sigma_b, depth=depth, width=width, n_nets=n_nets,
+                  q0=q0, c0=c0, orthogonal=weights == "orthogonal", seed=seed, dtype=dtype)
+    if progress is not None and module.__name__.endswith(".cpu"):
+        kwargs["progress"] = progress
+    raw = module.run_dense(act, **kwargs)
+    params = dict(phi=act.name, sigma_w=sigma_w, sigma_b=sigma_b, depth=depth, width=width,
+                  n_nets=n_nets, q0=q0, c0=c0, weights=weights, seed=seed,
+                  backend=module.__name__.rsplit(".", 1)[-1], dtype=dtype)
+    return _summarize(raw, params)
+
+
+def _summarize(raw, params):
+    nonfinite_net = np.asarray(raw["nonfinite"], dtype=bool)
+    masked = {}
+    for k in ("q", "c", "grad", "sat"):
+        a = np.array(raw[k], dtype=np.float64)
+        a[nonfinite_net] = np.nan
+        masked[k] = a
+    q, q_se, n_q = _mean_se(masked["q"])
+    c, c_se, _ = _mean_se(masked["c"])
+    grad, grad_se, _ = _mean_se(masked["grad"])
+    sat, _, _ = _mean_se(masked["sat"])
+    nonfinite = nonfinite_net.any(axis=0)
+    first = int(np.argmax(nonfinite)) if nonfinite.any() else None
+    if first is not None:
+        n_bad = int(nonfinite_net[:, first].sum())
+        warnings.warn(f"{n_bad} of {params['n_nets']} simulated nets overflowed or became NaN at "
+                      f"layer {first} (φ = {params['phi']}, σw = {params['sigma_w']}); those nets "
+                      "are excluded from the means from that layer on (see Simulation.nonfinite)",
+                      VanishcalcWarning, stacklevel=3)
+    zero_c = np.isnan(raw["c"]) & ~nonfinite_net
+    if zero_c.any():
+        layer = int(np.argmax(zero_c.any(axis=0)))
+        warnings.warn(f"the correlation c is undefined (an input's pre-activations are all zero) "
+                      f"from layer {layer} in some nets; they are left out of c there",
+                      VanishcalcWarning, stacklevel=3)
+    return Simulation(q=q, c=c, grad=grad, q_se=q_se, c_se=c_se, grad_se=grad_se, saturation=sat,
+                      nonfinite=nonfinite, n_finite=n_q, first_nonfinite_layer=first,
+                      raw={k: np.asarray(v) for k, v in raw.items()}, params=params)
+
+
+__all__ = ["simulate", "Simulation", "SimulationOverflowError"]
