@@ -1,0 +1,213 @@
+"""``check``: the mean-field theory against a simulated ensemble, layer by layer.
+
+For each layer l and each statistic s ∈ {q, c, grad} the report holds the theory value
+(``MeanField(φ, σw, σb).propagate(depth, q0, c0)``), the simulated mean and its standard
+error over nets, a finite-width allowance, and
+
+.. math::
+
+    z_l = \\frac{\\bar s_l - s_l^{MF}}{\\sqrt{se_l^2 + a_l^2}},
+
+passing when every |z_l| ≤ ``tolerance``.  The allowance a_l covers the O(1/N) bias of a
+width-N network, which accumulates over the layers it has passed (``notes/simulation.md``):
+
+* q: a_l = κ · l/N · |q_l^{MF}|
+* c: a_l = κ · l/N
+* grad: a_l = κ · (L − l)/N · grad_l^{MF}  (grad is a product over layers l..L−1)
+
+with κ = ``allowance`` (default 1).  The default ``tolerance`` is the two-sided normal
+quantile at family-wise level 1 % over all 3(L + 1) comparisons (Bonferroni), so a correct
+theory fails about 1 % of runs or less.
+"""
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import VanishcalcError
+from .api import Simulation, simulate
+
+STATS = ("q", "c", "grad")
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Theory vs simulation per layer.
+
+    Attributes
+    ----------
+    theory, sim, se, allowance, z : dict of str → ndarray
+        Keyed by ``"q"``, ``"c"``, ``"grad"``; arrays of length depth + 1.
+    tolerance : float
+        The |z| bound.
+    passed : bool
+        Every finite |z| ≤ tolerance and no layer overflowed.
+    worst : dict of str → (layer, z)
+    simulation : Simulation
+    params : dict
+    """
+
+    theory: dict
+    sim: dict
+    se: dict
+    allowance: dict
+    z: dict
+    tolerance: float
+    passed: bool
+    worst: dict
+    simulation: Simulation = field(repr=False)
+    params: dict = field(default_factory=dict)
+
+    def _rows(self, max_rows):
+        depth = len(self.theory["q"]) - 1
+        if depth + 1 <= max_rows:
+            layers = list(range(depth + 1))
+        else:
+            layers = sorted(set(np.linspace(0, depth, max_rows).round().astype(int).tolist()))
+        return layers
+
+    def summary(self, max_rows: int = 12) -> str:
+        """Plain-text table: per layer, theory / simulation ± se and z for q, c, grad."""
+        p = self.params
+        head = (f"check φ = {p['phi']}, σw = {p['sigma_w']:g}, σb = {p['sigma_b']:g}, "
+                f"depth {p['depth']}, width {p['width']}, {p['n_nets']} nets, "
+                f"{p['weights']} weights, seed {p['seed']}")
+        lines = [head,
+                 f"{'layer':>5}  " + "  ".join(f"{s + ' theory':>11} {s + ' sim':>11} {'±se':>9} {'z':>6}"
+                                              for s in STATS)]
+        for l in self._rows(max_rows):
+            cells = []
+            for s in STATS:
+                cells.append(f"{self.theory[s][l]:11.5g} {self.sim[s][l]:11.5g} "
+                             f"{self.se[s][l]:9.2g} {self.z[s][l]:6.2f}")
+            lines.append(f"{l:5d}  " + "  ".join(cells))
+        worst = ", ".join(f"{s}: {z:+.2f} at layer {l}" for s, (l, z) in self.worst.items())
+        verdict = "PASSED" if self.passed else "FAILED"
+        lines.append(f"{verdict}: worst z {worst}; tolerance |z| ≤ {self.tolerance:.2f} "
+                     f"(finite-width allowance κ = {p['allowance']:g})")
+        if self.simulation.first_nonfinite_layer is not None:
+            lines.append(f"non-finite values from layer {self.simulation.first_nonfinite_layer}")
+        return "\n".join(lines)
+
+    def __str__(self):
+        return self.summary()
+
+    def _repr_html_(self, max_rows: int = 12) -> str:
+        esc = html.escape
+        rows = []
+        for l in self._rows(max_rows):
+            tds = "".join(
+                f"<td>{self.theory[s][l]:.5g}</td><td>{self.sim[s][l]:.5g} ± {self.se[s][l]:.2g}</td>"
+                f"<td style='color:{'red' if abs(self.z[s][l]) > self.tolerance else 'inherit'}'>"
+                f"{self.z[s][l]:.2f}</td>" for s in STATS)
+            rows.append(f"<tr><td>{l}</td>{tds}</tr>")
+        head = "".join(f"<th>{s} theory</th><th>{s} sim</th><th>z</th>" for s in STATS)
+        title = esc(self.summary().splitlines()[0])
+        verdict = "passed" if self.passed else "FAILED"
+        return (f"<div><b>{title}</b> — <b>{verdict}</b> (|z| ≤ {self.tolerance:.2f})"
+                f"<table><tr><th>layer</th>{head}</tr>{''.join(rows)}</table></div>")
+
+
+def _check_iv(n_nets, tolerance, allowance, depth):
+    if isinstance(n_nets, bool) or not isinstance(n_nets, (int, np.integer)) or n_nets < 2:
+        raise VanishcalcError(f"n_nets = {n_nets!r}: check needs n_nets ≥ 2 to estimate standard "
+                              "errors; pass n_nets=32 or more")
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 0:
+        raise VanishcalcError(f"depth = {depth!r} must be an integer ≥ 0")
+    if tolerance is None:
+        from scipy.stats import norm
+        tolerance = float(norm.isf(0.01 / (2 * 3 * (int(depth) + 1))))
+    try:
+        tolerance = float(tolerance)
+        allowance = float(allowance)
+    except (TypeError, ValueError):
+        raise VanishcalcError(f"tolerance = {tolerance!r} and allowance = {allowance!r} must be "
+                              "numbers") from None
+    if not (math.isfinite(tolerance) and tolerance > 0):
+        raise VanishcalcError(f"tolerance = {tolerance} must be a finite |z| bound > 0, e.g. 4")
+    if not (math.isfinite(allowance) and allowance >= 0):
+        raise VanishcalcError(f"allowance = {allowance} must be finite and ≥ 0 (0 = no "
+                              "finite-width allowance)")
+    return tolerance, allowance
+
+
+def _theory(spec, sigma_w, sigma_b, depth, q0, c0, theory):
+    if theory is None:
+        from ..maps.meanfield import MeanField
+        theory = MeanField(spec, sigma_w, sigma_b).propagate(depth, q0=q0, c0=c0)
+    get = (lambda k: theory[k]) if isinstance(theory, dict) else (lambda k: getattr(theory, k))
+    out = {}
+    for k in STATS:
+        a = np.asarray(get(k), dtype=float)
+        if a.shape != (depth + 1,):
+            raise VanishcalcError(f"theory.{k} has shape {a.shape}, expected ({depth + 1},)")
+        out[k] = a
+    return out
+
+
+def check(spec, sigma_w, sigma_b=0.0, *, depth, width, n_nets, q0=1.0, c0=0.5,
+          weights="gaussian", seed=0, backend="cpu", tolerance=None, allowance=1.0,
+          theory=None, progress=None):
+    """Compare mean-field q, c, grad with a simulated ensemble, layer by layer.
+
+    Parameters
+    ----------
+    spec, sigma_w, sigma_b, depth, width, n_nets, q0, c0, weights, seed, backend
+        As for :func:`vanishcalc.simulate` (``n_nets ≥ 2``).
+    tolerance : float, optional
+        Bound on |z|; default: Bonferroni at family-wise level 1 % over 3(depth+1) tests.
+    allowance : float
+        κ of the finite-width allowance (0 disables it); see the module docstring.
+    theory : object or dict, optional
+        Arrays ``q, c, grad`` of length depth+1 to use instead of
+        ``MeanField(spec, sigma_w, sigma_b).propagate(depth, q0=q0, c0=c0)``.
+
+    Returns
+    -------
+    CheckReport
+
+    Notes
+    -----
+    ``notes/simulation.md`` derives the estimators, their standard errors and the
+    finite-width allowance.  c is not compared where the theory has c = ±1 exactly and
+    the simulated standard error is 0 (a fixed point that both sides sit on).
+    """
+    tolerance, allowance = _check_iv(n_nets, tolerance, allowance, depth)
+    sim = simulate(spec, sigma_w, sigma_b, depth=depth, width=width, n_nets=n_nets, q0=q0, c0=c0,
+                   weights=weights, seed=seed, backend=backend, progress=progress)
+    p = sim.params
+    th = _theory(spec, p["sigma_w"], p["sigma_b"], p["depth"], p["q0"], p["c0"], theory)
+    depth, width = p["depth"], p["width"]
+    layers = np.arange(depth + 1)
+    allow = {"q": allowance * layers / width * np.abs(th["q"]),
+             "c": allowance * layers / width * np.ones(depth + 1),
+             "grad": allowance * (depth - layers) / width * np.abs(th["grad"])}
+    sims = {"q": sim.q, "c": sim.c, "grad": sim.grad}
+    ses = {"q": sim.q_se, "c": sim.c_se, "grad": sim.grad_se}
+    z = {}
+    worst = {}
+    ok = sim.first_nonfinite_layer is None
+    for s in STATS:
+        den = np.sqrt(ses[s] ** 2 + allow[s] ** 2)
+        diff = sims[s] - th[s]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            zs = np.where(den > 0, diff / den, np.where(np.abs(diff) <= 1e-12 * np.maximum(
+                1.0, np.abs(th[s])), 0.0, np.copysign(np.inf, diff)))
+        zs = np.where(np.isfinite(th[s]) & np.isfinite(sims[s]), zs, np.nan)
+        z[s] = zs
+        if np.all(np.isnan(zs)):
+            worst[s] = (0, float("nan"))
+            ok = False
+        else:
+            i = int(np.nanargmax(np.abs(zs)))
+            worst[s] = (i, float(zs[i]))
+            if abs(zs[i]) > tolerance:
+                ok = False
+        if np.any(np.isnan(zs)):
+            ok = False
+    params = dict(p, allowance=allowance, tolerance=tolerance)
+    return CheckReport(theory=th, sim=sims, se=ses, allowance=allow, z=z, tolerance=tolerance,
+                       passed=bool(ok), worst=worst, simulation=sim, params=params)
