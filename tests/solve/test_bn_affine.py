@@ -1,0 +1,119 @@
+"""bn_gradient_rate, ln_gradient_rate, bn_affine against independent references.
+
+References: Yang et al. 2019 (relu π/(π−1); linear (B−2)/(B−3)); mpmath 30-digit
+Gaussian integrals written out in the tests (no vanishcalc code in the reference)."""
+import math
+
+import mpmath
+import pytest
+import sympy
+
+from vanishcalc import VanishcalcError
+from vanishcalc.solve.bn_affine import bn_affine, bn_gradient_rate, ln_gradient_rate
+
+
+def _mp_gauss(f):
+    with mpmath.workdps(30):
+        return mpmath.quad(lambda z: f(z) * mpmath.npdf(z), [-mpmath.inf, -4, 0, 4, mpmath.inf])
+
+
+def _mp_bn_rate(phi, dphi, g, b, norm="bn"):
+    with mpmath.workdps(30):
+        d2 = _mp_gauss(lambda z: (g * dphi(g * z + b)) ** 2)
+        m1 = _mp_gauss(lambda z: phi(g * z + b))
+        m2 = _mp_gauss(lambda z: phi(g * z + b) ** 2)
+        return float(d2 / (m2 - m1 ** 2 if norm == "bn" else m2))
+
+
+def _tanh():
+    return mpmath.tanh, lambda x: 1 - mpmath.tanh(x) ** 2
+
+
+def test_bn_rate_relu_exact_pi_over_pi_minus_1_yang2019():
+    v = bn_gradient_rate("relu")
+    assert v.exact is not None
+    assert sympy.simplify(v.exact - sympy.pi / (sympy.pi - 1)) == 0
+
+
+def test_ln_rate_relu_exact_one():
+    v = ln_gradient_rate("relu")
+    assert v.exact == 1
+
+
+def test_bn_rate_linear_finite_batch_closed_form():
+    for B in (4, 5, 8, 64):
+        v = bn_gradient_rate("x", batch=B)
+        assert v.exact == sympy.Rational(B - 2, B - 3)
+    assert bn_gradient_rate("2*x + 1", gamma=0.3, beta=0.7, batch=8).exact == sympy.Rational(6, 5)
+
+
+@pytest.mark.parametrize("g,b", [(1.0, 0.0), (0.3, 0.2), (2.0, -0.5)])
+def test_bn_rate_tanh_vs_mpmath(g, b):
+    v = bn_gradient_rate("tanh", gamma=g, beta=b)
+    ref = _mp_bn_rate(*_tanh(), g, b)
+    assert abs(float(v) - ref) <= max(v.error, 1e-15 * ref) * 10
+    assert v.error <= 1e-10 * ref
+
+
+def test_ln_rate_tanh_vs_mpmath():
+    v = ln_gradient_rate("tanh", gamma=0.7, beta=0.4)
+    ref = _mp_bn_rate(*_tanh(), 0.7, 0.4, norm="ln")
+    assert abs(float(v) - ref) <= max(10 * v.error, 1e-13)
+
+
+def test_bn_affine_tanh_rate_target_solved():
+    a = bn_affine("tanh", rate=1.05)
+    assert abs(float(a.rate) - 1.05) < 1e-9
+    assert abs(_mp_bn_rate(*_tanh(), a.gamma, 0.0) - 1.05) < 1e-9
+    assert 0.0 <= a.saturated_fraction < 1e-6
+    assert 0.0 < a.nonlinearity < 0.1
+    assert "gamma=" in repr(a)
+
+
+def test_bn_affine_relu_tradeoff_values():
+    a = bn_affine("relu", gamma=1.0)
+    assert abs(a.saturated_fraction - 0.5) < 1e-9           # relu' = 0 on x < 0
+    # 1 − Cov(relu(z), z)²/Var relu(z) = 1 − (1/4)/((π−1)/(2π))
+    assert abs(a.nonlinearity - (1 - 0.25 * 2 * math.pi / (math.pi - 1))) < 1e-9
+
+
+def test_bn_affine_gauss_even_function_rate_two_at_small_gamma():
+    # exp(−x²) is even: at β = 0 the small-γ unit is quadratic, rate → 2 (notes/normalization.md)
+    assert abs(float(bn_gradient_rate("exp(-x**2)", gamma=0.01)) - 2.0) < 1e-3
+    with pytest.raises(ValueError, match="unreachable.*spans"):
+        bn_affine("exp(-x**2)", rate=1.05)
+    # a shifted β repairs it
+    a = bn_affine("exp(-x**2)", gamma=0.1, optimize="beta")
+    assert abs(a.beta) > 0.3 and float(a.rate) < 1.01
+    b = bn_affine("exp(-x**2)", rate=1.05, beta=a.beta)
+    assert abs(float(b.rate) - 1.05) < 1e-9
+
+
+def test_bn_rate_finite_batch_tanh_simulated_has_error():
+    v = bn_gradient_rate("tanh", batch=16, width=64, depth=8, n_nets=4)
+    assert "simulation" in v.method and v.error > 0 and v.error_kind == "estimate"
+    # finite-batch approximation γ²E[φ'²]/Var·(B−2)/(B−3), finite-width allowance 3 %
+    approx = _mp_bn_rate(*_tanh(), 1.0, 0.0) * 14 / 13
+    assert abs(float(v) - approx) < 4 * v.error + 0.03 * approx
+
+
+@pytest.mark.parametrize("kw", [dict(gamma=0.0), dict(gamma=-1.0), dict(gamma=math.inf),
+                                dict(beta=math.nan), dict(batch=3), dict(batch=1),
+                                dict(batch=2.5)])
+def test_bn_rate_bad_input_raises(kw):
+    with pytest.raises(ValueError):
+        bn_gradient_rate("tanh", **kw)
+
+
+def test_bn_rate_batch_three_message_explains():
+    with pytest.raises(ValueError, match="degenerate"):
+        bn_gradient_rate("x", batch=3)
+
+
+def test_bn_affine_bad_arguments():
+    with pytest.raises(ValueError, match="not both"):
+        bn_affine("tanh", rate=1.1, gamma=1.0)
+    with pytest.raises(ValueError):
+        bn_affine("tanh", rate=-1)
+    with pytest.raises(ValueError):
+        bn_affine("tanh", gamma=1.0, optimize="gamma")
