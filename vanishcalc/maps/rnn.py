@@ -1,0 +1,236 @@
+"""Mean field of a vanilla RNN over time, h_t = φ(W h_{t−1} + U x_t + b), and recurrent BN/LN.
+
+Pre-activations a_t = W h_{t−1} + U x_t + b with W_ij ~ N(0, σw²/N), U_ij ~ N(0, σu²/D),
+b_i ~ N(0, σb²), inputs x_t fresh at every step with E[x²] = ``x2`` per coordinate and
+correlation ``x_corr`` between the two sequences tracked.  At infinite width and with
+gradient independence (the same mean-field assumptions as the feed-forward theory; W is
+reused over time, which the mean field ignores — Chen, Pennington & Schoenholz 2018 justify
+it for the forward map):
+
+.. math::
+
+    q_{t+1} = \\sigma_w^2 E[\\varphi(\\sqrt{q_t} z)^2] + \\sigma_u^2 x_2 + \\sigma_b^2,\\qquad
+    \\mathrm{cov}_{t+1} = \\sigma_w^2 E[\\varphi(u_1)\\varphi(u_2)] + \\sigma_u^2 \\rho_x x_2 + \\sigma_b^2,
+
+i.e. the feed-forward q-map with σb² → σb² + σu²·x2, and the gradient through one time step
+is multiplied by χ_t = σw² E[φ'(√q_t z)²].  So every feed-forward result (q*, χ1, ξ, the
+critical line) carries over with that effective bias.  h_0 = 0 gives q_1 = σu² x2 + σb².
+
+Recurrent BatchNorm (Cooijmans et al. 2017, eq. 6) normalizes W h and U x separately:
+a = BN(W h; γ_h) + BN(U x; γ_x) + β.  At infinite batch, a ~ N(β, γ_h² + γ_x²) whatever
+the state, and one step multiplies E‖δh‖² by γ_h²·E[φ'(a)²]/Var_batch[φ(a)].  Their γ = 0.1
+keeps tanh linear: E[tanh'(0.1 z)] ≈ 0.990 against 0.606 at γ = 1.
+Recurrent LayerNorm (Ba et al. 2016, eq. 4 in recurrence) normalizes a over units:
+a = γ·LN(W h + U x) + β, one step multiplies it by
+γ²σw² E[φ'(γz+β)²]/(σw² E[φ(γz+β)²] + σu² x2 + σb²).
+
+Derivations: notes/recurrent.md.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..activation import activation
+from ..errors import VanishcalcError
+from ..value import Value
+from .activation import Nonlinearity, derivative_of, first_moment, second_moment, shifted
+from .layer import Layer, _fmt
+from .meanfield import MeanField
+from .state import MomentState
+
+
+def _num(where, name, v, *, positive=False, nonneg=False, lo=None, hi=None):
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise VanishcalcError(f"{where}: {name} = {v!r} is not a number") from None
+    if not math.isfinite(f):
+        raise VanishcalcError(f"{where}: {name} = {v!r} must be finite")
+    if positive and f <= 0:
+        raise VanishcalcError(f"{where}: {name} = {v!r} must be > 0")
+    if nonneg and f < 0:
+        raise VanishcalcError(f"{where}: {name} = {v!r} must be ≥ 0")
+    if lo is not None and not lo <= f <= hi:
+        raise VanishcalcError(f"{where}: {name} = {v!r} must lie in [{lo}, {hi}]")
+    return f
+
+
+class RecurrentDense(Layer):
+    """a = W h + U x + b: the affine half of one RNN step (input x fresh at every step).
+
+    .. math:: q' = \\sigma_w^2 q + \\sigma_u^2 x_2 + \\sigma_b^2,\\quad
+              \\mathrm{cov}' = \\sigma_w^2 \\mathrm{cov} + \\sigma_u^2 \\rho_x x_2 + \\sigma_b^2
+    """
+
+    def __init__(self, sigma_w, sigma_u=0.0, sigma_b=0.0, x2=1.0, x_corr=0.0):
+        w = "RecurrentDense"
+        self.sigma_w = _num(w, "sigma_w", sigma_w, positive=True)
+        self.sigma_u = _num(w, "sigma_u", sigma_u, nonneg=True)
+        self.sigma_b = _num(w, "sigma_b", sigma_b, nonneg=True)
+        self.x2 = _num(w, "x2", x2, nonneg=True)
+        self.x_corr = _num(w, "x_corr", x_corr, lo=-1.0, hi=1.0)
+        self.sigma_w2 = self.sigma_w ** 2
+        self.drive = self.sigma_u ** 2 * self.x2 + self.sigma_b ** 2        # q added per step
+        self.drive_cov = self.sigma_u ** 2 * self.x2 * self.x_corr + self.sigma_b ** 2
+
+    def moment_map(self, state: MomentState) -> MomentState:
+        q1 = self.sigma_w2 * state.q1 + self.drive
+        q2 = self.sigma_w2 * state.q2 + self.drive
+        cov = self.sigma_w2 * state.cov + self.drive_cov
+        c = max(-1.0, min(1.0, cov / math.sqrt(q1 * q2))) if q1 > 0 and q2 > 0 else 1.0
+        return state.replace(q1=q1, q2=q2, c=c, mean=0.0, is_gaussian=True)
+
+    def grad_factor(self, state: MomentState) -> float:
+        return self.sigma_w2
+
+    def q_slope(self, state: MomentState) -> float:
+        return self.sigma_w2
+
+    def __repr__(self):
+        return (f"RecurrentDense(sigma_w={_fmt(self.sigma_w)}, sigma_u={_fmt(self.sigma_u)}, "
+                f"sigma_b={_fmt(self.sigma_b)}, x2={_fmt(self.x2)}, x_corr={_fmt(self.x_corr)})")
+
+
+class RNNMeanField:
+    """Mean field over time of h_t = φ(W h_{t−1} + U x_t + b).
+
+    Parameters
+    ----------
+    spec : φ
+    sigma_w, sigma_u, sigma_b : float
+        Recurrent weight, input weight and bias scales (σw², σu² over fan-in).
+    x2 : float
+        Per-coordinate second moment of the inputs, E[x²].
+    x_corr : float
+        Correlation of the two input sequences at each step.
+
+    The step is the layer ``serial(Activation(φ), RecurrentDense(...))`` acting on
+    pre-activations, so ``.meanfield`` (a :class:`MeanField` of that block) gives q*, c*,
+    χ1 (the per-step gradient factor at q*), ξq, ξc; and ``critical_sigma_w()`` solves
+    χ1 = 1 for σw.
+
+    Examples
+    --------
+    >>> rnn = RNNMeanField("tanh", sigma_w=1.0, sigma_u=0.5)
+    >>> p = rnn.propagate(3)
+    >>> float(p.q[0])       # q_1 = σu² x2 + σb² (h_0 = 0)
+    0.25
+    """
+
+    def __init__(self, spec, sigma_w, sigma_u=0.0, sigma_b=0.0, x2=1.0, x_corr=0.0):
+        self.act = activation(spec)
+        self.step = RecurrentDense(sigma_w, sigma_u, sigma_b, x2, x_corr)
+        self.meanfield = MeanField([Nonlinearity(self.act), self.step])
+
+    @property
+    def sigma_b_effective(self) -> float:
+        """√(σb² + σu²·x2): the feed-forward bias scale with the same q-map."""
+        return math.sqrt(self.step.drive)
+
+    def propagate(self, steps, q1=None, c1=None):
+        """q_t, c_t of the pre-activations a_t and grad_t = E‖δa_t‖²/E‖δa_T‖², t = 1..T.
+
+        Index 0 is a_1 (defaults: h_0 = 0, so q_1 = σu² x2 + σb², c_1 = its input
+        correlation); index t is a_{t+1}.  Returns a ``Propagation`` with length steps."""
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise VanishcalcError(f"RNNMeanField.propagate: steps = {steps!r} must be an "
+                                  "integer ≥ 1")
+        s = self.step
+        if q1 is None:
+            q1 = s.drive
+            if q1 <= 0:
+                raise VanishcalcError("RNNMeanField.propagate: with h_0 = 0 and σu = σb = 0 the "
+                                      "state stays 0; pass q1 > 0")
+            c1 = s.drive_cov / s.drive if c1 is None else c1
+        c1 = 0.0 if c1 is None else c1
+        return self.meanfield.propagate(int(steps) - 1, q0=q1, c0=c1)
+
+    def chi(self) -> Value:
+        """Per-step gradient factor at q*: χ = σw² E[φ'(√q* z)²]."""
+        return self.meanfield.chi1()
+
+    def critical_sigma_w(self, lo=1e-3, hi=20.0) -> float:
+        """σw with χ = 1 at the fixed point (σu, σb, x2 fixed): bracketing + Brent."""
+        from scipy.optimize import brentq
+
+        def f(sw):
+            m = RNNMeanField(self.act, sw, self.step.sigma_u, self.step.sigma_b, self.step.x2,
+                             self.step.x_corr)
+            return float(m.chi()) - 1.0
+        grid = np.geomspace(lo, hi, 40)
+        vals = []
+        for sw in grid:
+            try:
+                vals.append(f(sw))
+            except VanishcalcError:
+                vals.append(math.nan)
+        for i in range(len(grid) - 1):
+            if np.isfinite(vals[i]) and np.isfinite(vals[i + 1]) and (vals[i] < 0) != (vals[i + 1] < 0):
+                return brentq(f, grid[i], grid[i + 1], xtol=1e-13, rtol=1e-12)
+        raise VanishcalcError(f"RNNMeanField.critical_sigma_w: χ − 1 has no sign change for σw in "
+                              f"[{lo:g}, {hi:g}] (φ = {self.act.name}); no critical σw there")
+
+
+# ---------------------------------------------------------------- recurrent normalization
+
+
+def expected_derivative(spec, gamma=1.0, beta=0.0) -> float:
+    """E[φ'(γz + β)]: how linear a normalized unit stays (Cooijmans et al. 2017, §4, Fig. 1)."""
+    act = activation(spec)
+    g = _num("expected_derivative", "gamma", gamma, positive=True)
+    b = _num("expected_derivative", "beta", beta)
+    return first_moment(derivative_of(shifted(act, b)), g * g)
+
+
+@dataclass(frozen=True)
+class RecurrentNorm:
+    """Per-step statistics of a normalized RNN: pre-activation a ~ N(β, q - β²).
+
+    ``q``: E[a²]; ``mean_derivative``: E[φ'(a)]; ``rate``: per-step growth of E‖δh‖²."""
+
+    q: float
+    mean_derivative: float
+    rate: float
+
+
+def recurrent_bn(spec, gamma_h=0.1, gamma_x=0.1, beta=0.0) -> RecurrentNorm:
+    """Recurrent BN (Cooijmans et al. 2017, eq. 6), infinite batch: a ~ N(β, γ_h² + γ_x²),
+    rate = γ_h² E[φ'(a)²]/Var[φ(a)] per step."""
+    act = activation(spec)
+    w = "recurrent_bn"
+    gh = _num(w, "gamma_h", gamma_h, positive=True)
+    gx = _num(w, "gamma_x", gamma_x, nonneg=True)
+    b = _num(w, "beta", beta)
+    v = gh * gh + gx * gx
+    sa = shifted(act, b)
+    m1, m2 = first_moment(sa, v), second_moment(sa, v)
+    var = m2 - m1 * m1
+    if not var > 0:
+        raise VanishcalcError(f"{w}: φ(a) is constant; BN of W h divides by zero")
+    d = derivative_of(sa)
+    return RecurrentNorm(q=v + b * b, mean_derivative=first_moment(d, v),
+                         rate=gh * gh * second_moment(d, v) / var)
+
+
+def recurrent_ln(spec, gamma=1.0, beta=0.0, sigma_w=1.0, sigma_u=0.0, sigma_b=0.0,
+                 x2=1.0) -> RecurrentNorm:
+    """Recurrent LN (Ba et al. 2016, §3.1 in an RNN): a = γ·LN(W h + U x + b) + β, infinite
+    width; rate = γ²σw² E[φ'(a)²]/(σw² E[φ(a)²] + σu² x2 + σb²) per step."""
+    act = activation(spec)
+    w = "recurrent_ln"
+    g = _num(w, "gamma", gamma, positive=True)
+    b = _num(w, "beta", beta)
+    sw = _num(w, "sigma_w", sigma_w, positive=True)
+    su = _num(w, "sigma_u", sigma_u, nonneg=True)
+    sb = _num(w, "sigma_b", sigma_b, nonneg=True)
+    xx = _num(w, "x2", x2, nonneg=True)
+    sa = shifted(act, b)
+    d = derivative_of(sa)
+    den = sw * sw * second_moment(sa, g * g) + su * su * xx + sb * sb
+    if not den > 0:
+        raise VanishcalcError(f"{w}: the summed input W h + U x + b is 0; LN divides by zero")
+    return RecurrentNorm(q=g * g + b * b, mean_derivative=first_moment(d, g * g),
+                         rate=g * g * sw * sw * second_moment(d, g * g) / den)
