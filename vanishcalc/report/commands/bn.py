@@ -1,0 +1,33 @@
+"""``vanishcalc bn SPEC [--rate r | --gamma g] [--beta b] [--optimize beta] [--batch B] [--norm bn|ln]``:
+BatchNorm affine (γ, β), its gradient rate and the trade-off (saturation, nonlinearity)."""
+from __future__ import annotations
+
+
+def add_arguments(parser):
+    parser.add_argument("spec", help="zoo name or expression in x, e.g. 'tanh' or 'exp(-x**2)'")
+    grp = parser.add_mutually_exclusive_group()
+    grp.add_argument("--rate", type=float, help="target per-layer squared-gradient growth; solves γ")
+    grp.add_argument("--gamma", type=float, help="BN scale γ (default 1)")
+    parser.add_argument("--beta", type=float, default=0.0, help="BN shift β (default 0)")
+    parser.add_argument("--optimize", choices=["beta"], help="β minimizing the rate at fixed γ")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="finite batch size B ≥ 4 for the rate (default: infinite batch)")
+    parser.add_argument("--norm", choices=["bn", "ln"], default="bn",
+                        help="bn (default) or ln: LayerNorm rate at the same (γ, β)")
+
+
+def run(args) -> int:
+    from ...solve.bn_affine import bn_affine, bn_gradient_rate, ln_gradient_rate
+    a = bn_affine(args.spec, rate=args.rate, gamma=args.gamma, beta=args.beta,
+                  optimize=args.optimize)
+    print(f"φ = {a.spec}")
+    print(f"gamma = {a.gamma:.10g}")
+    print(f"beta  = {a.beta:.10g}")
+    print(f"BN rate (infinite batch) = {a.rate!r}")
+    if args.batch is not None:
+        print(f"BN rate (batch {args.batch}) = {bn_gradient_rate(args.spec, a.gamma, a.beta, args.batch)!r}")
+    if args.norm == "ln":
+        print(f"LN rate = {ln_gradient_rate(args.spec, a.gamma, a.beta)!r}")
+    print(f"saturated fraction = {a.saturated_fraction:.4g}")
+    print(f"nonlinearity = {a.nonlinearity:.4g}")
+    return 0
