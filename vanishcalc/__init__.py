@@ -37,6 +37,8 @@ _LAZY = {
     "Simulation": "vanishcalc.sim.api",
     "check": "vanishcalc.sim.check",
     "CheckReport": "vanishcalc.sim.check",
+    "RNNMeanField": "vanishcalc.maps.rnn",
+    "simulate_rnn": "vanishcalc.sim.composed",
     "bn_gradient_rate": "vanishcalc.solve.bn_affine",
     "ln_gradient_rate": "vanishcalc.solve.bn_affine",
     "bn_affine": "vanishcalc.solve.bn_affine",

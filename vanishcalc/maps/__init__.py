@@ -1,4 +1,5 @@
-"""Mean-field layers that compose: ``Dense``, ``Activation``, ``serial``, ``repeat``.
+"""Mean-field layers that compose: ``Dense``, ``Activation``, ``BatchNorm``, ``LayerNorm``,
+``serial``, ``repeat``; and ``RNNMeanField`` for recurrence.
 
 >>> from vanishcalc.maps import Activation, Dense, repeat, serial
 >>> net = repeat(serial(Activation("tanh"), Dense(1.5, 0.1)), 3)
@@ -7,7 +8,9 @@ from .activation import Activation, Nonlinearity
 from .combinators import Repeat, Serial, repeat, serial
 from .dense import Dense
 from .layer import Layer
+from .norm import BatchNorm, LayerNorm
+from .rnn import RNNMeanField
 from .state import MomentState
 
-__all__ = ["Activation", "Dense", "Layer", "MomentState", "Nonlinearity", "Repeat", "Serial",
-           "repeat", "serial"]
+__all__ = ["Activation", "BatchNorm", "Dense", "Layer", "LayerNorm", "MomentState",
+           "Nonlinearity", "RNNMeanField", "Repeat", "Serial", "repeat", "serial"]

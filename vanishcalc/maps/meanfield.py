@@ -253,8 +253,16 @@ class MeanField:
     def chi1(self) -> Value:
         """χ1 = σw² E[φ'(√q* z)²]: the per-layer growth of the squared gradient norm at q*."""
         q = float(self.q_star())
-        v = self.block.grad_factor(MomentState.single(q))
+        v = self.block.grad_factor(self._single(q))
         return Value(v, error=1e-14 * abs(v), error_kind="estimate", method="meanfield:chi1")
+
+    def _single(self, q):
+        """The fixed-point state at second moment q.  Without batch coupling one input
+        (c = 1) suffices.  BatchNorm standardizes over a batch of distinct inputs, so its
+        factor depends on their correlation: use the fixed point c* (for [Dense, BN, relu]
+        c* = 1/π, from relu's mean, which gives Yang et al.'s π/(π−1))."""
+        coupled = any(getattr(l, "batch_coupled", False) for l in self.block.layers)
+        return MomentState(q, q, float(self.c_star())) if coupled else MomentState.single(q)
 
     def chi_c(self) -> Value:
         """χc = σw² E[φ'(u1)φ'(u2)] at (q*, c*): the slope of the c-map at its fixed point."""
@@ -268,7 +276,7 @@ class MeanField:
     def q_slope(self) -> Value:
         """∂q'/∂q at q* = χ1 + σw² E[φ''φ] (Schoenholz et al. 2017, eq. 6)."""
         q = float(self.q_star())
-        v = self.block.q_slope(MomentState.single(q))
+        v = self.block.q_slope(self._single(q))
         return Value(v, error=1e-12 * max(abs(v), 1.0), error_kind="estimate",
                      method="meanfield:q-slope")
 

@@ -66,6 +66,8 @@ class MomentState:
     def check_finite(self, where: str) -> "MomentState":
         for name in ("q1", "q2", "c", "mean"):
             v = getattr(self, name)
+            if v is None:   # mean is None after a nonlinearity (not tracked there)
+                continue
             if not math.isfinite(v):
                 raise VanishcalcError(f"{where}: {name} became {v!r}; the signal overflowed "
                                       "(lower σw or the depth)")

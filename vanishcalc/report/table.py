@@ -17,13 +17,15 @@ import sympy
 from ..errors import VanishcalcError
 
 COLUMNS = ("name", "expression", "gain_second_moment", "gain_std", "gain_backward",
-           "closed_form", "critical_sigma_w", "critical_q_star", "q_star", "chi1", "xi_c")
+           "closed_form", "critical_sigma_w", "critical_q_star", "q_star", "chi1", "xi_c",
+           "bn_rate", "bn_gamma_105")
 
 HEADERS = {
     "name": "φ", "expression": "expression", "gain_second_moment": "gain (2nd moment)",
     "gain_std": "gain (std)", "gain_backward": "gain (backward)", "closed_form": "closed form",
     "critical_sigma_w": "critical σw", "critical_q_star": "q* at critical σw",
     "q_star": "q* at 2nd-moment gain", "chi1": "χ1 there", "xi_c": "ξc there",
+    "bn_rate": "BN rate (γ=1, β=0)", "bn_gamma_105": "γ for BN rate 1.05",
 }
 
 
@@ -115,6 +117,7 @@ def init_table(specs=None, sigma_b=0.0) -> InitTable:
     from ..activation import activation
     from ..maps.meanfield import MeanField
     from ..solve.criticality import critical_sigma_w
+    from ..solve.bn_affine import bn_affine, bn_gradient_rate
     from ..solve.gain import gain
     specs, sb = _init_table_iv(specs, sigma_b)
     rows, notes = [], {}
@@ -151,5 +154,11 @@ def init_table(specs=None, sigma_b=0.0) -> InitTable:
                 row["chi1"] = None if chi is None else float(chi)
                 xi = attempt("xi_c", mf.xi_c)
                 row["xi_c"] = None if xi is None else float(xi)
+        # Per-layer squared-gradient growth of a deep BatchNorm net (Yang et al. 2019), and the
+        # γ that brings it to 1.05 at β = 0 (notes/normalization.md).
+        r = attempt("bn_rate", lambda: bn_gradient_rate(act))
+        row["bn_rate"] = None if r is None else float(r)
+        a = attempt("bn_gamma_105", lambda: bn_affine(act, rate=1.05))
+        row["bn_gamma_105"] = None if a is None else a.gamma
         rows.append(row)
     return InitTable(rows=rows, sigma_b=sb, notes=notes)

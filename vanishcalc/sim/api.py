@@ -178,9 +178,16 @@ def _mean_se(x):
     return mean, se, n
 
 
-def simulate(spec, sigma_w, sigma_b=0.0, *, depth, width, n_nets=1, q0=1.0, c0=0.5,
-             weights="gaussian", seed=0, backend="cpu", dtype="float64", progress=None):
+def simulate(spec, sigma_w=None, sigma_b=0.0, *, depth, width, n_nets=1, q0=1.0, c0=0.5,
+             weights="gaussian", seed=0, backend="cpu", dtype="float64", progress=None,
+             batch=None):
     """Simulate ``n_nets`` random dense networks ``h_{l+1} = W_l φ(h_l) + b_l``.
+
+    ``spec`` may also be a composed block of layers from :mod:`vanishcalc.maps`
+    (``[Dense(σw, σb), BatchNorm(γ, β), Activation("tanh")]``, repeated ``depth`` times);
+    then ``sigma_w``/``sigma_b`` stay unset (the layers carry them), ``batch`` is the
+    BatchNorm batch (default 64) and the kernels of :mod:`vanishcalc.sim.composed` run it
+    (CPU only; ``saturation`` is not measured there and is NaN).
 
     .. math::
 
@@ -240,6 +247,16 @@ def simulate(spec, sigma_w, sigma_b=0.0, *, depth, width, n_nets=1, q0=1.0, c0=0
     >>> sim.q.shape, float(sim.grad[-1])
     ((4,), 1.0)
     """
+    if is_network(spec):
+        return _simulate_network(spec, sigma_w, sigma_b, depth=depth, width=width, n_nets=n_nets,
+                                 q0=q0, c0=c0, weights=weights, seed=seed, backend=backend,
+                                 dtype=dtype, batch=batch)
+    if sigma_w is None:
+        raise VanishcalcError("sigma_w is required when spec is a nonlinearity (σw of the dense "
+                              "layers); pass e.g. sigma_w=1.0")
+    if batch is not None:
+        raise VanishcalcError("batch applies to composed networks with BatchNorm; a plain dense "
+                              "net simulates two inputs per net")
     (act, sigma_w, sigma_b, depth, width, n_nets, q0, c0, weights, seed, backend, dtype,
      progress) = _simulate_iv(spec, sigma_w, sigma_b, depth, width, n_nets, q0, c0, weights,
                               seed, backend, dtype, progress)
@@ -253,6 +270,55 @@ def simulate(spec, sigma_w, sigma_b=0.0, *, depth, width, n_nets=1, q0=1.0, c0=0
                   n_nets=n_nets, q0=q0, c0=c0, weights=weights, seed=seed,
                   backend=module.__name__.rsplit(".", 1)[-1], dtype=dtype)
     return _summarize(raw, params)
+
+
+def is_network(spec) -> bool:
+    """True for a composed block of mean-field layers (a list of layers or a Layer)."""
+    from ..maps.layer import Layer
+    return isinstance(spec, Layer) or (isinstance(spec, (list, tuple)) and len(spec) > 0
+                                       and all(isinstance(l, Layer) for l in spec))
+
+
+def network_batch(spec, batch):
+    """The batch a composed net runs at: its BatchNorm's own, else ``batch``, else 64."""
+    from ..maps.combinators import serial
+    block = serial(*spec) if isinstance(spec, (list, tuple)) else spec
+    own = {l.batch for l in block.layers if getattr(l, "batch", None) is not None}
+    if len(own) > 1:
+        raise VanishcalcError(f"the BatchNorm layers disagree on the batch size: {sorted(own)}")
+    if own:
+        (b,) = own
+        if batch is not None and batch != b:
+            raise VanishcalcError(f"batch = {batch} but the BatchNorm layer says batch = {b}")
+        return b
+    return 64 if batch is None else batch
+
+
+def _simulate_network(spec, sigma_w, sigma_b, *, depth, width, n_nets, q0, c0, weights, seed,
+                      backend, dtype, batch):
+    if sigma_w is not None or sigma_b not in (0, 0.0, None):
+        raise VanishcalcError("sigma_w/sigma_b must be left unset for a composed network: its "
+                              "Dense layers carry σw and σb")
+    if backend not in ("cpu", "auto"):
+        raise VanishcalcError(f"backend = {backend!r}: composed networks (BatchNorm/LayerNorm "
+                              "stacks) run on the CPU kernels only; use backend='cpu'")
+    if weights != "gaussian" or dtype != "float64":
+        raise VanishcalcError("composed networks are simulated with Gaussian weights in float64 "
+                              f"only (got weights={weights!r}, dtype={dtype!r})")
+    from .composed import simulate_stack
+    batch = network_batch(spec, batch)
+    tr = simulate_stack(spec, depth=depth, width=width, batch=batch, n_nets=n_nets, q0=q0, c0=c0,
+                        seed=seed)
+    nonfinite = ~np.isfinite(tr.q)
+    first = int(np.argmax(nonfinite)) if nonfinite.any() else None
+    params = dict(phi=repr(spec), sigma_w=None, sigma_b=None, depth=depth, width=width,
+                  n_nets=n_nets, q0=q0, c0=c0, weights=weights, seed=seed, backend="cpu",
+                  dtype=dtype, batch=batch)
+    return Simulation(q=tr.q, c=tr.c, grad=tr.grad, q_se=tr.q_se, c_se=tr.c_se,
+                      grad_se=tr.grad_se, saturation=np.full_like(tr.q, np.nan),
+                      nonfinite=nonfinite, n_finite=np.full(tr.q.shape, tr.n_nets),
+                      first_nonfinite_layer=first, raw={"rate": tr.rate, "rate_se": tr.rate_se},
+                      params=params)
 
 
 def _summarize(raw, params):

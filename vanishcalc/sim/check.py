@@ -72,8 +72,9 @@ class CheckReport:
     def summary(self, max_rows: int = 12) -> str:
         """Plain-text table: per layer, theory / simulation ± se and z for q, c, grad."""
         p = self.params
-        head = (f"check φ = {p['phi']}, σw = {p['sigma_w']:g}, σb = {p['sigma_b']:g}, "
-                f"depth {p['depth']}, width {p['width']}, {p['n_nets']} nets, "
+        net = (f"φ = {p['phi']}, σw = {p['sigma_w']:g}, σb = {p['sigma_b']:g}"
+               if p.get("sigma_w") is not None else f"network {p['phi']}, batch {p['batch']}")
+        head = (f"check {net}, depth {p['depth']}, width {p['width']}, {p['n_nets']} nets, "
                 f"{p['weights']} weights, seed {p['seed']}")
         lines = [head,
                  f"{'layer':>5}  " + "  ".join(f"{s + ' theory':>11} {s + ' sim':>11} {'±se':>9} {'z':>6}"
@@ -148,9 +149,19 @@ def _theory(spec, sigma_w, sigma_b, depth, q0, c0, theory):
     return out
 
 
-def check(spec, sigma_w, sigma_b=0.0, *, depth, width, n_nets, q0=1.0, c0=0.5,
+def _with_batch(spec, batch):
+    """The same layers, with every batch-less BatchNorm given ``batch``."""
+    from ..maps.combinators import serial
+    from ..maps.norm import BatchNorm
+    layers = list(spec) if isinstance(spec, (list, tuple)) else list(spec.layers)
+    return [BatchNorm(l.gamma, l.beta, batch=batch) if isinstance(l, BatchNorm) and l.batch is None
+            else l for l in layers] if any(isinstance(l, BatchNorm) for l in layers) else \
+        (serial(*layers) if not isinstance(spec, (list, tuple)) else layers)
+
+
+def check(spec, sigma_w=None, sigma_b=0.0, *, depth, width, n_nets, q0=1.0, c0=0.5,
           weights="gaussian", seed=0, backend="cpu", tolerance=None, allowance=1.0,
-          theory=None, progress=None):
+          theory=None, progress=None, batch=None):
     """Compare mean-field q, c, grad with a simulated ensemble, layer by layer.
 
     Parameters
@@ -176,8 +187,16 @@ def check(spec, sigma_w, sigma_b=0.0, *, depth, width, n_nets, q0=1.0, c0=0.5,
     the simulated standard error is 0 (a fixed point that both sides sit on).
     """
     tolerance, allowance = _check_iv(n_nets, tolerance, allowance, depth)
-    sim = simulate(spec, sigma_w, sigma_b, depth=depth, width=width, n_nets=n_nets, q0=q0, c0=c0,
-                   weights=weights, seed=seed, backend=backend, progress=progress)
+    from .api import is_network, network_batch
+    if is_network(spec):
+        # The theory must see the batch the kernels run at (BatchNorm's finite-batch map).
+        batch = network_batch(spec, batch)
+        spec = _with_batch(spec, batch)
+        sim = simulate(spec, sigma_w, sigma_b, depth=depth, width=width, n_nets=n_nets, q0=q0,
+                       c0=c0, weights=weights, seed=seed, backend=backend, batch=batch)
+    else:
+        sim = simulate(spec, sigma_w, sigma_b, depth=depth, width=width, n_nets=n_nets, q0=q0,
+                       c0=c0, weights=weights, seed=seed, backend=backend, progress=progress)
     p = sim.params
     th = _theory(spec, p["sigma_w"], p["sigma_b"], p["depth"], p["q0"], p["c0"], theory)
     depth, width = p["depth"], p["width"]

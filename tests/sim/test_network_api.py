@@ -1,0 +1,66 @@
+"""simulate()/check()/MeanField/init_table accept composed networks (issue 7 wiring).
+
+References: Yang et al. 2019 (arXiv:1902.08129) π/(π−1) for relu BatchNorm nets, and
+mpmath for tanh's infinite-batch rate E[tanh'(z)²]/Var[tanh(z)].
+"""
+import math
+
+import mpmath
+import numpy as np
+import pytest
+
+from vanishcalc import MeanField, VanishcalcError, check, init_table, simulate
+from vanishcalc.maps import Activation, BatchNorm, Dense
+
+
+def relu_bn_net(batch=None):
+    return [Dense(1.0, 0.0), BatchNorm(1.0, 0.0, batch=batch), Activation("relu")]
+
+
+def test_meanfield_chi1_relu_bn_block_vs_yang_pi_over_pi_minus_1():
+    chi1 = MeanField(relu_bn_net()).chi1()
+    assert abs(float(chi1) - math.pi / (math.pi - 1)) < 1e-10
+
+
+def test_check_relu_bn_network_passes_vs_meanfield():
+    report = check(relu_bn_net(), depth=4, width=128, n_nets=8, batch=32, seed=3)
+    assert report.passed, report.summary()
+    assert "batch 32" in report.summary()
+
+
+def test_simulate_network_grad_rate_vs_yang_finite_batch():
+    # Per-layer growth at batch B: π/(π−1) times the finite-batch factor (B−2)/(B−3).
+    B = 64
+    sim = simulate(relu_bn_net(), depth=6, width=256, n_nets=8, batch=B, seed=4)
+    rate = sim.grad[1:-1] / sim.grad[2:]
+    want = math.pi / (math.pi - 1) * (B - 2) / (B - 3)
+    assert np.all(np.abs(rate - want) < 0.04 * want)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(backend="cuda"), "CPU kernels only"),
+    (dict(sigma_w=1.0), "left unset"),
+    (dict(weights="orthogonal"), "Gaussian weights"),
+])
+def test_simulate_network_bad_arguments_are_named(kwargs, message):
+    with pytest.raises(VanishcalcError, match=message):
+        simulate(relu_bn_net(), depth=2, width=8, n_nets=2, **kwargs)
+
+
+def test_simulate_network_batch_mismatch_is_an_error():
+    with pytest.raises(VanishcalcError, match="batch"):
+        simulate(relu_bn_net(batch=16), depth=2, width=8, n_nets=2, batch=32)
+
+
+def test_simulate_plain_phi_needs_sigma_w():
+    with pytest.raises(VanishcalcError, match="sigma_w is required"):
+        simulate("tanh", depth=2, width=8)
+
+
+def test_init_table_bn_rate_tanh_vs_mpmath():
+    row = init_table(["tanh"]).rows[0]
+    with mpmath.workdps(30):
+        d2 = mpmath.quad(lambda z: mpmath.sech(z) ** 4 * mpmath.npdf(z), [-mpmath.inf, 0, mpmath.inf])
+        m2 = mpmath.quad(lambda z: mpmath.tanh(z) ** 2 * mpmath.npdf(z), [-mpmath.inf, 0, mpmath.inf])
+    assert abs(row["bn_rate"] - float(d2 / m2)) < 1e-10
+    assert row["bn_gamma_105"] is not None and 0 < row["bn_gamma_105"] < 1
