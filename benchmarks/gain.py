@@ -37,13 +37,13 @@ def cold(cmd):
 
 
 def clear_caches():
-    from vanishcalc import activation, parse
-    from vanishcalc.gaussian import expect
-    from vanishcalc.solve import gain
-    parse.parse.cache_clear()
-    activation._activation_from_expr.cache_clear()
-    expect._expect_cached.cache_clear()
-    gain._gain_cached.cache_clear()
+    import importlib
+    # importlib, not `from vanishcalc import parse`: the package binds the *function* there.
+    mod = importlib.import_module
+    mod("vanishcalc.parse").parse.cache_clear()
+    mod("vanishcalc.activation")._activation_from_expr.cache_clear()
+    mod("vanishcalc.gaussian.expect")._expect_cached.cache_clear()
+    mod("vanishcalc.solve.gain")._gain_cached.cache_clear()
 
 
 def main():

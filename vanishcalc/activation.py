@@ -244,9 +244,11 @@ def _real_roots(boundary):
         poly = sympy.Poly(boundary, X)
     except sympy.PolynomialError:
         poly = None
+    if poly is not None and poly.degree() == 1:     # the common case, x - k: no root isolation
+        a, b = poly.all_coeffs()
+        return [-b / a]
     if poly is not None and poly.degree() <= 8:
-        roots = sympy.real_roots(poly)
-        return [sympy.nsimplify(r) if r.is_Rational else r for r in roots]
+        return list(sympy.real_roots(poly))
     raise ParseError(f"cannot locate the kinks of the condition {boundary} = 0: only polynomial "
                      "conditions (degree ≤ 8) inside Max/Min/Abs/sign/Heaviside are supported")
 
@@ -376,8 +378,6 @@ def _values(expr):
 
 
 def _require_positive(base, where, act, strict):
-    if base.is_positive:   # SymPy can tell (1 + exp(x), x**2 + 1): nothing to scan
-        return
     v = _values(base)
     neg = v < 0
     if np.any(neg):
@@ -390,8 +390,6 @@ def _require_positive(base, where, act, strict):
 
 def _require_nonzero(base, where, act):
     """Fail if ``base`` has a real zero: sign changes on the grid, or a touching minimum."""
-    if base.is_positive or base.is_negative:
-        return
     if not base.has(X):
         if base == 0:
             raise SingularityError(f"φ = {act.name} is singular: {where} divides by zero")

@@ -122,7 +122,8 @@ def _term_integral(term, lo, hi, q, whole_line):
     else:
         a0, a1, a2 = expo, 0, 0
     A = 1 / (2 * q) - a2
-    if not (A.is_positive or (A.is_number and float(A) > 0)):
+    # A float test, not A.is_positive: SymPy's assumption system was a third of a gain().
+    if not A.is_number or not float(A) > 0:
         return None
     B = a1
     pref = coeff * exp(a0)
