@@ -1,0 +1,697 @@
+"""CUDA kernels for the dense mean-field simulation (``backend="cuda"``).
+
+The only module of vanishcalc that imports ``numba.cuda``; it does so lazily, inside
+functions, so importing this module never needs numba-cuda or a GPU.
+
+Two kernel families, both generating the weights on device from xoroshiro128+ streams
+(``numba.cuda.random``) and never storing them:
+
+* **narrow** (width ≤ :data:`MAX_NARROW_WIDTH`): one block per net (grid-stride over
+  nets), one thread per unit, φ(h) and φ'(h)⊙t of both inputs in shared memory, the
+  whole depth in **one launch**.  Each layer, thread *i* draws row *i* of ``W_l`` from its
+  own stream and accumulates four dot products with the shared vectors.
+* **wide** (width > :data:`MAX_NARROW_WIDTH`): two launches per layer, a row-tiled
+  "generate-and-multiply" kernel (``W_l`` tile drawn on the fly, the four input vectors
+  staged through shared memory tile by tile) and a per-net statistics kernel.
+
+Both compute, per net and layer ``l = 0..depth``: ``Σh1²``, ``Σh2²``, ``Σh1h2``,
+``log F_l`` for each input's forward-mode tangent, the count of saturated units and a
+non-finite flag.  The tangent is renormalized to unit norm every layer and its log-norm
+accumulated, so ``grad[l] = F_depth / F_l`` neither overflows nor underflows in float32.
+
+See ``notes/cuda.md``.
+"""
+from __future__ import annotations
+
+import functools
+import contextlib
+import math
+import threading
+import warnings
+
+import numpy as np
+
+from ..activation import activation
+from ..errors import VanishcalcError
+
+#: Largest width run by the one-launch shared-memory kernel (threads per block).
+MAX_NARROW_WIDTH = 256
+#: Threads per block of the wide kernels (rows per tile, and tile length).
+WIDE_THREADS = 256
+#: Most blocks launched over nets; more nets are handled by grid-stride loops.  A constant
+#: (not a device query) so that the RNG stream layout, hence the result of a fixed seed,
+#: does not depend on the GPU.
+MAX_NET_BLOCKS = 2048
+#: Statistics per layer: Σh1², Σh2², Σh1h2, log F1, log F2, saturated count, non-finite count.
+N_STATS = 7
+#: Saturation: |φ'(h)| below this fraction of max |φ'|.
+SAT_FRACTION = 1e-3
+
+_DTYPES = ("float32", "float64")
+
+# ``numba.cuda``, bound by :func:`_import_cuda` on first use.  A module global on purpose: the
+# CUDA simulator swaps module globals that are ``numba.cuda`` for its fake per-launch module,
+# so kernels must reach ``cuda.threadIdx`` etc. through a global, never through a closure.
+cuda = None
+
+
+class CudaUnavailableError(VanishcalcError):
+    """``backend="cuda"`` was asked for, but neither a GPU nor the CUDA simulator is usable."""
+
+
+class CudaOrthogonalError(VanishcalcError):
+    """Orthogonal (Haar) weights are not implemented on the CUDA backend."""
+
+
+# ---------------------------------------------------------------- availability
+
+
+def _import_cuda():
+    """``numba.cuda``, or raise :class:`CudaUnavailableError` saying how to get it."""
+    global cuda
+    if cuda is not None:
+        return cuda
+    try:
+        from numba import cuda as numba_cuda
+    except ImportError as exc:   # numba-cuda not installed (numba ≥ 0.61 ships no CUDA target)
+        raise CudaUnavailableError(
+            "backend='cuda' needs numba-cuda: pip install 'vanishcalc[cuda]' (or numba-cuda); "
+            "without a GPU, also set NUMBA_ENABLE_CUDASIM=1 before Python starts to run the "
+            f"kernels in the (slow) CUDA simulator ({exc})") from exc
+    cuda = numba_cuda
+    return cuda
+
+
+def simulator_enabled() -> bool:
+    """True when numba runs CUDA kernels in its Python simulator (``NUMBA_ENABLE_CUDASIM=1``)."""
+    try:
+        from numba import config
+    except ImportError:   # pragma: no cover - numba is a dependency
+        return False
+    return bool(getattr(config, "ENABLE_CUDASIM", 0))
+
+
+def cuda_available() -> bool:
+    """True when a real CUDA GPU is usable through numba-cuda.
+
+    The simulator does not count: ``backend="auto"`` must not pick a backend that is
+    thousands of times slower than the CPU one.  :func:`run_dense` accepts the simulator too.
+    """
+    if simulator_enabled():
+        return False
+    try:
+        return bool(_import_cuda().is_available())
+    except Exception:   # a broken driver install must not break backend="auto"
+        return False
+
+
+def _patch_simulator_shared_arrays():
+    """Make the CUDA simulator's ``cuda.shared.array`` allocation thread-safe (idempotent).
+
+    numba-cuda's simulator (``simulator/kernelapi.py``, ``FakeCUDAShared.array``, checked in
+    numba-cuda 0.30) finds a block's shared array by call site with an unlocked
+    check-then-insert: a simulated thread preempted between the two gets a private array,
+    and the block silently computes with torn shared memory (we saw irreproducible results
+    for a fixed seed).  Same lookup, under a lock.  Only ever applied in simulator mode.
+    """
+    import sys
+    import traceback
+
+    from numba.cuda.simulator import kernelapi
+    cls = kernelapi.FakeCUDAShared
+    if getattr(cls, "_vanishcalc_locked", False):
+        return
+    original = cls.array
+    lock = threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        if alignment is not None or shape == 0:      # errors and dynamic memory: unchanged
+            return original(self, shape, dtype, alignment)
+        from numba.core import types
+        from numba.np import numpy_support
+        if isinstance(dtype, types.Type):
+            dtype = numpy_support.as_dtype(dtype)
+        caller = tuple(traceback.extract_stack(sys._getframe(1), limit=1)[-1][0:2])
+        with lock:
+            res = self._allocations.get(caller)
+            if res is None:
+                res = np.empty(shape, dtype)
+                self._allocations[caller] = res
+        return res
+
+    cls.array = array
+    cls._vanishcalc_locked = True
+
+
+#: The name ``sim/api.py`` asks for when ``backend="auto"``.
+is_available = cuda_available
+
+
+def _require_device():
+    _import_cuda()
+    if simulator_enabled():
+        _patch_simulator_shared_arrays()
+        return cuda
+    try:
+        ok = cuda.is_available()
+    except Exception:   # pragma: no cover - driver errors
+        ok = False
+    if not ok:
+        raise CudaUnavailableError(
+            "backend='cuda' found no usable CUDA GPU. Install the 'cuda' extra "
+            "(pip install 'vanishcalc[cuda]') on a machine with an NVIDIA GPU and driver, or set "
+            "NUMBA_ENABLE_CUDASIM=1 in the environment before Python starts to run the kernels "
+            "in numba's CUDA simulator (slow: tiny sizes only), or use backend='cpu'.")
+    return cuda
+
+
+# ---------------------------------------------------------------- kernel factory
+
+_lock = threading.Lock()
+_KERNELS: dict = {}
+
+
+def _device_functions(act):
+    """φ and φ' as ``cuda.jit(device=True)`` functions, built from ``compile.python_source``."""
+    from .compile import python_source
+    ns = {"math": math}
+    exec(compile(python_source(act), f"<vanishcalc cuda {act.name}>", "exec"), ns)
+    phi = cuda.jit(device=True)(ns["phi"])
+    dphi = cuda.jit(device=True)(ns["dphi"])
+    return phi, dphi
+
+
+def kernels(act, dtype: str):
+    """The compiled kernels for ``(act.key, dtype)``; built once per process and cached."""
+    _import_cuda()
+    act = activation(act)
+    key = (act.key, dtype, simulator_enabled())
+    with _lock:
+        k = _KERNELS.get(key)
+        if k is None:
+            phi, dphi = _device_functions(act)
+            k = _build_kernels(phi, dphi, dtype)
+            _KERNELS[key] = k
+    return k
+
+
+def _build_kernels(phi, dphi, dtype: str):  # noqa: C901 - kernels close over φ, dtype
+    """Compile the narrow and wide kernels for one φ and one float type.
+
+    The kernels close over φ, φ' and the float type (numba freezes closure variables as
+    compile-time constants), so each (activation, dtype) pair gets its own machine code.
+    """
+    from numba import boolean, float32, float64, int64, void
+    from numba.cuda.random import (xoroshiro128p_type, xoroshiro128p_uniform_float32,
+                                   xoroshiro128p_uniform_float64)
+
+    f32 = dtype == "float32"
+    nbf = float32 if f32 else float64
+    npf = np.float32 if f32 else np.float64
+    uniform = xoroshiro128p_uniform_float32 if f32 else xoroshiro128p_uniform_float64
+    ZERO = npf(0.0)
+    ONE = npf(1.0)
+    MINUS_TWO = npf(-2.0)
+    TWO_PI = npf(2.0 * math.pi)
+    NEG_INF = -math.inf
+    NAN = math.nan
+    MAXW = MAX_NARROW_WIDTH
+    TW = WIDE_THREADS
+    NS = N_STATS
+
+    @cuda.jit(device=True)
+    def normal_pair(states, sid):
+        """Two independent N(0, 1) draws by Box–Muller from two uniforms of stream ``sid``."""
+        u1 = uniform(states, sid)           # [0, 1): 1 - u1 is in (0, 1]
+        u2 = uniform(states, sid)
+        r = math.sqrt(MINUS_TWO * math.log(ONE - u1))
+        th = TWO_PI * u2
+        return r * math.cos(th), r * math.sin(th)
+
+    @cuda.jit(device=True)
+    def is_bad(x):
+        return math.isnan(x) or math.isinf(x)
+
+    @cuda.jit(device=True)
+    def unit_stats(h1, h2, t1, t2, thr, acc):
+        """Add one unit's contributions to the 7 per-layer sums held in ``acc`` (local)."""
+        acc[0] += float64(h1) * float64(h1)
+        acc[1] += float64(h2) * float64(h2)
+        acc[2] += float64(h1) * float64(h2)
+        acc[3] += float64(t1) * float64(t1)
+        acc[4] += float64(t2) * float64(t2)
+        if abs(dphi(h1)) < thr:
+            acc[5] += 1.0
+        if abs(dphi(h2)) < thr:
+            acc[5] += 1.0
+        if is_bad(h1) or is_bad(h2) or is_bad(t1) or is_bad(t2):
+            acc[6] += 1.0
+
+    @cuda.jit(device=True)
+    def block_reduce(red, tid, nthreads):
+        """Tree-sum ``red[k, :nthreads]`` into ``red[k, 0]``; ``nthreads`` a power of two."""
+        cuda.syncthreads()
+        s = nthreads // 2
+        while s > 0:
+            if tid < s:
+                for k in range(NS):
+                    red[k, tid] += red[k, tid + s]
+            cuda.syncthreads()
+            s //= 2
+
+    @cuda.jit(device=True)
+    def log_norm(log_scale, n):
+        """log F = log_scale + log n, with F = 0 → -inf and NaN kept (no log(0) call)."""
+        if n > 0.0 and not math.isinf(n):
+            return log_scale + math.log(n)
+        if n == 0.0:
+            return NEG_INF
+        if math.isinf(n):
+            return n
+        return NAN
+
+    @cuda.jit(device=True)
+    def inv_norm(n):
+        """1/√n for renormalizing the tangent; 1 when n is 0 or not finite (nothing to do)."""
+        if n > 0.0 and not math.isinf(n):
+            return 1.0 / math.sqrt(n)
+        return 1.0
+
+    # ------------------------------------------------------------ narrow: whole depth, one launch
+
+    def narrow_kernel(x0, states, w_scale, b_scale, depth, width, thr, out):
+        """One block per net; thread ``i`` owns unit ``i`` and draws row ``i`` of each ``W_l``.
+
+        x0 : (n_nets, 4, width) h1, h2, t1, t2 at layer 0.
+        out : (n_nets, depth + 1, 7) float64 per-layer sums (see module docstring).
+        """
+        vec = cuda.shared.array((4, MAXW), nbf)       # φ(h1), φ(h2), φ'(h1)t̂1, φ'(h2)t̂2
+        red = cuda.shared.array((NS, MAXW), float64)
+        acc = cuda.local.array(NS, float64)
+        tid = cuda.threadIdx.x
+        nthreads = cuda.blockDim.x
+        sid = cuda.blockIdx.x * nthreads + tid         # this thread's RNG stream
+        n_nets = x0.shape[0]
+        active = tid < width
+        wsc = nbf(w_scale)
+        bsc = nbf(b_scale)
+        for net in range(cuda.blockIdx.x, n_nets, cuda.gridDim.x):
+            h1 = ZERO
+            h2 = ZERO
+            t1 = ZERO
+            t2 = ZERO
+            if active:
+                h1 = x0[net, 0, tid]
+                h2 = x0[net, 1, tid]
+                t1 = x0[net, 2, tid]
+                t2 = x0[net, 3, tid]
+            log_a1 = 0.0
+            log_a2 = 0.0
+            for layer in range(depth + 1):
+                for k in range(NS):
+                    acc[k] = 0.0
+                if active:
+                    unit_stats(h1, h2, t1, t2, thr, acc)
+                for k in range(NS):
+                    red[k, tid] = acc[k]
+                block_reduce(red, tid, nthreads)
+                n1 = red[3, 0]
+                n2 = red[4, 0]
+                lf1 = log_norm(log_a1, n1)
+                lf2 = log_norm(log_a2, n2)
+                if tid == 0:
+                    out[net, layer, 0] = red[0, 0]
+                    out[net, layer, 1] = red[1, 0]
+                    out[net, layer, 2] = red[2, 0]
+                    out[net, layer, 3] = lf1
+                    out[net, layer, 4] = lf2
+                    out[net, layer, 5] = red[5, 0]
+                    out[net, layer, 6] = red[6, 0]
+                if layer == depth:
+                    break
+                r1 = inv_norm(n1)
+                r2 = inv_norm(n2)
+                if r1 != 1.0:
+                    log_a1 = lf1
+                if r2 != 1.0:
+                    log_a2 = lf2
+                if active:
+                    vec[0, tid] = phi(h1)
+                    vec[1, tid] = phi(h2)
+                    vec[2, tid] = dphi(h1) * (t1 * r1)
+                    vec[3, tid] = dphi(h2) * (t2 * r2)
+                cuda.syncthreads()
+                if active:
+                    a1 = ZERO
+                    a2 = ZERO
+                    g1 = ZERO
+                    g2 = ZERO
+                    j = 0
+                    while j + 1 < width:
+                        z0, z1 = normal_pair(states, sid)
+                        a1 += z0 * vec[0, j] + z1 * vec[0, j + 1]
+                        a2 += z0 * vec[1, j] + z1 * vec[1, j + 1]
+                        g1 += z0 * vec[2, j] + z1 * vec[2, j + 1]
+                        g2 += z0 * vec[3, j] + z1 * vec[3, j + 1]
+                        j += 2
+                    z0, z1 = normal_pair(states, sid)
+                    zb = z0
+                    if j < width:                      # odd width: z0 is the last weight
+                        a1 += z0 * vec[0, j]
+                        a2 += z0 * vec[1, j]
+                        g1 += z0 * vec[2, j]
+                        g2 += z0 * vec[3, j]
+                        zb = z1
+                    h1 = wsc * a1 + bsc * zb
+                    h2 = wsc * a2 + bsc * zb
+                    t1 = wsc * g1
+                    t2 = wsc * g2
+                cuda.syncthreads()                     # vec is rewritten next layer
+
+    # ------------------------------------------------------------ wide: two launches per layer
+
+    def wide_layer_kernel(v, states, w_scale, b_scale, width, h):
+        """h[net, k] = w_scale · W v[net, k] (+ b for k < 2), W drawn tile by tile.
+
+        Grid (ceil(width / TW), nets); thread ``i`` of block ``bx`` owns row ``bx·TW + i``.
+        """
+        tile = cuda.shared.array((4, TW), nbf)
+        tid = cuda.threadIdx.x
+        row = cuda.blockIdx.x * TW + tid
+        sid = (cuda.blockIdx.y * cuda.gridDim.x + cuda.blockIdx.x) * TW + tid
+        n_nets = v.shape[0]
+        wsc = nbf(w_scale)
+        bsc = nbf(b_scale)
+        for net in range(cuda.blockIdx.y, n_nets, cuda.gridDim.y):
+            a1 = ZERO
+            a2 = ZERO
+            g1 = ZERO
+            g2 = ZERO
+            for j0 in range(0, width, TW):
+                col = j0 + tid
+                for k in range(4):
+                    tile[k, tid] = v[net, k, col] if col < width else ZERO
+                cuda.syncthreads()
+                if row < width:
+                    for jj in range(0, TW, 2):         # zero-padded past width
+                        z0, z1 = normal_pair(states, sid)
+                        a1 += z0 * tile[0, jj] + z1 * tile[0, jj + 1]
+                        a2 += z0 * tile[1, jj] + z1 * tile[1, jj + 1]
+                        g1 += z0 * tile[2, jj] + z1 * tile[2, jj + 1]
+                        g2 += z0 * tile[3, jj] + z1 * tile[3, jj + 1]
+                cuda.syncthreads()
+            if row < width:
+                zb, _ = normal_pair(states, sid)
+                h[net, 0, row] = wsc * a1 + bsc * zb
+                h[net, 1, row] = wsc * a2 + bsc * zb
+                h[net, 2, row] = wsc * g1
+                h[net, 3, row] = wsc * g2
+
+    def wide_stats_kernel(h, v, log_a, thr, layer, last, out):
+        """Per-net sums of layer ``layer`` into ``out``; unless ``last``, φ(h), φ'(h)⊙t̂ into v."""
+        red = cuda.shared.array((NS, TW), float64)
+        acc = cuda.local.array(NS, float64)
+        tid = cuda.threadIdx.x
+        nthreads = cuda.blockDim.x
+        n_nets = h.shape[0]
+        width = h.shape[2]
+        for net in range(cuda.blockIdx.x, n_nets, cuda.gridDim.x):
+            for k in range(NS):
+                acc[k] = 0.0
+            for u in range(tid, width, nthreads):
+                unit_stats(h[net, 0, u], h[net, 1, u], h[net, 2, u], h[net, 3, u], thr, acc)
+            for k in range(NS):
+                red[k, tid] = acc[k]
+            block_reduce(red, tid, nthreads)
+            n1 = red[3, 0]
+            n2 = red[4, 0]
+            if tid == 0:
+                lf1 = log_norm(log_a[net, 0], n1)
+                lf2 = log_norm(log_a[net, 1], n2)
+                out[net, layer, 0] = red[0, 0]
+                out[net, layer, 1] = red[1, 0]
+                out[net, layer, 2] = red[2, 0]
+                out[net, layer, 3] = lf1
+                out[net, layer, 4] = lf2
+                out[net, layer, 5] = red[5, 0]
+                out[net, layer, 6] = red[6, 0]
+                if inv_norm(n1) != 1.0:
+                    log_a[net, 0] = lf1
+                if inv_norm(n2) != 1.0:
+                    log_a[net, 1] = lf2
+            if not last:
+                r1 = inv_norm(n1)
+                r2 = inv_norm(n2)
+                for u in range(tid, width, nthreads):
+                    x1 = h[net, 0, u]
+                    x2 = h[net, 1, u]
+                    v[net, 0, u] = phi(x1)
+                    v[net, 1, u] = phi(x2)
+                    v[net, 2, u] = dphi(x1) * (h[net, 2, u] * r1)
+                    v[net, 3, u] = dphi(x2) * (h[net, 3, u] * r2)
+            cuda.syncthreads()                         # red is reused by the next net
+
+    arr3 = nbf[:, :, ::1]
+    out3 = float64[:, :, ::1]
+    states_t = xoroshiro128p_type[::1]
+    sig_narrow = void(arr3, states_t, float64, float64, int64, int64, float64, out3)
+    sig_layer = void(arr3, states_t, float64, float64, int64, arr3)
+    sig_stats = void(arr3, arr3, float64[:, ::1], float64, int64, boolean, out3)
+    return {
+        "narrow": cuda.jit(sig_narrow)(narrow_kernel),
+        "wide_layer": cuda.jit(sig_layer)(wide_layer_kernel),
+        "wide_stats": cuda.jit(sig_stats)(wide_stats_kernel),
+        "npf": npf,
+    }
+
+
+# ---------------------------------------------------------------- host driver
+
+
+def _run_dense_iv(act, sigma_w, sigma_b, depth, width, n_nets, q0, c0, orthogonal, seed, dtype):
+    """Validate :func:`run_dense`'s arguments; messages name the argument and the fix."""
+    act = activation(act)
+    for name, val in (("sigma_w", sigma_w), ("sigma_b", sigma_b), ("q0", q0), ("c0", c0)):
+        try:
+            f = float(val)
+        except (TypeError, ValueError):
+            raise VanishcalcError(f"{name} must be a real number, got {val!r}") from None
+        if not math.isfinite(f):
+            raise VanishcalcError(f"{name} must be finite, got {val!r}")
+    if float(sigma_w) < 0 or float(sigma_b) < 0:
+        raise VanishcalcError(f"sigma_w and sigma_b are standard deviations and must be ≥ 0, "
+                              f"got sigma_w={sigma_w!r}, sigma_b={sigma_b!r}")
+    if float(q0) <= 0:
+        raise VanishcalcError(f"q0 (input second moment) must be > 0, got {q0!r}")
+    if not -1.0 <= float(c0) <= 1.0:
+        raise VanishcalcError(f"c0 (input correlation) must lie in [-1, 1], got {c0!r}")
+    for name, val, lo in (("depth", depth, 0), ("width", width, 1), ("n_nets", n_nets, 1)):
+        if isinstance(val, bool) or not isinstance(val, (int, np.integer)):
+            raise VanishcalcError(f"{name} must be an integer, got {val!r}")
+        if val < lo:
+            raise VanishcalcError(f"{name} must be ≥ {lo}, got {val!r}")
+    if width < 2 and abs(float(c0)) != 1.0:
+        raise VanishcalcError(f"width={width} cannot hold two inputs with correlation c0={c0}; "
+                              "use width ≥ 2")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise VanishcalcError(f"seed must be a non-negative integer, got {seed!r}")
+    name = getattr(np.dtype(dtype), "name", None) if _is_dtype_like(dtype) else None
+    if name not in _DTYPES:
+        raise VanishcalcError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if orthogonal:
+        raise CudaOrthogonalError(
+            "orthogonal weights are not implemented on backend='cuda': a Haar-orthogonal W_l "
+            "needs a QR factorization of a fresh width×width Gaussian matrix every layer, which "
+            "the one-launch kernels (rows drawn on the fly, never stored) cannot do. Use "
+            "weights='gaussian' on CUDA, or backend='cpu' for orthogonal weights.")
+    return act, name
+
+
+def _is_dtype_like(dtype):
+    try:
+        np.dtype(dtype)
+        return True
+    except TypeError:
+        return False
+
+
+def _inputs(rng, n_nets, width, q0, c0):
+    """Layer-0 pre-activations and tangents, (n_nets, 4, width) float64.
+
+    h1, h2 have mean square exactly q0 and correlation exactly c0 (Gram–Schmidt of two
+    Gaussian directions); tangents t_a ~ N(0, I/width).
+    """
+    u = rng.standard_normal((n_nets, width))
+    v = rng.standard_normal((n_nets, width))
+    e1 = u / np.linalg.norm(u, axis=1, keepdims=True)
+    v = v - np.sum(v * e1, axis=1, keepdims=True) * e1
+    nv = np.linalg.norm(v, axis=1, keepdims=True)
+    e2 = np.divide(v, nv, out=np.zeros_like(v), where=nv > 0)
+    r = math.sqrt(q0 * width)
+    x = np.empty((n_nets, 4, width))
+    x[:, 0] = r * e1
+    x[:, 1] = r * (c0 * e1 + math.sqrt(max(0.0, 1.0 - c0 * c0)) * e2)
+    x[:, 2:] = rng.standard_normal((n_nets, 2, width)) / math.sqrt(width)
+    return x
+
+
+def _seed_sequences(seed: int):
+    """(host, device) ``SeedSequence`` children of ``seed``: inputs/tangents, weight streams."""
+    return tuple(np.random.SeedSequence([int(seed), 0x5CDA]).spawn(2))
+
+
+def _rng_states(seed_seq, n):
+    """``n`` xoroshiro128+ states (``numba.cuda.random.xoroshiro128p_dtype``) on the host.
+
+    Each stream's 128-bit state is two words of ``SeedSequence.generate_state``: streams are
+    independently seeded instead of 2⁶⁴-jumped (numba's ``create_xoroshiro128p_states``),
+    which is vectorized, needs no numba compilation (seconds under the simulator) and gives
+    the same streams on every GPU.  Overlap of two of ≤ 10⁹ streams of period 2¹²⁸ − 1 drawing
+    ≤ 10¹² numbers each has probability < 10⁻¹⁶.
+    """
+    from numba.cuda.random import xoroshiro128p_dtype
+    words = seed_seq.generate_state(2 * n, np.uint64).reshape(n, 2)
+    zero = (words[:, 0] == 0) & (words[:, 1] == 0)
+    words[zero, 0] = 1                                  # the all-zero state is a fixed point
+    states = np.empty(n, dtype=xoroshiro128p_dtype)
+    states["s0"] = words[:, 0]
+    states["s1"] = words[:, 1]
+    return states
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << (max(int(n), 1) - 1).bit_length()
+
+
+@contextlib.contextmanager
+def _quiet_simulator():
+    """In the simulator, numba's RNG is plain Python on uint64 scalars: silence its wraparound
+    RuntimeWarnings and object-mode NumbaWarnings (on a GPU nothing is filtered)."""
+    with warnings.catch_warnings():
+        if simulator_enabled():
+            warnings.filterwarnings("ignore", category=RuntimeWarning,
+                                    message="overflow encountered")
+            from numba.core.errors import NumbaWarning
+            warnings.filterwarnings("ignore", category=NumbaWarning)
+        yield
+
+
+def run_dense(act, *, sigma_w, sigma_b=0.0, depth, width, n_nets=1, q0=1.0, c0=0.5,
+              orthogonal=False, seed=0, dtype="float64", sat_reference=None) -> dict:
+    """Simulate ``n_nets`` random dense networks on the GPU; per-layer statistics.
+
+    .. math::
+
+        h^{l+1} = W_l φ(h^l) + b_l, \\quad W_{ij} \\sim N(0, σ_w^2/N), \\; b_i \\sim N(0, σ_b^2),
+
+    fresh ``W_l, b_l`` every layer, shared by the two inputs of a net.  Forward-mode
+    tangents ``t^{l+1}_a = W_l (φ'(h^l_a) ⊙ t^l_a)``, ``t^0_a \\sim N(0, I/N)``.
+
+    Parameters
+    ----------
+    act : Activation or str
+        φ (anything :func:`vanishcalc.activation.activation` accepts).
+    sigma_w, sigma_b : float
+        σw, σb ≥ 0.
+    depth, width, n_nets : int
+        L ≥ 0 layers, N ≥ 1 units (N ≥ 2 unless |c0| = 1), nets ≥ 1.
+    q0, c0 : float
+        Layer-0 mean square q⁰ > 0 and correlation c⁰ ∈ [-1, 1] (both exact).
+    orthogonal : bool
+        Must be False on CUDA (see Raises).
+    seed : int
+        Seeds the host generator (inputs, tangents) and the device xoroshiro128+ streams.
+        Same seed, sizes and dtype → identical results on any GPU and in the simulator
+        (up to the GPU's rounding of math functions).
+    dtype : {"float32", "float64"}
+        Arithmetic of activations and weights; sums are accumulated in float64.
+    sat_reference : float, optional
+        The |φ'| scale of the saturation threshold; default
+        ``compile.saturation_reference(act)`` (as the CPU backend).
+
+    Returns
+    -------
+    dict
+        ``q``, ``c``, ``grad``, ``sat`` float64 (n_nets, depth+1); ``nonfinite`` bool
+        (n_nets, depth+1).  ``grad[l] = F_L / F_l`` averaged over the two inputs,
+        ``F_l = ‖t^l‖²``; ``sat`` the fraction of units (both inputs) with
+        ``|φ'(h)| < 1e-3 · max|φ'|``.
+
+    Raises
+    ------
+    CudaUnavailableError
+        no GPU and no simulator (message: install the ``cuda`` extra or set
+        ``NUMBA_ENABLE_CUDASIM=1``).
+    CudaOrthogonalError
+        ``orthogonal=True``.
+    VanishcalcError
+        bad sizes, parameters, seed or dtype.
+
+    Notes
+    -----
+    See ``notes/cuda.md``: kernel layout, RNG streams, limits.
+    """
+    act, dtype = _run_dense_iv(act, sigma_w, sigma_b, depth, width, n_nets, q0, c0, orthogonal,
+                               seed, dtype)
+    _require_device()
+    from .compile import saturation_reference
+
+    width, depth, n_nets, seed = int(width), int(depth), int(n_nets), int(seed)
+    k = kernels(act, dtype)
+    npf = k["npf"]
+    host_ss, dev_ss = _seed_sequences(seed)
+    x0 = _inputs(np.random.default_rng(host_ss), n_nets, width, float(q0), float(c0))
+    ref = saturation_reference(act) if sat_reference is None else sat_reference
+    thr = SAT_FRACTION * float(ref)
+    w_scale = float(sigma_w) / math.sqrt(width)
+    b_scale = float(sigma_b)
+
+    with _quiet_simulator():
+        out = cuda.device_array((n_nets, depth + 1, N_STATS), dtype=np.float64)
+        d_x0 = cuda.to_device(np.ascontiguousarray(x0, dtype=npf))
+        if width <= MAX_NARROW_WIDTH:
+            threads = _next_pow2(width)
+            blocks = min(n_nets, MAX_NET_BLOCKS)
+            states = cuda.to_device(_rng_states(dev_ss, blocks * threads))
+            k["narrow"][blocks, threads](d_x0, states, w_scale, b_scale, depth, width, thr, out)
+        else:
+            gx = -(-width // WIDE_THREADS)
+            gy = min(n_nets, max(1, MAX_NET_BLOCKS // gx))
+            states = cuda.to_device(_rng_states(dev_ss, gx * gy * WIDE_THREADS))
+            d_v = cuda.device_array_like(d_x0)
+            d_h = d_x0
+            log_a = cuda.to_device(np.zeros((n_nets, 2)))
+            sblocks = min(n_nets, MAX_NET_BLOCKS)
+            stats, layer_k = k["wide_stats"], k["wide_layer"]
+            stats[sblocks, WIDE_THREADS](d_h, d_v, log_a, thr, 0, depth == 0, out)
+            if depth:
+                d_h = cuda.device_array_like(d_x0)   # keep the caller's x0 untouched
+            for layer in range(1, depth + 1):
+                layer_k[(gx, gy), WIDE_THREADS](d_v, states, w_scale, b_scale, width, d_h)
+                stats[sblocks, WIDE_THREADS](d_h, d_v, log_a, thr, layer, layer == depth, out)
+        sums = out.copy_to_host()
+    return _finish(sums, width)
+
+
+def _finish(sums, width):
+    """Per-layer sums (n_nets, depth+1, 7) → the result dict of :func:`run_dense`."""
+    s11, s22, s12, lf1, lf2, sat, bad = np.moveaxis(sums, -1, 0)
+    with np.errstate(all="ignore"):
+        q = (s11 + s22) / (2.0 * width)
+        c = s12 / np.sqrt(s11 * s22)
+        g1 = np.exp(lf1[:, -1:] - lf1)
+        g2 = np.exp(lf2[:, -1:] - lf2)
+    grad = 0.5 * (g1 + g2)
+    nonfinite = (bad > 0) | ~np.isfinite(s11) | ~np.isfinite(s22)
+    grad[nonfinite] = np.nan            # as the CPU backend: no gradient through a bad layer
+    return {
+        "q": np.ascontiguousarray(q, dtype=np.float64),
+        "c": np.ascontiguousarray(c, dtype=np.float64),
+        "grad": np.ascontiguousarray(grad, dtype=np.float64),
+        "sat": np.ascontiguousarray(sat / (2.0 * width), dtype=np.float64),
+        "nonfinite": np.ascontiguousarray(nonfinite, dtype=bool),
+    }
+
+
+__all__ = ["run_dense", "cuda_available", "is_available", "simulator_enabled", "kernels",
+           "CudaUnavailableError", "CudaOrthogonalError", "MAX_NARROW_WIDTH"]
