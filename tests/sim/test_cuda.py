@@ -1,0 +1,339 @@
+"""CUDA kernels of ``vanishcalc/sim/cuda.py`` against independent references.
+
+The kernels run in numba's CUDA simulator: ``NUMBA_ENABLE_CUDASIM=1`` must be set before
+numba is imported, so they run in child processes (two, in parallel, started once per
+session) that print their results as JSON.  With ``VANISHCALC_TEST_REAL_GPU=1`` the children
+run on the real GPU instead.  Sizes are tiny (width ≤ 16, depth ≤ 3, ≤ 10 nets): the
+simulator runs every CUDA thread as a Python thread.
+
+References, none of them our own earlier output:
+
+* a naive numpy simulation written here (``_naive_dense``, φ and φ' from
+  ``Activation.numpy`` and ``Activation.derivative``, not from ``sim/compile.py``), compared
+  in standard errors;
+* exact conditional moments of layer 1 given the layer-0 inputs (Gaussian algebra);
+* closed-form max |φ'| for the saturation threshold.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from vanishcalc.activation import activation
+from vanishcalc.errors import VanishcalcError
+from vanishcalc.sim import cuda as vcuda   # importing it does not import numba.cuda
+
+pytestmark = pytest.mark.cuda
+
+_REAL_GPU = os.environ.get("VANISHCALC_TEST_REAL_GPU") == "1"
+
+# max |φ'| in closed form: tanh'(0) = 1, relu' = 1, |d/dx e^{-x²}| peaks at x = 1/√2.
+_DPHI_MAX = {"relu": 1.0, "tanh": 1.0, "exp(-x**2)": math.sqrt(2.0) * math.exp(-0.5)}
+
+# Cases compared in standard errors with the naive reference: spec, σw, σb, seed.
+_STAT_CASES = {
+    "relu": ("relu", math.sqrt(2.0), 0.0, 11),           # the critical point of relu
+    "tanh": ("tanh", 3.0, 0.5, 12),                      # chaotic, partly saturated
+    "gauss": ("exp(-x**2)", 2.0, 0.3, 13),
+}
+_STAT_SIZE = dict(depth=3, width=16, n_nets=12, q0=1.0, c0=0.5)
+_L1_NARROW = dict(spec="tanh", sigma_w=1.7, sigma_b=0.4, depth=1, width=16, n_nets=12, q0=2.0,
+                  c0=0.3, seed=21)
+_L1_WIDE = dict(spec="tanh", sigma_w=2.0, sigma_b=0.2, depth=1, width=24, n_nets=12,
+                q0=1.0, c0=-0.4, seed=22)
+
+# The child script.  Group "narrow": the one-launch kernel; group "wide": the per-layer kernels,
+# forced at width 10 by lowering the narrow limit and the tile to 4 threads.
+_CHILD = textwrap.dedent("""
+    import json, math, sys
+    # The simulator's launcher busy-polls its block's threads under the GIL; a shorter switch
+    # interval than the default 5 ms makes the children about 3x faster.
+    sys.setswitchinterval(5e-4)
+    group, cases = sys.argv[1], json.loads(sys.argv[2])
+    try:
+        from numba import cuda  # noqa: F401
+    except ImportError as exc:
+        print(json.dumps({"skip": f"numba.cuda cannot be imported: {exc}"}))
+        raise SystemExit(0)
+    from vanishcalc.sim import cuda as vc
+    if group == "wide":
+        vc.MAX_NARROW_WIDTH, vc.WIDE_THREADS = 8, 8
+        vc._KERNELS.clear()
+    out = {"cuda_available": vc.cuda_available(), "simulator": vc.simulator_enabled()}
+    for name, kw in cases.items():
+        kw = dict(kw)
+        spec = kw.pop("spec")
+        r = vc.run_dense(spec, orthogonal=False, **kw)
+        out[name] = {k: [[None if (isinstance(x, float) and math.isnan(x)) else x
+                          for x in row] for row in v.tolist()] for k, v in r.items()}
+    if group == "narrow":       # the public entry dispatches backend="cuda" here
+        import vanishcalc
+        s = vanishcalc.simulate("tanh", 1.5, 0.2, depth=2, width=8, n_nets=2, seed=7,
+                                backend="cuda")
+        out["api"] = {"q": s.raw["q"].tolist(), "backend": s.params["backend"]}
+    print(json.dumps(out))
+""")
+
+
+def _child_env(simulate: bool):
+    env = dict(os.environ)
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    if simulate:
+        env["NUMBA_ENABLE_CUDASIM"] = "1"
+    return env
+
+
+def _start(group, cases, simulate=not _REAL_GPU):
+    return subprocess.Popen([sys.executable, "-c", _CHILD, group, json.dumps(cases)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_child_env(simulate))
+
+
+def _collect(proc):
+    out, err = proc.communicate(timeout=600)
+    if proc.returncode != 0:
+        raise AssertionError(f"CUDA child process failed (rc={proc.returncode}):\n{err[-4000:]}")
+    res = json.loads(out.strip().splitlines()[-1])
+    if "skip" in res:
+        pytest.skip(res["skip"])
+    for name, val in res.items():
+        if isinstance(val, dict) and name != "api":
+            res[name] = {k: np.array([[np.nan if x is None else x for x in row] for row in v],
+                                     dtype=bool if k == "nonfinite" else float)
+                         for k, v in val.items()}
+    return res
+
+
+@pytest.fixture(scope="session")
+def cuda_runs():
+    """All kernel runs of this file, in two child processes running in parallel."""
+    narrow = {name: dict(spec=spec, sigma_w=sw, sigma_b=sb, seed=seed, **_STAT_SIZE)
+              for name, (spec, sw, sb, seed) in _STAT_CASES.items()}
+    small = dict(spec="tanh", sigma_w=1.5, sigma_b=0.2, depth=2, width=8, n_nets=2)
+    narrow.update(
+        det_a=dict(small, seed=7), det_b=dict(small, seed=7), det_c=dict(small, seed=8),
+        f32=dict(small, seed=7, dtype="float32"),
+        odd=dict(small, width=7, n_nets=2, seed=9),
+        l1_narrow=_L1_NARROW,
+    )
+    wide = dict(l1_wide=_L1_WIDE)
+    # exp(-x**2) runs in the "wide" child, so through the per-layer wide kernels (width 16 >
+    # 4): the naive-reference test then covers both kernel families, and balances the children.
+    wide["gauss"] = narrow.pop("gauss")
+    procs = [_start("narrow", narrow), _start("wide", wide)]
+    res = {}
+    for p in procs:
+        res.update(_collect(p))
+    return res
+
+
+# ---------------------------------------------------------------- independent references
+
+
+def _naive_dense(spec, *, sigma_w, sigma_b, depth, width, n_nets, q0, c0, rng):
+    """Plain numpy: fresh Gaussian W_l, b_l per layer, tangents pushed forward; stored W."""
+    act = activation(spec)
+    phi, dphi = act.numpy, act.derivative(1).numpy
+    thr = 1e-3 * _DPHI_MAX[spec]
+    n, N = n_nets, width
+    u, v = rng.standard_normal((2, n, N))
+    e1 = u / np.linalg.norm(u, axis=1, keepdims=True)
+    v = v - np.sum(v * e1, axis=1, keepdims=True) * e1
+    e2 = v / np.linalg.norm(v, axis=1, keepdims=True)
+    r = math.sqrt(q0 * N)
+    h = np.stack([r * e1, r * (c0 * e1 + math.sqrt(1 - c0 * c0) * e2)], axis=1)   # (n, 2, N)
+    t = rng.standard_normal((n, 2, N)) / math.sqrt(N)
+    q, c, F, sat = [], [], [], []
+    for layer in range(depth + 1):
+        q.append(np.mean(h ** 2, axis=(1, 2)))
+        c.append(np.sum(h[:, 0] * h[:, 1], 1)
+                 / np.sqrt(np.sum(h[:, 0] ** 2, 1) * np.sum(h[:, 1] ** 2, 1)))
+        F.append(np.sum(t ** 2, axis=2))
+        d = np.asarray(dphi(h), dtype=float) * np.ones_like(h)
+        sat.append(np.mean(np.abs(d) < thr, axis=(1, 2)))
+        if layer == depth:
+            break
+        W = rng.standard_normal((n, N, N)) * (sigma_w / math.sqrt(N))
+        b = rng.standard_normal((n, 1, N)) * sigma_b
+        t = np.einsum("nij,naj->nai", W, d * t)
+        h = np.einsum("nij,naj->nai", W, phi(h)) + b
+    F = np.stack(F, axis=1)                                  # (n, depth+1, 2)
+    return {"q": np.stack(q, 1), "c": np.stack(c, 1), "sat": np.stack(sat, 1),
+            "grad": np.mean(F[:, -1:, :] / F, axis=2)}
+
+
+def _layer1_moments(kw):
+    """Exact mean and variance of q¹ and grad⁰ (depth 1) given the layer-0 inputs.
+
+    Given h⁰, unit i of layer 1 is (wᵢ·φ(h⁰₁) + bᵢ, wᵢ·φ(h⁰₂) + bᵢ), Gaussian with covariance
+    Σ_ab = σw² φ(h⁰_a)·φ(h⁰_b)/N + σb², independent over units; the tangent row wᵢ·vₐ,
+    vₐ = φ'(h⁰ₐ) ⊙ t⁰ₐ, has covariance σw² v_a·v_b/N.  Fourth moments by Isserlis.
+    """
+    act = activation(kw["spec"])
+    phi, dphi = act.numpy, act.derivative(1).numpy
+    N, sw2, sb2 = kw["width"], kw["sigma_w"] ** 2, kw["sigma_b"] ** 2
+    host_ss, _ = vcuda._seed_sequences(kw["seed"])
+    x0 = vcuda._inputs(np.random.default_rng(host_ss), kw["n_nets"], N, kw["q0"], kw["c0"])
+    a, b = phi(x0[:, 0]), phi(x0[:, 1])
+    s11 = sw2 * np.sum(a * a, 1) / N + sb2
+    s22 = sw2 * np.sum(b * b, 1) / N + sb2
+    s12 = sw2 * np.sum(a * b, 1) / N + sb2
+    q_mean = (s11 + s22) / 2
+    q_var = N * 2 * (s11 ** 2 + s22 ** 2 + 2 * s12 ** 2) / (2 * N) ** 2
+    v1 = dphi(x0[:, 0]) * x0[:, 2]
+    v2 = dphi(x0[:, 1]) * x0[:, 3]
+    f01, f02 = np.sum(x0[:, 2] ** 2, 1), np.sum(x0[:, 3] ** 2, 1)
+    k11, k22 = sw2 * np.sum(v1 * v1, 1) / N, sw2 * np.sum(v2 * v2, 1) / N
+    k12 = sw2 * np.sum(v1 * v2, 1) / N
+    g_mean = 0.5 * (N * k11 / f01 + N * k22 / f02)
+    g_var = 0.25 * (2 * N * k11 ** 2 / f01 ** 2 + 2 * N * k22 ** 2 / f02 ** 2
+                    + 2 * 2 * N * k12 ** 2 / (f01 * f02))
+    return {"q": (q_mean, q_var), "grad": (g_mean, g_var)}
+
+
+def _pooled_z(values, mean, var):
+    return float(np.sum(values - mean) / math.sqrt(np.sum(var)))
+
+
+def _assert_vs_naive(sim, ref, n_sim, width, label, z_max=5.0):
+    depth = sim["q"].shape[1] - 1
+    n_ref = ref["q"].shape[0]
+    for key in ("q", "c", "grad", "sat"):
+        for layer in range(1, depth + 1):
+            col = ref[key][:, layer]
+            sd = float(np.std(col, ddof=1))
+            se = sd * math.sqrt(1.0 / n_sim + 1.0 / n_ref)
+            floor = 1.0 / (2 * width * n_sim) if key == "sat" else 1e-9   # one unit of sat
+            diff = abs(float(np.mean(sim[key][:, layer])) - float(np.mean(col)))
+            assert diff <= z_max * se + floor, (
+                f"{label}: {key}[{layer}] cuda mean {np.mean(sim[key][:, layer]):.6g} vs naive "
+                f"{np.mean(col):.6g}: |diff| = {diff:.3g} > {z_max} SE ({se:.3g})")
+
+
+# ---------------------------------------------------------------- tests
+
+
+@pytest.mark.parametrize("case", sorted(_STAT_CASES))
+def test_run_dense_vs_naive_numpy(cuda_runs, case):
+    spec, sw, sb, _ = _STAT_CASES[case]
+    sim = cuda_runs[case]
+    kw = {k: _STAT_SIZE[k] for k in ("depth", "width", "q0", "c0")}
+    ref = _naive_dense(spec, sigma_w=sw, sigma_b=sb, n_nets=4000, rng=np.random.default_rng(99),
+                       **kw)
+    n = _STAT_SIZE["n_nets"]
+    for key in ("q", "c", "grad", "sat", "nonfinite"):
+        assert sim[key].shape == (n, kw["depth"] + 1), key
+    assert not sim["nonfinite"].any()
+    np.testing.assert_allclose(sim["q"][:, 0], kw["q0"], rtol=1e-12)
+    np.testing.assert_allclose(sim["c"][:, 0], kw["c0"], rtol=1e-12)
+    np.testing.assert_allclose(sim["grad"][:, -1], 1.0, rtol=1e-12)
+    _assert_vs_naive(sim, ref, n, kw["width"], case)
+    if case == "relu":    # half the units of a relu net are off: the check has teeth
+        assert 0.35 < np.mean(sim["sat"][:, 1:]) < 0.65
+    if case == "tanh":    # σw = 3 saturates a visible fraction of tanh units
+        assert np.mean(sim["sat"][:, 1:]) > 0.05
+
+
+@pytest.mark.parametrize("case", ["l1_narrow", "l1_wide"])
+def test_run_dense_layer1_vs_exact_conditional_moments(cuda_runs, case):
+    kw = _L1_NARROW if case == "l1_narrow" else _L1_WIDE
+    sim = cuda_runs[case]
+    m = _layer1_moments(kw)
+    # q¹ tests σw, σb and the layer-0 inputs; grad⁰ = F¹/F⁰ tests the tangent pushed through
+    # the same W.  Pooled over nets, z is N(0, 1) up to a small non-Gaussianity.
+    for key, vals in (("q", sim["q"][:, 1]), ("grad", sim["grad"][:, 0])):
+        z = _pooled_z(vals, *m[key])
+        assert abs(z) < 4.5, f"{case}: {key} pooled z = {z:.2f} against exact conditional moments"
+    assert np.all(np.abs(sim["c"][:, 1]) <= 1.0 + 1e-12)
+
+
+def test_run_dense_seed_reproducible_and_seed_sensitive(cuda_runs):
+    a, b, c = cuda_runs["det_a"], cuda_runs["det_b"], cuda_runs["det_c"]
+    for key in ("q", "c", "grad", "sat", "nonfinite"):
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert not np.array_equal(a["q"][:, 1:], c["q"][:, 1:])
+
+
+def test_simulate_backend_cuda_dispatches_to_run_dense(cuda_runs):
+    api = cuda_runs["api"]
+    assert api["backend"] == "cuda"
+    np.testing.assert_array_equal(np.array(api["q"]), cuda_runs["det_a"]["q"])
+
+
+def test_run_dense_float32_tracks_float64_same_streams(cuda_runs):
+    f32, f64 = cuda_runs["f32"], cuda_runs["det_a"]
+    for key in ("q", "c", "grad"):
+        np.testing.assert_allclose(f32[key], f64[key], rtol=2e-3, atol=1e-5, err_msg=key)
+    assert not np.array_equal(f32["q"][:, 1:], f64["q"][:, 1:])   # really float32 arithmetic
+
+
+def test_run_dense_odd_width_exact_layer0(cuda_runs):
+    sim = cuda_runs["odd"]
+    assert sim["q"].shape == (2, 3)
+    np.testing.assert_allclose(sim["q"][:, 0], 1.0, rtol=1e-12)
+    assert np.all(np.isfinite(sim["grad"]))
+
+
+def test_cuda_available_false_under_simulator(cuda_runs):
+    if _REAL_GPU:
+        assert cuda_runs["cuda_available"] is True
+    else:
+        assert cuda_runs["simulator"] is True
+        assert cuda_runs["cuda_available"] is False   # backend="auto" never picks the simulator
+
+
+_BASE = dict(sigma_w=1.0, sigma_b=0.0, depth=2, width=8, n_nets=2, q0=1.0, c0=0.5,
+             orthogonal=False, seed=0, dtype="float64")
+
+
+@pytest.mark.parametrize("change, word", [
+    (dict(width=0), "width"), (dict(depth=-1), "depth"), (dict(n_nets=0), "n_nets"),
+    (dict(width=2.5), "width"), (dict(sigma_w=float("nan")), "sigma_w"),
+    (dict(sigma_b=-1.0), "sigma_b"), (dict(q0=0.0), "q0"), (dict(c0=1.5), "c0"),
+    (dict(seed=-3), "seed"), (dict(dtype="float16"), "dtype"), (dict(width=1), "width"),
+])
+def test_run_dense_bad_input_names_argument(change, word):
+    with pytest.raises(VanishcalcError, match=word):
+        vcuda.run_dense("tanh", **{**_BASE, **change})
+
+
+def test_run_dense_orthogonal_refused_with_reason():
+    with pytest.raises(vcuda.CudaOrthogonalError, match="QR") as info:
+        vcuda.run_dense("tanh", **{**_BASE, "orthogonal": True})
+    assert "backend='cpu'" in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+_NO_GPU_CHILD = textwrap.dedent("""
+    import json
+    from vanishcalc.sim import cuda as vc
+    if vc.cuda_available():
+        print(json.dumps({"skip": "a real CUDA GPU is present"}))
+    else:
+        try:
+            vc.run_dense("tanh", sigma_w=1.0, depth=1, width=4, n_nets=1, seed=0)
+        except vc.CudaUnavailableError as exc:
+            print(json.dumps({"msg": str(exc), "value_error": isinstance(exc, ValueError)}))
+        else:
+            print(json.dumps({"msg": None}))
+""")
+
+
+def test_run_dense_without_gpu_or_simulator_says_how():
+    proc = subprocess.run([sys.executable, "-c", _NO_GPU_CHILD], capture_output=True, text=True,
+                          env=_child_env(simulate=False), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    if "skip" in res:
+        pytest.skip(res["skip"])
+    assert res["msg"] is not None, "run_dense ran without a GPU and without the simulator"
+    assert "NUMBA_ENABLE_CUDASIM=1" in res["msg"]
+    assert "vanishcalc[cuda]" in res["msg"]
+    assert res["value_error"]
