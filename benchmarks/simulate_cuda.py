@@ -1,0 +1,188 @@
+"""Benchmark of the CUDA simulation kernels (``vanishcalc/sim/cuda.py``) on a real GPU.
+
+Cases (issue 6):
+
+1. ``narrow``: 1024 nets × width 64 × depth 1000, tanh, two inputs and two tangents per net.
+   Ours: one launch of the shared-memory kernel.  Reference, on the same GPU: a per-layer
+   loop in torch (CUDA) or, without torch, CuPy — fresh stacked weights ``(nets, 64, 64)``
+   every layer, ``bmm`` with the four stacked vectors, φ, φ' and the same per-layer
+   statistics.  Goal: ratio ref/ours ≥ 10.
+2. ``wide``: 16 nets × width 4096 × depth 100 through the per-layer wide kernels, reported as
+   useful FLOP/s (``2·4·N²`` multiply-adds per net and layer: four vectors through W) and
+   as a fraction of the GPU's peak FP32/FP64 rate (``--peak-tflops``, else estimated from
+   the SM count and clock with 128 FP32 lanes/SM — a rough figure, say so when quoting).
+   Weight generation (Box–Muller on xoroshiro128+) is not counted as useful work.
+
+Prints ``case ours_s ref_s ratio`` as in the other benchmarks.  Run::
+
+    pip install -e ".[cuda]"        # and torch with CUDA, or cupy, for the reference
+    python benchmarks/simulate_cuda.py [--dtype float32] [--quick]
+
+and record the figures with the device name and date in ``benchmarks/RESULTS.md``.
+Without a GPU (or under ``NUMBA_ENABLE_CUDASIM=1``) it exits with status 2 and says so.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+
+
+def _no_gpu(msg: str) -> None:
+    print(f"simulate_cuda: {msg}\nNothing was measured; no figures to record.", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _reference_backend():
+    try:
+        import torch
+        if torch.cuda.is_available():
+            return "torch"
+    except ImportError:
+        pass
+    try:
+        import cupy  # noqa: F401
+        return "cupy"
+    except ImportError:
+        return None
+
+
+def _ref_loop_torch(n_nets, width, depth, sigma_w, sigma_b, dtype, seed):
+    """Per-layer framework loop: what a user would write in torch on the GPU."""
+    import torch
+    dt = torch.float32 if dtype == "float32" else torch.float64
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    h = torch.randn(n_nets, width, 2, device="cuda", dtype=dt, generator=g)
+    t = torch.randn(n_nets, width, 2, device="cuda", dtype=dt, generator=g) / math.sqrt(width)
+    stats = torch.empty(n_nets, depth + 1, 5, device="cuda", dtype=torch.float64)
+    scale = sigma_w / math.sqrt(width)
+
+    def record(layer, h, t):
+        stats[:, layer, 0] = (h * h).sum(dim=(1, 2))
+        stats[:, layer, 1] = (h[:, :, 0] * h[:, :, 1]).sum(1)
+        stats[:, layer, 2:4] = (t * t).sum(1)
+        stats[:, layer, 4] = ((1 - torch.tanh(h) ** 2).abs() < 1e-3).sum(dim=(1, 2))
+
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    record(0, h, t)
+    for layer in range(1, depth + 1):
+        W = torch.randn(n_nets, width, width, device="cuda", dtype=dt, generator=g) * scale
+        b = torch.randn(n_nets, width, 1, device="cuda", dtype=dt, generator=g) * sigma_b
+        th = torch.tanh(h)
+        n = torch.linalg.vector_norm(t, dim=1, keepdim=True)
+        v = torch.cat([th, (1 - th * th) * (t / n)], dim=2)      # four vectors per net
+        out = torch.bmm(W, v)
+        h, t = out[:, :, :2] + b, out[:, :, 2:]
+        record(layer, h, t)
+    torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def _ref_loop_cupy(n_nets, width, depth, sigma_w, sigma_b, dtype, seed):
+    import cupy as cp
+    dt = cp.float32 if dtype == "float32" else cp.float64
+    rs = cp.random.RandomState(seed)
+    h = rs.standard_normal((n_nets, width, 2), dtype=dt)
+    t = rs.standard_normal((n_nets, width, 2), dtype=dt) / math.sqrt(width)
+    stats = cp.empty((n_nets, depth + 1, 5))
+    scale = sigma_w / math.sqrt(width)
+
+    def record(layer, h, t):
+        stats[:, layer, 0] = (h * h).sum(axis=(1, 2))
+        stats[:, layer, 1] = (h[:, :, 0] * h[:, :, 1]).sum(1)
+        stats[:, layer, 2:4] = (t * t).sum(1)
+        stats[:, layer, 4] = (cp.abs(1 - cp.tanh(h) ** 2) < 1e-3).sum(axis=(1, 2))
+
+    cp.cuda.Device().synchronize()
+    t0 = time.perf_counter()
+    record(0, h, t)
+    for layer in range(1, depth + 1):
+        W = rs.standard_normal((n_nets, width, width), dtype=dt) * scale
+        b = rs.standard_normal((n_nets, width, 1), dtype=dt) * sigma_b
+        th = cp.tanh(h)
+        n = cp.linalg.norm(t, axis=1, keepdims=True)
+        v = cp.concatenate([th, (1 - th * th) * (t / n)], axis=2)
+        out = cp.matmul(W, v)
+        h, t = out[:, :, :2] + b, out[:, :, 2:]
+        record(layer, h, t)
+    cp.cuda.Device().synchronize()
+    return time.perf_counter() - t0
+
+
+def _peak_flops(device, dtype, peak_tflops):
+    if peak_tflops:
+        return peak_tflops * 1e12, "given"
+    sms = device.MULTIPROCESSOR_COUNT
+    clock_hz = device.CLOCK_RATE * 1e3                   # kHz → Hz
+    lanes = 128                                          # FP32 lanes per SM (Ampere/Hopper)
+    fp32 = 2 * sms * lanes * clock_hz                    # FMA = 2 FLOP
+    if dtype == "float64":
+        return fp32 / 2, "estimated: FP32/2 (datacenter parts; consumer GPUs are FP32/64)"
+    return fp32, "estimated from SM count × clock × 128 lanes"
+
+
+def _time(fn, repeat):
+    best = math.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    ap.add_argument("--quick", action="store_true", help="depth ÷ 10, for a smoke run")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--peak-tflops", type=float, default=None,
+                    help="the GPU's peak rate for --dtype, from its data sheet")
+    args = ap.parse_args(argv)
+
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") not in (None, "", "0"):
+        _no_gpu("NUMBA_ENABLE_CUDASIM is set: the simulator would time Python, not a GPU. "
+                "Unset it and run on a machine with an NVIDIA GPU.")
+    from vanishcalc.sim import cuda as vcuda
+    if not vcuda.cuda_available():
+        _no_gpu("no CUDA GPU is usable here (install the 'cuda' extra, pip install "
+                "'vanishcalc[cuda]', on a machine with an NVIDIA GPU and driver).")
+    from numba import cuda
+    device = cuda.get_current_device()
+    name = device.name.decode() if isinstance(device.name, bytes) else device.name
+    div = 10 if args.quick else 1
+    print(f"# device: {name}  dtype: {args.dtype}  numba-cuda kernels vs per-layer loop")
+    print("case ours_s ref_s ratio")
+
+    # 1. narrow: one launch vs a per-layer framework loop
+    nets, width, depth = 1024, 64, 1000 // div
+    kw = dict(sigma_w=1.5, sigma_b=0.05, depth=depth, width=width, n_nets=nets, q0=1.0,
+              c0=0.5, orthogonal=False, dtype=args.dtype)
+    vcuda.run_dense("tanh", **{**kw, "depth": 2, "n_nets": 2}, seed=0)   # compile outside
+    ours = _time(lambda: vcuda.run_dense("tanh", **kw, seed=1), args.repeat)
+    backend = _reference_backend()
+    if backend is None:
+        print(f"narrow_{nets}x{width}x{depth} {ours:.4f} nan nan   # no torch CUDA / CuPy: "
+              "install one for the reference")
+    else:
+        ref_fn = _ref_loop_torch if backend == "torch" else _ref_loop_cupy
+        ref_fn(8, width, 3, 1.5, 0.05, args.dtype, 0)                     # warm up
+        ref = min(ref_fn(nets, width, depth, 1.5, 0.05, args.dtype, s)
+                  for s in range(args.repeat))
+        print(f"narrow_{nets}x{width}x{depth}_vs_{backend} {ours:.4f} {ref:.4f} {ref / ours:.2f}")
+
+    # 2. wide: throughput as a fraction of peak
+    nets, width, depth = 16, 4096, 100 // div
+    kw = dict(kw, depth=depth, width=width, n_nets=nets)
+    vcuda.run_dense("tanh", **{**kw, "depth": 1, "n_nets": 1}, seed=0)
+    wide = _time(lambda: vcuda.run_dense("tanh", **kw, seed=2), args.repeat)
+    useful = 2.0 * 4 * width * width * depth * nets
+    peak, how = _peak_flops(device, args.dtype, args.peak_tflops)
+    print(f"wide_{nets}x{width}x{depth} {wide:.4f} nan nan   # {useful / wide / 1e12:.3f} TFLOP/s "
+          f"useful = {useful / wide / peak:.1%} of peak ({peak / 1e12:.1f} TFLOP/s, {how})")
+
+
+if __name__ == "__main__":
+    main()
