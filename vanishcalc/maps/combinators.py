@@ -6,7 +6,6 @@ so the c-slopes at fixed q multiply).
 """
 from __future__ import annotations
 
-import math
 
 from ..errors import VanishcalcError
 from .layer import Layer

@@ -13,23 +13,14 @@ from __future__ import annotations
 
 import math
 
-from ..errors import VanishcalcError
+from ..validate import real
 from .layer import Layer, _fmt
 from .state import MomentState
 
 
 def _dense_iv(sigma_w, sigma_b):
-    try:
-        sw, sb = float(sigma_w), float(sigma_b)
-    except (TypeError, ValueError):
-        raise VanishcalcError(f"Dense: sigma_w = {sigma_w!r}, sigma_b = {sigma_b!r} must be numbers")
-    if not math.isfinite(sw) or sw <= 0:
-        raise VanishcalcError(f"Dense: sigma_w = {sigma_w!r} must be a finite number > 0 "
-                              "(the weight std times √fan_in)")
-    if not math.isfinite(sb) or sb < 0:
-        raise VanishcalcError(f"Dense: sigma_b = {sigma_b!r} must be a finite number ≥ 0 "
-                              "(the bias std)")
-    return sw, sb
+    return (real("Dense", "sigma_w", sigma_w, positive=True, why="(the weight std times √fan_in)"),
+            real("Dense", "sigma_b", sigma_b, nonneg=True, why="(the bias std)"))
 
 
 def _short_rational(v):
@@ -46,11 +37,12 @@ class Dense(Layer):
         self.sigma_w, self.sigma_b = _dense_iv(sigma_w, sigma_b)
         self.sigma_w2 = self.sigma_w ** 2
         self.sigma_b2 = self.sigma_b ** 2
+        self.cov_b2 = self.sigma_b2    # the bias is shared by both inputs: it adds to cov too
 
     def moment_map(self, state: MomentState) -> MomentState:
         q1 = self.sigma_w2 * state.q1 + self.sigma_b2
         q2 = self.sigma_w2 * state.q2 + self.sigma_b2
-        cov = self.sigma_w2 * state.cov + self.sigma_b2
+        cov = self.sigma_w2 * state.cov + self.cov_b2
         c = max(-1.0, min(1.0, cov / math.sqrt(q1 * q2))) if q1 > 0 and q2 > 0 else 1.0
         return state.replace(q1=q1, q2=q2, c=c, mean=0.0, is_gaussian=True)
 

@@ -27,8 +27,9 @@ from scipy.optimize import brentq
 
 from ..errors import DivergenceError, NotConvergedError, VanishcalcError
 from ..value import Value
+from ..validate import real
 from .activation import Nonlinearity
-from .combinators import Serial, serial
+from .combinators import serial
 from .dense import Dense
 from .layer import Layer
 from .state import MomentState
@@ -50,23 +51,6 @@ class Propagation:
     c: np.ndarray
     grad: np.ndarray
     chi: np.ndarray
-
-
-def _finite_iv(v, name, where, *, positive=False, nonneg=False, lo=None, hi=None):
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise VanishcalcError(f"{where}: {name} = {v!r} is not a number")
-    if not math.isfinite(f):
-        raise VanishcalcError(f"{where}: {name} = {v!r} must be finite")
-    if positive and f <= 0:
-        raise VanishcalcError(f"{where}: {name} = {v!r} must be > 0")
-    if nonneg and f < 0:
-        raise VanishcalcError(f"{where}: {name} = {v!r} must be ≥ 0")
-    if lo is not None and not lo <= f <= hi:
-        raise VanishcalcError(f"{where}: {name} = {v!r} must lie in [{lo}, {hi}] "
-                              "(a correlation coefficient)")
-    return f
 
 
 def _meanfield_iv(spec, sigma_w, sigma_b):
@@ -140,14 +124,14 @@ class MeanField:
 
     def q_map(self, q) -> Value:
         """q_{l+1} = σw² E[φ(√q_l z)²] + σb² (Poole et al. 2016, eq. 3)."""
-        q = _finite_iv(q, "q", "MeanField.q_map", nonneg=True)
+        q = real("MeanField.q_map", "q", q, nonneg=True)
         return Value(self._Q(q), error=4e-16 * max(abs(self._Q(q)), 1e-300), error_kind="estimate",
                      method="meanfield:q-map")
 
     def c_map(self, c, q=None) -> Value:
         """c_{l+1} for two inputs with second moment q (default q*) and correlation c."""
-        c = _finite_iv(c, "c", "MeanField.c_map", lo=-1.0, hi=1.0)
-        q = float(self.q_star()) if q is None else _finite_iv(q, "q", "MeanField.c_map",
+        c = real("MeanField.c_map", "c", c, lo=-1.0, hi=1.0)
+        q = float(self.q_star()) if q is None else real("MeanField.c_map", "q", q,
                                                               positive=True)
         out = self.block.moment_map(MomentState(q, q, c)).c
         return Value(out, error=1e-14, error_kind="estimate", method="meanfield:c-map")
@@ -167,7 +151,7 @@ class MeanField:
         DivergenceError
             when q grows without bound from q0 (e.g. relu with σw > √2, or σw = √2, σb > 0).
         """
-        q0 = _finite_iv(q0, "q0", "MeanField.q_star", positive=True)
+        q0 = real("MeanField.q_star", "q0", q0, positive=True)
         if q0 not in self._q_star:
             self._q_star[q0] = self._solve_q(q0)
         return self._q_star[q0]
@@ -176,7 +160,7 @@ class MeanField:
         r0 = self._Q(q0) - q0
         if abs(r0) <= 1e-15 * q0:
             return Value(q0, error=4e-16 * q0, error_kind="estimate", method="meanfield:q*")
-        a, ra = q0, r0
+        a = q0
         step = 2.0 if r0 > 0 else 0.5
         while True:
             b = a * step
@@ -194,7 +178,7 @@ class MeanField:
                 raise NotConvergedError(f"{self!r}: q* below {b:.3g} not resolved")
             if (rb > 0) != (r0 > 0) or rb == 0:
                 break
-            a, ra = b, rb
+            a = b
         lo, hi = (a, b) if a < b else (b, a)
         root, res = brentq(lambda q: self._Q(q) - q, lo, hi, xtol=1e-300, rtol=8.9e-16,
                            maxiter=200, full_output=True)
@@ -203,7 +187,7 @@ class MeanField:
 
     def c_star(self, c0=0.5) -> Value:
         """The fixed point c* of the c-map at q*, reached from c0 (bracketing + Brent)."""
-        c0 = _finite_iv(c0, "c0", "MeanField.c_star", lo=-1.0, hi=1.0)
+        c0 = real("MeanField.c_star", "c0", c0, lo=-1.0, hi=1.0)
         if c0 not in self._c_star:
             self._c_star[c0] = self._solve_c(c0)
         return self._c_star[c0]
@@ -304,8 +288,8 @@ class MeanField:
         σw² E[φ'(√q_k z)²] for the plain network, along the actual trajectory."""
         if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 0:
             raise VanishcalcError(f"MeanField.propagate: depth = {depth!r} must be an integer ≥ 0")
-        q0 = _finite_iv(q0, "q0", "MeanField.propagate", positive=True)
-        c0 = _finite_iv(c0, "c0", "MeanField.propagate", lo=-1.0, hi=1.0)
+        q0 = real("MeanField.propagate", "q0", q0, positive=True)
+        c0 = real("MeanField.propagate", "c0", c0, lo=-1.0, hi=1.0)
         state = MomentState(q0, q0, c0)
         qs, cs, chis = [q0], [c0], []
         for layer in range(int(depth)):

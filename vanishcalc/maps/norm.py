@@ -56,21 +56,15 @@ from __future__ import annotations
 import math
 
 from ..errors import VanishcalcError
+from ..validate import real
 from .layer import Layer, _fmt
 from .state import MomentState
 
 
 def _affine_iv(where, gamma, beta):
-    try:
-        g, b = float(gamma), float(beta)
-    except (TypeError, ValueError):
-        raise VanishcalcError(f"{where}: gamma = {gamma!r}, beta = {beta!r} must be numbers") from None
-    if not math.isfinite(g) or g <= 0:
-        raise VanishcalcError(f"{where}: gamma = {gamma!r} must be a finite number > 0 (the scale "
-                              "of the standardized units; γ ≤ 0 only flips or kills the signal)")
-    if not math.isfinite(b):
-        raise VanishcalcError(f"{where}: beta = {beta!r} must be a finite number (the shift)")
-    return g, b
+    return (real(where, "gamma", gamma, positive=True,
+                 why="(the scale of the standardized units; γ ≤ 0 only flips or kills the signal)"),
+            real(where, "beta", beta))
 
 
 def batch_iv(where, batch):

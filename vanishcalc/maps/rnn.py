@@ -36,30 +36,18 @@ import numpy as np
 from ..activation import activation
 from ..errors import VanishcalcError
 from ..value import Value
+from ..validate import real
 from .activation import Nonlinearity, derivative_of, first_moment, second_moment, shifted
-from .layer import Layer, _fmt
+from .dense import Dense
+from .layer import _fmt
 from .meanfield import MeanField
-from .state import MomentState
 
 
-def _num(where, name, v, *, positive=False, nonneg=False, lo=None, hi=None):
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise VanishcalcError(f"{where}: {name} = {v!r} is not a number") from None
-    if not math.isfinite(f):
-        raise VanishcalcError(f"{where}: {name} = {v!r} must be finite")
-    if positive and f <= 0:
-        raise VanishcalcError(f"{where}: {name} = {v!r} must be > 0")
-    if nonneg and f < 0:
-        raise VanishcalcError(f"{where}: {name} = {v!r} must be ≥ 0")
-    if lo is not None and not lo <= f <= hi:
-        raise VanishcalcError(f"{where}: {name} = {v!r} must lie in [{lo}, {hi}]")
-    return f
-
-
-class RecurrentDense(Layer):
+class RecurrentDense(Dense):
     """a = W h + U x + b: the affine half of one RNN step (input x fresh at every step).
+
+    It is a :class:`Dense` layer whose additive terms are the step's drive: the input adds
+    σu²·E[x²] to q and σu²·ρx·E[x²] to the covariance, on top of σb².
 
     .. math:: q' = \\sigma_w^2 q + \\sigma_u^2 x_2 + \\sigma_b^2,\\quad
               \\mathrm{cov}' = \\sigma_w^2 \\mathrm{cov} + \\sigma_u^2 \\rho_x x_2 + \\sigma_b^2
@@ -67,27 +55,17 @@ class RecurrentDense(Layer):
 
     def __init__(self, sigma_w, sigma_u=0.0, sigma_b=0.0, x2=1.0, x_corr=0.0):
         w = "RecurrentDense"
-        self.sigma_w = _num(w, "sigma_w", sigma_w, positive=True)
-        self.sigma_u = _num(w, "sigma_u", sigma_u, nonneg=True)
-        self.sigma_b = _num(w, "sigma_b", sigma_b, nonneg=True)
-        self.x2 = _num(w, "x2", x2, nonneg=True)
-        self.x_corr = _num(w, "x_corr", x_corr, lo=-1.0, hi=1.0)
-        self.sigma_w2 = self.sigma_w ** 2
+        super().__init__(real(w, "sigma_w", sigma_w, positive=True),
+                         real(w, "sigma_b", sigma_b, nonneg=True))
+        self.sigma_u = real(w, "sigma_u", sigma_u, nonneg=True)
+        self.x2 = real(w, "x2", x2, nonneg=True)
+        self.x_corr = real(w, "x_corr", x_corr, lo=-1.0, hi=1.0)
         self.drive = self.sigma_u ** 2 * self.x2 + self.sigma_b ** 2        # q added per step
         self.drive_cov = self.sigma_u ** 2 * self.x2 * self.x_corr + self.sigma_b ** 2
+        self.sigma_b2, self.cov_b2 = self.drive, self.drive_cov
 
-    def moment_map(self, state: MomentState) -> MomentState:
-        q1 = self.sigma_w2 * state.q1 + self.drive
-        q2 = self.sigma_w2 * state.q2 + self.drive
-        cov = self.sigma_w2 * state.cov + self.drive_cov
-        c = max(-1.0, min(1.0, cov / math.sqrt(q1 * q2))) if q1 > 0 and q2 > 0 else 1.0
-        return state.replace(q1=q1, q2=q2, c=c, mean=0.0, is_gaussian=True)
-
-    def grad_factor(self, state: MomentState) -> float:
-        return self.sigma_w2
-
-    def q_slope(self, state: MomentState) -> float:
-        return self.sigma_w2
+    def moments_expr(self, q, cov, symbolic=False):
+        return None
 
     def __repr__(self):
         return (f"RecurrentDense(sigma_w={_fmt(self.sigma_w)}, sigma_u={_fmt(self.sigma_u)}, "
@@ -180,8 +158,8 @@ class RNNMeanField:
 def expected_derivative(spec, gamma=1.0, beta=0.0) -> float:
     """E[φ'(γz + β)]: how linear a normalized unit stays (Cooijmans et al. 2017, §4, Fig. 1)."""
     act = activation(spec)
-    g = _num("expected_derivative", "gamma", gamma, positive=True)
-    b = _num("expected_derivative", "beta", beta)
+    g = real("expected_derivative", "gamma", gamma, positive=True)
+    b = real("expected_derivative", "beta", beta)
     return first_moment(derivative_of(shifted(act, b)), g * g)
 
 
@@ -201,9 +179,9 @@ def recurrent_bn(spec, gamma_h=0.1, gamma_x=0.1, beta=0.0) -> RecurrentNorm:
     rate = γ_h² E[φ'(a)²]/Var[φ(a)] per step."""
     act = activation(spec)
     w = "recurrent_bn"
-    gh = _num(w, "gamma_h", gamma_h, positive=True)
-    gx = _num(w, "gamma_x", gamma_x, nonneg=True)
-    b = _num(w, "beta", beta)
+    gh = real(w, "gamma_h", gamma_h, positive=True)
+    gx = real(w, "gamma_x", gamma_x, nonneg=True)
+    b = real(w, "beta", beta)
     v = gh * gh + gx * gx
     sa = shifted(act, b)
     m1, m2 = first_moment(sa, v), second_moment(sa, v)
@@ -221,12 +199,12 @@ def recurrent_ln(spec, gamma=1.0, beta=0.0, sigma_w=1.0, sigma_u=0.0, sigma_b=0.
     width; rate = γ²σw² E[φ'(a)²]/(σw² E[φ(a)²] + σu² x2 + σb²) per step."""
     act = activation(spec)
     w = "recurrent_ln"
-    g = _num(w, "gamma", gamma, positive=True)
-    b = _num(w, "beta", beta)
-    sw = _num(w, "sigma_w", sigma_w, positive=True)
-    su = _num(w, "sigma_u", sigma_u, nonneg=True)
-    sb = _num(w, "sigma_b", sigma_b, nonneg=True)
-    xx = _num(w, "x2", x2, nonneg=True)
+    g = real(w, "gamma", gamma, positive=True)
+    b = real(w, "beta", beta)
+    sw = real(w, "sigma_w", sigma_w, positive=True)
+    su = real(w, "sigma_u", sigma_u, nonneg=True)
+    sb = real(w, "sigma_b", sigma_b, nonneg=True)
+    xx = real(w, "x2", x2, nonneg=True)
     sa = shifted(act, b)
     d = derivative_of(sa)
     den = sw * sw * second_moment(sa, g * g) + su * su * xx + sb * sb

@@ -6,7 +6,6 @@ This module imports no numba at import time; the backend module (``sim/cpu.py`` 
 from __future__ import annotations
 
 import importlib
-import math
 import numbers
 import warnings
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import SimulationOverflowError, VanishcalcError, VanishcalcWarning
+from ..validate import integer, real
 
 WEIGHTS = ("gaussian", "orthogonal")
 BACKENDS = ("cpu", "cuda", "auto")
@@ -82,44 +82,19 @@ class Simulation:
                 f"grad[0]={self.grad[0]:.4g})")
 
 
-def _int_arg(name, value, lo, fix):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise VanishcalcError(f"{name} must be an integer, got {value!r} "
-                              f"({type(value).__name__}); {fix}")
-    if value < lo:
-        raise VanishcalcError(f"{name} = {value} is too small; {fix}")
-    return int(value)
-
-
-def _float_arg(name, value, *, nonneg=False, positive=False):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise VanishcalcError(f"{name} must be a real number, got {value!r}") from None
-    if not math.isfinite(v):
-        raise VanishcalcError(f"{name} = {value!r} is not finite; pass a finite number")
-    if positive and v <= 0:
-        raise VanishcalcError(f"{name} = {v} must be > 0")
-    if nonneg and v < 0:
-        raise VanishcalcError(f"{name} = {v} must be ≥ 0 (it is a standard deviation or "
-                              "second moment; the sign does not change the law)")
-    return v
-
-
 def _simulate_iv(spec, sigma_w, sigma_b, depth, width, n_nets, q0, c0, weights, seed, backend,
                  dtype, progress):
     """Validate every argument of :func:`simulate`; return them normalized."""
     from ..activation import activation
     act = activation(spec)
-    sigma_w = _float_arg("sigma_w", sigma_w, nonneg=True)
-    sigma_b = _float_arg("sigma_b", sigma_b, nonneg=True)
-    depth = _int_arg("depth", depth, 0, "pass depth ≥ 0 (the number of dense layers)")
-    width = _int_arg("width", width, 1, "pass width ≥ 1 (units per layer)")
-    n_nets = _int_arg("n_nets", n_nets, 1, "pass n_nets ≥ 1 (independent networks)")
-    q0 = _float_arg("q0", q0, positive=True)
-    c0 = _float_arg("c0", c0)
-    if not -1.0 <= c0 <= 1.0:
-        raise VanishcalcError(f"c0 = {c0} is not a correlation; pass -1 ≤ c0 ≤ 1")
+    std = "(a standard deviation; its sign does not change the law)"
+    sigma_w = real("simulate", "sigma_w", sigma_w, nonneg=True, why=std)
+    sigma_b = real("simulate", "sigma_b", sigma_b, nonneg=True, why=std)
+    depth = integer("simulate", "depth", depth, 0, "(the number of dense layers)")
+    width = integer("simulate", "width", width, 1, "(units per layer)")
+    n_nets = integer("simulate", "n_nets", n_nets, 1, "(independent networks)")
+    q0 = real("simulate", "q0", q0, positive=True, why="(the input second moment)")
+    c0 = real("simulate", "c0", c0, lo=-1.0, hi=1.0, why="(a correlation)")
     if width == 1 and abs(c0) != 1.0:
         raise VanishcalcError(f"with width = 1 two inputs can only have correlation ±1, not "
                               f"c0 = {c0}; pass width ≥ 2 or c0 = 1")

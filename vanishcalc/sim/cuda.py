@@ -23,7 +23,6 @@ See ``notes/cuda.md``.
 """
 from __future__ import annotations
 
-import functools
 import contextlib
 import math
 import threading
@@ -33,6 +32,7 @@ import numpy as np
 
 from ..activation import activation
 from ..errors import VanishcalcError
+from ..validate import integer, real
 
 #: Largest width run by the one-launch shared-memory kernel (threads per block).
 MAX_NARROW_WIDTH = 256
@@ -471,25 +471,13 @@ def _build_kernels(phi, dphi, dtype: str):  # noqa: C901 - kernels close over φ
 def _run_dense_iv(act, sigma_w, sigma_b, depth, width, n_nets, q0, c0, orthogonal, seed, dtype):
     """Validate :func:`run_dense`'s arguments; messages name the argument and the fix."""
     act = activation(act)
-    for name, val in (("sigma_w", sigma_w), ("sigma_b", sigma_b), ("q0", q0), ("c0", c0)):
-        try:
-            f = float(val)
-        except (TypeError, ValueError):
-            raise VanishcalcError(f"{name} must be a real number, got {val!r}") from None
-        if not math.isfinite(f):
-            raise VanishcalcError(f"{name} must be finite, got {val!r}")
-    if float(sigma_w) < 0 or float(sigma_b) < 0:
-        raise VanishcalcError(f"sigma_w and sigma_b are standard deviations and must be ≥ 0, "
-                              f"got sigma_w={sigma_w!r}, sigma_b={sigma_b!r}")
-    if float(q0) <= 0:
-        raise VanishcalcError(f"q0 (input second moment) must be > 0, got {q0!r}")
-    if not -1.0 <= float(c0) <= 1.0:
-        raise VanishcalcError(f"c0 (input correlation) must lie in [-1, 1], got {c0!r}")
+    std = "(a standard deviation)"
+    real("run_dense", "sigma_w", sigma_w, nonneg=True, why=std)
+    real("run_dense", "sigma_b", sigma_b, nonneg=True, why=std)
+    real("run_dense", "q0", q0, positive=True, why="(the input second moment)")
+    real("run_dense", "c0", c0, lo=-1.0, hi=1.0, why="(the input correlation)")
     for name, val, lo in (("depth", depth, 0), ("width", width, 1), ("n_nets", n_nets, 1)):
-        if isinstance(val, bool) or not isinstance(val, (int, np.integer)):
-            raise VanishcalcError(f"{name} must be an integer, got {val!r}")
-        if val < lo:
-            raise VanishcalcError(f"{name} must be ≥ {lo}, got {val!r}")
+        integer("run_dense", name, val, lo)
     if width < 2 and abs(float(c0)) != 1.0:
         raise VanishcalcError(f"width={width} cannot hold two inputs with correlation c0={c0}; "
                               "use width ≥ 2")

@@ -38,6 +38,7 @@ from ..gaussian.expect import expect
 from ..gaussian.numeric import adaptive_gk, std_normal_pdf
 from ..maps.norm import batch_iv
 from ..parse import X
+from ..validate import real
 from ..value import Value
 
 GAMMA_RANGE = (1e-2, 1e2)      # γ scanned by the solver (log grid), then refined by Brent
@@ -51,18 +52,9 @@ Z_MAX = 38.0                   # e^{-38²/2} underflows: nothing beyond matters 
 
 def _affine_iv(where, spec, gamma, beta):
     act = activation(spec)
-    out = []
-    for name, v, positive in (("gamma", gamma, True), ("beta", beta, False)):
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            raise VanishcalcError(f"{where}: {name} = {v!r} is not a number") from None
-        if not math.isfinite(f):
-            raise VanishcalcError(f"{where}: {name} = {v!r} must be finite")
-        if positive and f <= 0:
-            raise VanishcalcError(f"{where}: gamma = {v!r} must be > 0 (the scale of the "
-                                  "standardized units; γ ≤ 0 flips or kills the signal)")
-        out.append(f)
+    out = [real(where, "gamma", gamma, positive=True,
+                why="(the scale of the standardized units; γ ≤ 0 flips or kills the signal)"),
+           real(where, "beta", beta)]
     d = act.derivative(1)
     if d.deltas:
         raise VanishcalcError(f"{where}: φ = {act.name} jumps, so E[φ'²] is infinite and the "
