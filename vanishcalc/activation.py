@@ -21,7 +21,6 @@ from .errors import ComplexValuedError, ParseError, SingularityError, Vanishcalc
 from .parse import X, parse
 
 
-
 @dataclass(frozen=True)
 class Piece:
     """φ restricted to the open interval (lo, hi): a smooth expression and its numpy callable."""
@@ -116,7 +115,8 @@ class Activation:
     # ---- numerics ----
     @functools.cached_property
     def numpy(self):
-        """Vectorized φ on float arrays (piecewise via ``np.select``)."""
+        """Vectorized φ on float arrays: each x goes to its piece by ``searchsorted`` on the kinks
+        (a point exactly at a kink takes the piece on its right)."""
         if len(self.pieces) == 1:
             return self.pieces[0].numpy
         pieces = self.pieces
@@ -217,7 +217,12 @@ def _kinks(expr) -> list:
             for r in _real_roots(smooth):
                 if (lo == -sympy.oo or r >= lo) and (hi == sympy.oo or r <= hi):
                     points.add(r)
-    return sorted(points, key=float)
+    # One kink per location: 1/2 and 0.5 (or two forms of √2) are the same point, and
+    # keeping both would make a piece of zero length.
+    unique = {}
+    for r in sorted(points, key=float):
+        unique.setdefault(float(r), r)
+    return list(unique.values())
 
 
 def _boundaries(expr):

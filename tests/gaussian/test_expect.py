@@ -257,3 +257,15 @@ def test_expect_complex_constant_power_is_parse_error(text):
 def test_expect_piece_dividing_by_zero_is_singularity_error():
     with pytest.raises(SingularityError):
         expect("x / Max(0, x)")
+
+
+@pytest.mark.parametrize("q", [0.5, 1.0, 3.0])
+def test_expect_sin_x_squared_vs_fresnel_closed_form(q):
+    # E[sin(q z²)] = Im E[exp(i q z²)] = Im (1 − 2iq)^(−1/2): the Gaussian characteristic
+    # function of a χ²₁ variable.  A symbolic rule used to trip over the imaginary exponent
+    # here and cost the numeric answer.
+    with mpmath.workdps(30):
+        ref = float(mpmath.im(mpmath.power(mpmath.mpc(1, -2 * q), -0.5)))
+    v = expect("sin(x**2)", q)
+    assert abs(float(v) - ref) <= max(v.error, 1e-16)
+    assert v.error <= 1e-13

@@ -108,7 +108,11 @@ def _expect_cached(act: Activation, q: float, rtol: float, exact: bool, exact_ti
     if not math.isfinite(value):
         raise NonFiniteError(f"E[{act.name}(√q·z)] at q = {q:g} is not finite ({value})")
     if exact:
-        closed = symbolic.closed_form(act, q, timeout=exact_timeout)
+        try:
+            closed = symbolic.closed_form(act, q, timeout=exact_timeout)
+        except (TypeError, ValueError, ArithmeticError, NotImplementedError, RecursionError):
+            # A rule tripping over an odd integrand must not cost the user the numeric value.
+            closed = None
         if closed is not None:
             try:
                 approx = float(sympy.N(closed, 30))
@@ -125,7 +129,6 @@ def _at_zero(act):
     val = act.expr.subs(act.expr.free_symbols.pop(), 0) if act.expr.free_symbols else act.expr
     if act.deltas and any(float(k) == 0.0 for k, _ in act.deltas):
         raise NonFiniteError(f"E[{act.name}(0)] is infinite: a Dirac mass sits at 0 and q = 0")
-    val = sympy.nsimplify(val) if val.is_Rational else val
     if not val.is_finite:
         raise NonFiniteError(f"{act.name} at 0 is not finite")
     return Value.from_exact(val, method="exact:q=0")

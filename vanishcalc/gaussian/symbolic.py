@@ -67,7 +67,6 @@ def _tidy(expr):
 
 
 def _piece_integral(g, lo, hi, q, whole_line):
-    g = g.rewrite(sympy.erfc, erf) if g.has(sympy.erfc) else g
     g = g.replace(sympy.erfc, lambda u: 1 - erf(u))
     if g.has(sympy.sinh, sympy.cosh):
         g = g.rewrite(exp)
@@ -123,7 +122,10 @@ def _term_integral(term, lo, hi, q, whole_line):
         a0, a1, a2 = expo, 0, 0
     A = 1 / (2 * q) - a2
     # A float test, not A.is_positive: SymPy's assumption system was a third of a gain().
-    if not A.is_number or not float(A) > 0:
+    if not A.is_number:
+        return None
+    a_val = complex(A)
+    if a_val.imag != 0 or not a_val.real > 0:   # exp(i·x²) from sin(x²): no real Gaussian rule
         return None
     B = a1
     pref = coeff * exp(a0)
