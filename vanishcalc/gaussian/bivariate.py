@@ -17,7 +17,7 @@ of g moved into t-space — so every inner panel edge set contains them.  The in
 as a function of z1, then has a smoothed kink of width ~s at z1 = k/(c·√q2); the outer edges
 are graded geometrically towards those points (and split at the kinks of f), so accuracy does
 not degrade as |c| → 1.  At |c| = 1 exactly the expectation is the 1-D E[f(√q1 z) g(±√q2 z)];
-at c = 0 it factorizes.  See notes/bivariate.md.
+at c = 0 it factorizes.  See notes/mean-field.md §8.
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ import sympy
 from ..activation import Activation, activation
 from ..errors import NonFiniteError, NotConvergedError, VanishcalcError
 from ..parse import X
+from ..validate import real
 from ..value import Value
 from .numeric import GAUSS, KRONROD, NODES, adaptive_gk, panel_edges, std_normal_pdf
 from .tails import plan
@@ -45,15 +46,10 @@ _EPS = np.finfo(float).eps
 def _expect2_iv(f, g, q1, q2, c):
     fa = _as_activation(f, "f")
     ga = fa if g is None else _as_activation(g, "g")
-    q1 = _positive_finite(q1, "q1", "the variance of u1")
-    q2 = q1 if q2 is None else _positive_finite(q2, "q2", "the variance of u2")
-    try:
-        cf = float(c)
-    except (TypeError, ValueError):
-        raise VanishcalcError(f"expect2: c = {c!r} is not a number; pass a correlation in [-1, 1]")
-    if not math.isfinite(cf) or not -1.0 <= cf <= 1.0:
-        raise VanishcalcError(f"expect2: correlation c = {c!r} is outside [-1, 1]; "
-                              "pass a correlation coefficient, not a covariance")
+    q1 = real("expect2", "q1", q1, positive=True, why="(the variance of u1)")
+    q2 = q1 if q2 is None else real("expect2", "q2", q2, positive=True, why="(the variance of u2)")
+    cf = real("expect2", "c", c, lo=-1.0, hi=1.0,
+              why="(a correlation coefficient, not a covariance)")
     for a, name in ((fa, "f"), (ga, "g")):
         if a.deltas:
             raise VanishcalcError(f"expect2: {name} = {a.name} contains Dirac masses {a.deltas}; "
@@ -68,16 +64,6 @@ def _as_activation(f, name):
         raise
     except Exception as exc:  # noqa: BLE001 - any other failure is bad input
         raise VanishcalcError(f"expect2: cannot read {name} = {f!r}: {exc}") from exc
-
-
-def _positive_finite(v, name, what):
-    try:
-        vf = float(v)
-    except (TypeError, ValueError):
-        raise VanishcalcError(f"expect2: {name} = {v!r} ({what}) is not a number")
-    if not math.isfinite(vf) or vf <= 0:
-        raise VanishcalcError(f"expect2: {name} = {v!r} ({what}) must be a finite number > 0")
-    return vf
 
 
 # ---------------------------------------------------------------- public entry
@@ -117,7 +103,7 @@ def expect2(f, g=None, q1=1.0, q2=None, c=0.0) -> Value:
 
     Notes
     -----
-    See notes/bivariate.md for the kink-line splitting and the behaviour as |c| → 1.
+    See notes/mean-field.md §8 for the kink-line splitting and the behaviour as |c| → 1.
 
     References
     ----------
