@@ -20,6 +20,7 @@ Derivations: notes/gaussian-expectations.md.
 """
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import queue
 
@@ -180,25 +181,33 @@ def _edge(m, A, y):
     return y ** m * exp(-A * y ** 2)
 
 
+_AL = sympy.Symbol("alpha", real=True)
+_BE = sympy.Symbol("beta", real=True)
+
+
 def _erf_moment(n, alphas, A):
     """∫ xⁿ ∏ erf(α_i x) e^{−A x²} dx over the real line, for one or two erf factors."""
     k = len(alphas)
-    if k == 1:
-        if n % 2 == 0:
-            return sympy.Integer(0)
-        (alpha,) = alphas
-        base = alpha / (_A * sqrt(_A + alpha ** 2))
-        m = (n - 1) // 2
-    elif k == 2:
-        if n % 2 == 1:
-            return sympy.Integer(0)
-        al, be = alphas
-        base = sqrt(pi / _A) * 2 / pi * sympy.asin(al * be / sqrt((_A + al ** 2) * (_A + be ** 2)))
-        m = n // 2
-    else:
+    if k not in (1, 2):
         return None
+    if (n + k) % 2 == 1:      # xⁿ·erfᵏ is odd: the integral over the line vanishes
+        return sympy.Integer(0)
+    template = _erf_template(k, n // 2)
+    subs = {_A: A, _AL: alphas[0]}
+    if k == 2:
+        subs[_BE] = alphas[1]
+    return template.subs(subs)
+
+
+@functools.lru_cache(maxsize=64)
+def _erf_template(k, m):
+    """(−∂/∂A)^m of the base integral, symbolic in A, α (and β): differentiated once, reused."""
+    if k == 1:
+        base = _AL / (_A * sqrt(_A + _AL ** 2))
+    else:
+        base = sqrt(pi / _A) * 2 / pi * sympy.asin(_AL * _BE / sqrt((_A + _AL ** 2) * (_A + _BE ** 2)))
     # ∂/∂A e^{−A x²} = −x² e^{−A x²}, so x^{2m} comes from (−∂/∂A)^m.
-    return ((-1) ** m * sympy.diff(base, _A, m)).subs(_A, A)
+    return (-1) ** m * sympy.diff(base, _A, m)
 
 
 # ---------------------------------------------------------------- rule 3: sympy.integrate
