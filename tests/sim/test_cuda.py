@@ -26,6 +26,8 @@ import textwrap
 import numpy as np
 import pytest
 
+from scipy.stats import chi2
+
 from vanishcalc.activation import activation
 from vanishcalc.errors import VanishcalcError
 from vanishcalc.sim import cuda as vcuda   # importing it does not import numba.cuda
@@ -49,6 +51,28 @@ _L1_NARROW = dict(spec="tanh", sigma_w=1.7, sigma_b=0.4, depth=1, width=16, n_ne
 _L1_WIDE = dict(spec="tanh", sigma_w=2.0, sigma_b=0.2, depth=1, width=24, n_nets=12,
                 q0=1.0, c0=-0.4, seed=22)
 
+# σw = 0: every layer ≥ 1 is the bias alone, h¹₁ = h¹₂ = b, so c = 1 exactly and
+# N·q/σb² ~ χ²_N.  The "in2" cases use hand-made layer-0 inputs (``_per_input_case``).
+_BIAS_ONLY = dict(spec="tanh", sigma_w=0.0, sigma_b=0.7, depth=2, n_nets=6, q0=1.0, c0=0.2)
+_PER_INPUT = dict(spec="tanh", sigma_w=0.6, sigma_b=1.2, depth=1, n_nets=12)
+
+
+def _per_input_case(width, seed):
+    """Layer-0 inputs on which each input's pre-activation and tangent have their own law.
+
+    h⁰₁ ∈ ±[0, 0.3] (tanh' ≈ 1), h⁰₂ ∈ ±[3.5, 4.5] (tanh' ≈ 10⁻³, tanh² ≈ 1): input 2 losing
+    its bias (σb² = 1.44 of s₂₂ ≈ 1.8) or taking φ'(h⁰₁) for its tangent (‖v₂‖² × ~10⁵)
+    moves its layer-1 χ² statistic by many standard deviations.
+    """
+    rng = np.random.default_rng(seed)
+    n = _PER_INPUT["n_nets"]
+    x0 = np.empty((n, 4, width))
+    x0[:, 0] = rng.uniform(-0.3, 0.3, (n, width))
+    x0[:, 1] = rng.choice([-1.0, 1.0], (n, width)) * rng.uniform(3.5, 4.5, (n, width))
+    x0[:, 2:] = rng.standard_normal((n, 2, width)) / math.sqrt(width)
+    return dict(_PER_INPUT, seed=seed, x0=x0.tolist())
+
+
 # The child script.  Group "narrow": the one-launch kernel; group "wide": the per-layer kernels,
 # forced at width 10 by lowering the narrow limit and the tile to 4 threads.
 _CHILD = textwrap.dedent("""
@@ -70,6 +94,16 @@ _CHILD = textwrap.dedent("""
     for name, kw in cases.items():
         kw = dict(kw)
         spec = kw.pop("spec")
+        if "x0" in kw:          # hand-made layer-0 inputs: the kernels' raw per-input sums
+            import numpy as np
+            vc._require_device()
+            x0 = np.array(kw["x0"], dtype=np.float64)
+            _, dev = vc._seed_sequences(kw["seed"])
+            sums = vc._launch(vc.kernels(spec, "float64"), x0, dev,
+                              kw["sigma_w"] / math.sqrt(x0.shape[2]), kw["sigma_b"], kw["depth"],
+                              0.0)
+            out[name] = {"sums": sums.tolist()}
+            continue
         r = vc.run_dense(spec, orthogonal=False, **kw)
         out[name] = {k: [[None if (isinstance(x, float) and math.isnan(x)) else x
                           for x in row] for row in v.tolist()] for k, v in r.items()}
@@ -104,7 +138,9 @@ def _collect(proc):
     if "skip" in res:
         pytest.skip(res["skip"])
     for name, val in res.items():
-        if isinstance(val, dict) and name != "api":
+        if isinstance(val, dict) and "sums" in val:
+            res[name] = {"sums": np.array(val["sums"], dtype=float)}
+        elif isinstance(val, dict) and name != "api":
             res[name] = {k: np.array([[np.nan if x is None else x for x in row] for row in v],
                                      dtype=bool if k == "nonfinite" else float)
                          for k, v in val.items()}
@@ -124,6 +160,12 @@ def cuda_runs():
         l1_narrow=_L1_NARROW,
     )
     wide = dict(l1_wide=_L1_WIDE)
+    # Per-input layer-1 laws from hand-made inputs (both kernel families; width 12 > 8 is
+    # "wide" in that child) and σw = 0 (h¹ = b exactly, for both inputs).
+    narrow["in2_narrow"] = _per_input_case(width=16, seed=31)
+    wide["in2_wide"] = _per_input_case(width=12, seed=32)
+    narrow["bias_narrow"] = dict(_BIAS_ONLY, width=8, seed=33)
+    wide["bias_wide"] = dict(_BIAS_ONLY, width=10, seed=34)
     # exp(-x**2) runs in the "wide" child, so through the per-layer wide kernels (width 16 >
     # 4): the naive-reference test then covers both kernel families, and balances the children.
     wide["gauss"] = narrow.pop("gauss")
@@ -337,3 +379,52 @@ def test_run_dense_without_gpu_or_simulator_says_how():
     assert "NUMBA_ENABLE_CUDASIM=1" in res["msg"]
     assert "vanishcalc[cuda]" in res["msg"]
     assert res["value_error"]
+
+
+def _assert_chi2(total, dof, label, alpha=1e-6):
+    """``total`` ~ χ²_dof: two-sided test at level ``alpha``."""
+    p = 2.0 * min(chi2.cdf(total, dof), chi2.sf(total, dof))
+    assert p > alpha, (f"{label}: χ² = {total:.4g} on {dof} dof (expected {dof} ± "
+                       f"{math.sqrt(2 * dof):.3g}), two-sided p = {p:.2g}")
+
+
+@pytest.mark.parametrize("case", ["in2_narrow", "in2_wide"])
+def test_run_dense_layer1_each_input_vs_exact_chi2(cuda_runs, case):
+    # Given h⁰, unit i of input a at layer 1 is wᵢ·φ(h⁰_a)σw/√N + bᵢ ~ N(0, s_aa),
+    # s_aa = σw²‖φ(h⁰_a)‖²/N + σb², independent over units and nets: Σᵢ(h¹_a,i)²/s_aa ~ χ²_N.
+    # The tangent t¹_a = σw/√N W(φ'(h⁰_a) ⊙ t⁰_a) gives ‖t¹_a‖² / (σw²‖v_a‖²/N) ~ χ²_N.
+    # Each input separately, so a bias or a φ' taken from the wrong input is caught.
+    width = 16 if case == "in2_narrow" else 12
+    kw = _per_input_case(width, 31 if case == "in2_narrow" else 32)
+    x0 = np.array(kw["x0"])
+    sums = cuda_runs[case]["sums"]
+    n, N = kw["n_nets"], width
+    assert sums.shape == (n, 2, vcuda.N_STATS)
+    act = activation(kw["spec"])
+    phi, dphi = act.numpy, act.derivative(1).numpy
+    sw2, sb2 = kw["sigma_w"] ** 2, kw["sigma_b"] ** 2
+    for a in range(2):
+        h0, t0 = x0[:, a], x0[:, 2 + a]
+        # layer 0 is the input itself
+        np.testing.assert_allclose(sums[:, 0, a], np.sum(h0 ** 2, 1), rtol=1e-12)
+        np.testing.assert_allclose(sums[:, 0, 3 + a], np.log(np.sum(t0 ** 2, 1)), rtol=1e-12)
+        s_aa = sw2 * np.sum(phi(h0) ** 2, 1) / N + sb2
+        _assert_chi2(float(np.sum(sums[:, 1, a] / s_aa)), n * N, f"{case}: Σ(h¹_{a + 1})²")
+        f_scale = sw2 * np.sum((dphi(h0) * t0) ** 2, 1) / N
+        _assert_chi2(float(np.sum(np.exp(sums[:, 1, 3 + a]) / f_scale)), n * N,
+                     f"{case}: ‖t¹_{a + 1}‖²")
+    assert not sums[:, :, 6].any()
+
+
+@pytest.mark.parametrize("case", ["bias_narrow", "bias_wide"])
+def test_run_dense_bias_only_shared_by_inputs_exact(cuda_runs, case):
+    # σw = 0: h^l = b_l for both inputs (one bias per layer, shared), so c^l = 1 exactly and
+    # N q^l / σb² ~ χ²_N, independent over layers and nets.
+    kw = dict(_BIAS_ONLY, width=8 if case == "bias_narrow" else 10)
+    sim = cuda_runs[case]
+    n, N, depth = kw["n_nets"], kw["width"], kw["depth"]
+    np.testing.assert_allclose(sim["c"][:, 1:], 1.0, rtol=1e-14, atol=0)
+    np.testing.assert_allclose(sim["q"][:, 0], kw["q0"], rtol=1e-12)
+    _assert_chi2(float(np.sum(sim["q"][:, 1:] * N / kw["sigma_b"] ** 2)), n * N * depth,
+                 f"{case}: N q/σb²")
+    assert not sim["nonfinite"].any()

@@ -481,8 +481,8 @@ def _run_dense_iv(act, sigma_w, sigma_b, depth, width, n_nets, q0, c0, orthogona
     if width < 2 and abs(float(c0)) != 1.0:
         raise VanishcalcError(f"width={width} cannot hold two inputs with correlation c0={c0}; "
                               "use width ≥ 2")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise VanishcalcError(f"seed must be a non-negative integer, got {seed!r}")
+    from .api import seed_iv
+    seed_iv("run_dense", seed)
     name = getattr(np.dtype(dtype), "name", None) if _is_dtype_like(dtype) else None
     if name not in _DTYPES:
         raise VanishcalcError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
@@ -626,14 +626,24 @@ def run_dense(act, *, sigma_w, sigma_b=0.0, depth, width, n_nets=1, q0=1.0, c0=0
 
     width, depth, n_nets, seed = int(width), int(depth), int(n_nets), int(seed)
     k = kernels(act, dtype)
-    npf = k["npf"]
     host_ss, dev_ss = _seed_sequences(seed)
     x0 = _inputs(np.random.default_rng(host_ss), n_nets, width, float(q0), float(c0))
     ref = saturation_reference(act) if sat_reference is None else sat_reference
     thr = SAT_FRACTION * float(ref)
     w_scale = float(sigma_w) / math.sqrt(width)
     b_scale = float(sigma_b)
+    return _finish(_launch(k, x0, dev_ss, w_scale, b_scale, depth, thr), width)
 
+
+def _launch(k, x0, dev_ss, w_scale, b_scale, depth, thr):
+    """Run the kernels ``k`` from the layer-0 inputs ``x0`` (n_nets, 4, width): per-layer sums.
+
+    ``x0`` holds h1, h2, t1, t2 per net; ``dev_ss`` seeds the weight streams.  Returns the
+    float64 array (n_nets, depth + 1, 7) of :data:`N_STATS` sums (see the module docstring);
+    tests drive it with hand-made ``x0`` to check each input's layer-1 law separately.
+    """
+    n_nets, _, width = x0.shape
+    npf = k["npf"]
     with _quiet_simulator():
         out = cuda.device_array((n_nets, depth + 1, N_STATS), dtype=np.float64)
         d_x0 = cuda.to_device(np.ascontiguousarray(x0, dtype=npf))
@@ -658,7 +668,7 @@ def run_dense(act, *, sigma_w, sigma_b=0.0, depth, width, n_nets=1, q0=1.0, c0=0
                 layer_k[(gx, gy), WIDE_THREADS](d_v, states, w_scale, b_scale, width, d_h)
                 stats[sblocks, WIDE_THREADS](d_h, d_v, log_a, thr, layer, layer == depth, out)
         sums = out.copy_to_host()
-    return _finish(sums, width)
+    return sums
 
 
 def _finish(sums, width):
