@@ -83,6 +83,33 @@ def test_check_bad_input_raises(kwargs, word):
         check("relu", 1.0, **args)
 
 
+@pytest.mark.parametrize("theory", [
+    3, {"q": [1.0, 1.0, 1.0]}, {"q": "abc", "c": 1.0, "grad": 1.0},
+])
+def test_check_bad_theory_raises_vanishcalc_error(theory):
+    # used to escape as AttributeError / KeyError / ValueError
+    with pytest.raises(VanishcalcError, match="theory"):
+        check("relu", 1.0, depth=2, width=8, n_nets=4, theory=theory)
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    (dict(tolerance="a"), "tolerance"), (dict(allowance=[1]), "allowance"),
+    (dict(n_nets=2.0), "n_nets"), (dict(depth="2"), "depth"),
+])
+def test_check_junk_input_named(kwargs, word):
+    args = dict(depth=2, width=8, n_nets=4, theory=_relu_theory(2, 1.0, 0.0))
+    args.update(kwargs)
+    with pytest.raises(VanishcalcError, match=word):
+        check("relu", 1.0, **args)
+
+
+def test_check_summary_max_rows_validated():
+    rep = check("relu", 1.0, depth=2, width=8, n_nets=4, theory=_relu_theory(2, 1.0, 0.0))
+    assert len(rep.summary(max_rows=1).splitlines()) == 4          # head, columns, 1 row, verdict
+    with pytest.raises(VanishcalcError, match="max_rows"):
+        rep.summary(max_rows=0)
+
+
 def test_check_cli_exit_codes(capsys):
     """0 when it passes, 1 when it fails, 2 on bad input."""
     pytest.importorskip("vanishcalc.maps.meanfield")
@@ -94,3 +121,6 @@ def test_check_cli_exit_codes(capsys):
     assert main(base + ["--width", "128", "--tolerance", "1e-6", "--allowance", "0"]) == 1
     assert main(base + ["--width", "0"]) == 2
     assert "width" in capsys.readouterr().err
+    assert main(base + ["--width", "128", "--rows", "-3"]) == 2     # was a numpy traceback
+    err = capsys.readouterr().err
+    assert "--rows" in err and len(err.strip().splitlines()) == 1

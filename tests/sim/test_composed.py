@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from vanishcalc.errors import VanishcalcError
 from vanishcalc.maps import Activation, Dense
 from vanishcalc.maps.norm import BatchNorm, LayerNorm
 from vanishcalc.maps.rnn import RNNMeanField
@@ -72,11 +73,32 @@ def test_sim_seed_reproducible():
 
 def test_sim_bad_input():
     blk = [Activation("tanh"), Dense(1.0), BatchNorm(1.0)]
-    with pytest.raises(ValueError):
+    with pytest.raises(VanishcalcError, match="depth"):
         simulate_stack(blk, depth=0, width=8)
-    with pytest.raises(ValueError):
+    with pytest.raises(VanishcalcError, match="batch"):
         simulate_stack(blk, depth=2, width=8, batch=3)
-    with pytest.raises(ValueError):
+    with pytest.raises(VanishcalcError, match="c0"):
         simulate_stack(blk, depth=2, width=8, c0=1.0)
-    with pytest.raises(ValueError, match="batch"):
+    with pytest.raises(VanishcalcError, match="batch"):
         simulate_stack([Dense(1.0), BatchNorm(1.0, batch=8)], depth=2, width=8, batch=16)
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    (dict(q0="a"), "q0"), (dict(c0=None), "c0"), (dict(c0=float("nan")), "c0"),
+    (dict(seed="a"), "seed"), (dict(seed=-1), "seed"), (dict(seed=1.5), "seed"),
+    (dict(width=2.5), "width"),
+])
+def test_simulate_stack_junk_input_named_vanishcalc_error(kwargs, word):
+    # junk used to escape as TypeError/ValueError from math.isfinite or int(seed), or (seed −1,
+    # 1.5) to run silently with a seed nobody asked for
+    with pytest.raises(VanishcalcError, match=word):
+        simulate_stack([Activation("tanh"), Dense(1.0)], **{**dict(depth=2, width=8), **kwargs})
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    (dict(seed="x"), "seed"), (dict(seed=-1), "seed"), (dict(seed=1.5), "seed"),
+    (dict(steps=0), "steps"), (dict(width=True), "width"),
+])
+def test_simulate_rnn_junk_input_named_vanishcalc_error(kwargs, word):
+    with pytest.raises(VanishcalcError, match=word):
+        simulate_rnn("tanh", 1.0, 0.5, **{**dict(steps=3, width=8), **kwargs})

@@ -6,7 +6,6 @@ This module imports no numba at import time; the backend module (``sim/cpu.py`` 
 from __future__ import annotations
 
 import importlib
-import numbers
 import warnings
 from dataclasses import dataclass, field
 
@@ -82,6 +81,14 @@ class Simulation:
                 f"grad[0]={self.grad[0]:.4g})")
 
 
+def seed_iv(where, seed) -> int:
+    """``int(seed)`` for an integer seed in [0, 2**63); shared by every simulator entry."""
+    seed = integer(where, "seed", seed, 0, "(a non-negative integer)")
+    if seed >= 2**63:
+        raise VanishcalcError(f"{where}: seed = {seed!r} must be an integer in [0, 2**63)")
+    return seed
+
+
 def _simulate_iv(spec, sigma_w, sigma_b, depth, width, n_nets, q0, c0, weights, seed, backend,
                  dtype, progress):
     """Validate every argument of :func:`simulate`; return them normalized."""
@@ -100,8 +107,7 @@ def _simulate_iv(spec, sigma_w, sigma_b, depth, width, n_nets, q0, c0, weights, 
                               f"c0 = {c0}; pass width ≥ 2 or c0 = 1")
     if weights not in WEIGHTS:
         raise VanishcalcError(f"weights = {weights!r} is unknown; use one of {WEIGHTS}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
-        raise VanishcalcError(f"seed = {seed!r} must be an integer in [0, 2**63)")
+    seed = seed_iv("simulate", seed)
     if backend not in BACKENDS:
         raise VanishcalcError(f"backend = {backend!r} is unknown; use one of {BACKENDS}")
     if not isinstance(dtype, str):
@@ -117,7 +123,7 @@ def _simulate_iv(spec, sigma_w, sigma_b, depth, width, n_nets, q0, c0, weights, 
     if n_nets * width * 4 * 8 > 8 * 2**30:
         raise VanishcalcError(f"n_nets × width = {n_nets * width} needs more than 8 GiB of state; "
                               "run fewer nets per call")
-    return act, sigma_w, sigma_b, depth, width, n_nets, q0, c0, weights, int(seed), backend, \
+    return act, sigma_w, sigma_b, depth, width, n_nets, q0, c0, weights, seed, backend, \
         dtype, progress
 
 

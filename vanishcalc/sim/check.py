@@ -22,12 +22,12 @@ theory fails about 1 % of runs or less.
 from __future__ import annotations
 
 import html
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import VanishcalcError
+from ..validate import integer, real
 from .api import Simulation, simulate
 
 STATS = ("q", "c", "grad")
@@ -62,6 +62,7 @@ class CheckReport:
     params: dict = field(default_factory=dict)
 
     def _rows(self, max_rows):
+        max_rows = integer("CheckReport.summary", "max_rows", max_rows, 1, "(table rows)")
         depth = len(self.theory["q"]) - 1
         if depth + 1 <= max_rows:
             layers = list(range(depth + 1))
@@ -113,25 +114,15 @@ class CheckReport:
 
 
 def _check_iv(n_nets, tolerance, allowance, depth):
-    if isinstance(n_nets, bool) or not isinstance(n_nets, (int, np.integer)) or n_nets < 2:
-        raise VanishcalcError(f"n_nets = {n_nets!r}: check needs n_nets ≥ 2 to estimate standard "
-                              "errors; pass n_nets=32 or more")
-    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 0:
-        raise VanishcalcError(f"depth = {depth!r} must be an integer ≥ 0")
+    integer("check", "n_nets", n_nets, 2,
+            "(check needs n_nets ≥ 2 to estimate standard errors; pass n_nets=32 or more)")
+    depth = integer("check", "depth", depth, 0)
     if tolerance is None:
         from scipy.stats import norm
-        tolerance = float(norm.isf(0.01 / (2 * 3 * (int(depth) + 1))))
-    try:
-        tolerance = float(tolerance)
-        allowance = float(allowance)
-    except (TypeError, ValueError):
-        raise VanishcalcError(f"tolerance = {tolerance!r} and allowance = {allowance!r} must be "
-                              "numbers") from None
-    if not (math.isfinite(tolerance) and tolerance > 0):
-        raise VanishcalcError(f"tolerance = {tolerance} must be a finite |z| bound > 0, e.g. 4")
-    if not (math.isfinite(allowance) and allowance >= 0):
-        raise VanishcalcError(f"allowance = {allowance} must be finite and ≥ 0 (0 = no "
-                              "finite-width allowance)")
+        tolerance = float(norm.isf(0.01 / (2 * 3 * (depth + 1))))
+    tolerance = real("check", "tolerance", tolerance, positive=True, why="(a |z| bound, e.g. 4)")
+    allowance = real("check", "allowance", allowance, nonneg=True,
+                     why="(0 = no finite-width allowance)")
     return tolerance, allowance
 
 
@@ -142,7 +133,12 @@ def _theory(spec, sigma_w, sigma_b, depth, q0, c0, theory):
     get = (lambda k: theory[k]) if isinstance(theory, dict) else (lambda k: getattr(theory, k))
     out = {}
     for k in STATS:
-        a = np.asarray(get(k), dtype=float)
+        try:
+            a = np.asarray(get(k), dtype=float)
+        except (KeyError, AttributeError, TypeError, ValueError) as exc:
+            raise VanishcalcError(f"theory must give float arrays q, c, grad of length "
+                                  f"{depth + 1} (a dict or an object with those attributes); "
+                                  f"theory.{k}: {type(exc).__name__}: {exc}") from None
         if a.shape != (depth + 1,):
             raise VanishcalcError(f"theory.{k} has shape {a.shape}, expected ({depth + 1},)")
         out[k] = a

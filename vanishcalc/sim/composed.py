@@ -37,6 +37,7 @@ from numba import njit, prange
 
 from ..activation import activation
 from ..errors import VanishcalcError, VanishcalcWarning
+from ..validate import integer, real
 from .compile import FASTMATH
 from .cpu import _normal, seed_states
 
@@ -292,9 +293,8 @@ def _trace(q, c, logF, bad):
 
 
 def _sizes_iv(where, **kw):
-    for name, v in kw.items():
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise VanishcalcError(f"{where}: {name} = {v!r} must be an integer ≥ 1")
+    """Each size an integer ≥ 1 (``validate.integer``); returned as ints in order."""
+    return [integer(where, name, v, 1) for name, v in kw.items()]
 
 
 def _program(block, batch):
@@ -350,14 +350,18 @@ def simulate_stack(block, *, depth, width, batch=64, n_nets=8, q0=1.0, c0=0.5,
     seed : int
         Same seed → identical results (independent of the thread count).
     """
+    from .api import seed_iv
     from .compile import cpu_cfuncs
-    _sizes_iv("simulate_stack", depth=depth, width=width, batch=batch, n_nets=n_nets)
+    depth, width, batch, n_nets = _sizes_iv("simulate_stack", depth=depth, width=width,
+                                            batch=batch, n_nets=n_nets)
     if batch < 2:
         raise VanishcalcError("simulate_stack: batch must be ≥ 2 (correlations need two inputs)")
-    if not (math.isfinite(q0) and q0 > 0):
-        raise VanishcalcError(f"simulate_stack: q0 = {q0!r} must be finite and > 0")
-    if not (math.isfinite(c0) and 0.0 <= c0 < 1.0):
-        raise VanishcalcError(f"simulate_stack: c0 = {c0!r} must lie in [0, 1) (exchangeable batch)")
+    q0 = real("simulate_stack", "q0", q0, positive=True, why="(the input second moment)")
+    c0 = real("simulate_stack", "c0", c0, lo=0.0, hi=1.0, why="(exchangeable batch)")
+    if c0 == 1.0:
+        raise VanishcalcError(f"simulate_stack: c0 = {c0!r} must lie in [0, 1) (exchangeable "
+                              "batch; c0 = 1 makes every input identical)")
+    seed = seed_iv("simulate_stack", seed)
     act, ops, pars = _program(block, batch)
     if OP_BN in ops and batch < 4:
         from ..maps.norm import batch_iv
@@ -380,8 +384,11 @@ def simulate_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, x2=1.
     Compare with ``RNNMeanField(spec, sigma_w, sigma_u, sigma_b, x2, x_corr).propagate(steps)``.
     """
     from ..maps.rnn import RecurrentDense
+    from .api import seed_iv
     from .compile import cpu_cfuncs
-    _sizes_iv("simulate_rnn", steps=steps, width=width, batch=batch, n_nets=n_nets)
+    steps, width, batch, n_nets = _sizes_iv("simulate_rnn", steps=steps, width=width, batch=batch,
+                                            n_nets=n_nets)
+    seed = seed_iv("simulate_rnn", seed)
     if batch < 2:
         raise VanishcalcError("simulate_rnn: batch must be ≥ 2 (correlations need two inputs)")
     step = RecurrentDense(sigma_w, sigma_u, sigma_b, x2, x_corr)      # validates the numbers

@@ -28,7 +28,10 @@ def add_arguments(parser):
 def run(args) -> int:
     import warnings
 
+    from ...errors import VanishcalcError
     from ...sim.check import check
+    if args.rows < 1:         # before the simulation, not after it
+        raise VanishcalcError(f"--rows {args.rows}: the table needs at least 1 row")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         report = check(args.spec, args.sigma_w, args.sigma_b, depth=args.depth, width=args.width,
