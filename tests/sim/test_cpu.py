@@ -218,8 +218,10 @@ def test_simulate_distribution_vs_naive_explicit_weights(spec, sigma_w, sigma_b,
             # a·u ≠ 0; Haar: a row has unit norm), an O(1/N) bias per layer (≈ 4 % per
             # layer for tanh at N = 8).  Allowed as in check(): (L − l)/N relative.
             se = np.sqrt(se ** 2 + ((depth - np.arange(depth + 1)) / width * m) ** 2)
-        z = _z(ours_mean[:depth], ours_se[:depth], m[:depth], se[:depth])
-        assert np.all(np.abs(z[1:] if k in ("q", "c") else z) < 4.5), (k, z)
+        # q, c: layers 1..L (layer 0 is exact on both sides); grad: 0..L−1 (grad_L = 1).
+        lay = slice(1, depth + 1) if k in ("q", "c") else slice(0, depth)
+        z = _z(ours_mean[lay], ours_se[lay], m[lay], se[lay])
+        assert z.shape == (depth,) and np.all(np.abs(z) < 4.5), (k, z)
 
 
 # ---------------------------------------------------------------- simulate vs closed-form maps
