@@ -1,0 +1,577 @@
+"""CUDA kernels for composed stacks (Dense / BatchNorm / LayerNorm / Activation) and RNNs.
+
+The CUDA twin of ``sim/composed.py``: the same model, the same estimators, the same
+:class:`~vanishcalc.sim.composed.ComposedTrace` (built by ``composed._trace``), different
+random streams.  float64 only.  Imported lazily; ``numba.cuda`` is reached through
+``sim/cuda.py`` (``_import_cuda``), never imported at module import.
+
+Layout (see ``notes/cuda-composed.md``)
+---------------------------------------
+* **One block per net**, grid-stride over nets (at most :data:`MAX_NET_BLOCKS` blocks, fewer
+  when the per-block scratch would exceed :data:`SCRATCH_BUDGET_BYTES`); the **whole depth
+  (or all T steps) in one launch**.
+* ``T = min(next_pow2(width), MAX_THREADS)`` threads per block; thread ``tid`` owns the
+  units (rows) ``i ≡ tid (mod T)`` and draws everything of its rows from its own
+  xoroshiro128+ stream (stream ``blockIdx·T + tid``).
+* The per-net state X and tangent V (width × batch, row-major) live in **global scratch,
+  one slot per block** (two buffers each, swapped by Dense), so width and batch are limited
+  only by device memory, not by the 48 KiB of static shared memory.  Shared memory holds
+  only a (4, MAX_THREADS) float64 reduction buffer and a failure flag (8 KiB).
+* Dense: thread i draws row i of a fresh W (σw²/N) and b_i, and accumulates row i of
+  W X and W V over all batch columns into the other buffer.  W is never stored.
+* BatchNorm: per unit over the batch — thread i standardizes its own rows, no reduction.
+* LayerNorm: per input over the units — for each column, two block tree-reductions
+  (Σx, Σv; then Σ(x−m)², Σ(x−m)(v−m_v)), then each thread updates its rows.
+* Activation: elementwise.
+* ``cuda.syncthreads()`` after every op; after BN/LN the failure flag (a standard
+  deviation that is 0 or NaN) is read by all threads and a second barrier is passed
+  before it can change, so every thread leaves the depth loop together.
+* After every block: Σx², Σ_i(Σ_b x_ib)², ‖V‖² by one block reduction; q, c, log F as in
+  ``composed._stats``; V renormalized to ‖V‖² = N·B.
+
+RNN: W, U (width × width) and b drawn once per net into global scratch (row i by the
+owner of row i), reused for all steps; H, A, the step's inputs and the tangent D (two
+buffers) in global scratch.
+
+Kernels are compiled once per process per ``(act.key, simulator)`` (explicit signatures)
+and cached; φ, φ' are ``cuda.py``'s device functions built from ``compile.python_source``.
+"""
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+
+from ..activation import activation
+from ..errors import VanishcalcError
+from . import cuda as _vcuda
+from .composed import OP_BN, ComposedTrace, _program, _sizes_iv, _trace
+# Private helpers of sim/cuda.py reused here on purpose (one RNG seeding, one device-function
+# builder, one simulator lock patch):
+from .cuda import (CudaUnavailableError, _device_functions, _next_pow2, _quiet_simulator,
+                   _require_device, _rng_states, simulator_enabled)
+
+#: Most threads per block (units are strided over threads beyond this).
+MAX_THREADS = 256
+#: Most blocks launched over nets (a constant: the stream layout must not depend on the GPU).
+MAX_NET_BLOCKS = 2048
+#: Global scratch allowed for all blocks together; fewer blocks (grid-stride over nets) when
+#: ``blocks × per-block scratch`` would exceed it.  A constant, for the same reason.
+SCRATCH_BUDGET_BYTES = 1 << 30
+
+# ``numba.cuda``, bound by :func:`_cuda` on first use.  A module global on purpose (as in
+# ``sim/cuda.py``): the simulator swaps module globals that are ``numba.cuda`` for its fake
+# per-launch module, so the kernels must reach ``cuda.threadIdx`` through a global.
+cuda = None
+
+_lock = threading.Lock()
+_KERNELS: dict = {}
+
+
+def _cuda():
+    global cuda
+    if cuda is None:
+        cuda = _vcuda._import_cuda()
+    return cuda
+
+
+def kernels(act):
+    """``{"stack": kernel, "rnn": kernel}`` for φ = ``act``; compiled once per process."""
+    _cuda()
+    act = activation(act)
+    key = (act.key, simulator_enabled())
+    with _lock:
+        k = _KERNELS.get(key)
+        if k is None:
+            k = _build_kernels(*_device_functions(act))
+            _KERNELS[key] = k
+    return k
+
+
+def _build_kernels(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
+    from numba import float64, int8, int64, void
+    from numba.cuda.random import xoroshiro128p_type, xoroshiro128p_uniform_float64
+
+    MAXT = MAX_THREADS
+    NAN = math.nan
+    TWO_PI = 2.0 * math.pi
+
+    @cuda.jit(device=True)
+    def normal(states, sid):
+        """N(0, 1) by Box–Muller from two float64 uniforms of stream ``sid``.
+
+        Not ``numba.cuda.random.xoroshiro128p_normal_float64``: that one (numba-cuda 0.30)
+        draws *float32* uniforms and takes log(u1), so u1 = 0 (probability 2⁻²⁴ per draw)
+        gives an infinite weight, and its tails stop at ≈ 5.8σ.  Here 1 − u1 ∈ (0, 1].
+        """
+        u1 = xoroshiro128p_uniform_float64(states, sid)
+        u2 = xoroshiro128p_uniform_float64(states, sid)
+        return math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(TWO_PI * u2)
+
+    @cuda.jit(device=True)
+    def block_sum4(red, a, b, c, d, tid, nthreads):
+        """Block-wide sums of a, b, c, d (every thread calls it; all get the totals)."""
+        red[0, tid] = a
+        red[1, tid] = b
+        red[2, tid] = c
+        red[3, tid] = d
+        cuda.syncthreads()
+        s = nthreads // 2
+        while s > 0:
+            if tid < s:
+                for k in range(4):
+                    red[k, tid] += red[k, tid + s]
+            cuda.syncthreads()
+            s //= 2
+        ra = red[0, 0]
+        rb = red[1, 0]
+        rc = red[2, 0]
+        rd = red[3, 0]
+        cuda.syncthreads()                  # red is rewritten by the next call
+        return ra, rb, rc, rd
+
+    @cuda.jit(device=True)
+    def stats(X, V, width, batch, tid, nthreads, red):
+        """(Σx², Σ_i (Σ_b x_ib)², ‖V‖²) over the whole net, as ``composed._stats``."""
+        tot = 0.0
+        ssq = 0.0
+        f = 0.0
+        for i in range(tid, width, nthreads):
+            r = 0.0
+            for b in range(batch):
+                x = X[i, b]
+                r += x
+                tot += x * x
+                f += V[i, b] * V[i, b]
+            ssq += r * r
+        tot, ssq, f, _ = block_sum4(red, tot, ssq, f, 0.0, tid, nthreads)
+        return tot, ssq, f
+
+    @cuda.jit(device=True)
+    def record(net, col, tot, ssq, width, batch, q, c):
+        qq = tot / (width * batch)
+        q[net, col] = qq
+        if qq > 0.0:
+            c[net, col] = (ssq - tot) / (batch * (batch - 1.0)) / (width * qq)
+        else:
+            c[net, col] = NAN
+
+    @cuda.jit(device=True)
+    def finite_positive(tot, ssq, f):
+        return (f > 0.0 and not math.isinf(f) and not math.isnan(tot) and not math.isinf(tot)
+                and not math.isnan(ssq) and not math.isinf(ssq))
+
+    @cuda.jit(device=True)
+    def dense(states, sid, X, V, Xn, Vn, sigma_w, sigma_b, width, batch, tid, nthreads):
+        s = sigma_w / math.sqrt(width)
+        for i in range(tid, width, nthreads):
+            for b in range(batch):
+                Xn[i, b] = 0.0
+                Vn[i, b] = 0.0
+            for j in range(width):
+                w = s * normal(states, sid)
+                for b in range(batch):
+                    Xn[i, b] += w * X[j, b]
+                    Vn[i, b] += w * V[j, b]
+            bi = 0.0
+            if sigma_b > 0.0:
+                bi = sigma_b * normal(states, sid)
+            for b in range(batch):
+                Xn[i, b] += bi
+
+    @cuda.jit(device=True)
+    def batch_norm(X, V, gamma, beta, width, batch, tid, nthreads, flag):
+        """Standardize each own row over the batch (exact JVP on V)."""
+        for i in range(tid, width, nthreads):
+            m = 0.0
+            mv = 0.0
+            for b in range(batch):
+                m += X[i, b]
+                mv += V[i, b]
+            m /= batch
+            mv /= batch
+            s2 = 0.0
+            for b in range(batch):
+                d = X[i, b] - m
+                s2 += d * d
+            s = math.sqrt(s2 / batch)
+            if not s > 0.0:
+                flag[0] = 1
+                continue
+            uv = 0.0
+            for b in range(batch):
+                uv += (X[i, b] - m) / s * (V[i, b] - mv)
+            uv /= batch
+            for b in range(batch):
+                u = (X[i, b] - m) / s
+                V[i, b] = gamma * ((V[i, b] - mv) - u * uv) / s
+                X[i, b] = gamma * u + beta
+
+    @cuda.jit(device=True)
+    def layer_norm(X, V, gamma, beta, width, batch, tid, nthreads, red, flag):
+        """Standardize each input (column) over the units: block reductions per column."""
+        for a in range(batch):
+            sx = 0.0
+            sv = 0.0
+            for i in range(tid, width, nthreads):
+                sx += X[i, a]
+                sv += V[i, a]
+            sx, sv, _, _ = block_sum4(red, sx, sv, 0.0, 0.0, tid, nthreads)
+            m = sx / width
+            mv = sv / width
+            s2 = 0.0
+            xv = 0.0
+            for i in range(tid, width, nthreads):
+                d = X[i, a] - m
+                s2 += d * d
+                xv += d * (V[i, a] - mv)
+            s2, xv, _, _ = block_sum4(red, s2, xv, 0.0, 0.0, tid, nthreads)
+            s = math.sqrt(s2 / width)
+            if not s > 0.0:                   # the same totals in every thread: uniform
+                if tid == 0:
+                    flag[0] = 1
+                continue
+            uv = xv / s / width
+            for i in range(tid, width, nthreads):
+                u = (X[i, a] - m) / s
+                V[i, a] = gamma * ((V[i, a] - mv) - u * uv) / s
+                X[i, a] = gamma * u + beta
+
+    @cuda.jit(device=True)
+    def act_rows(X, V, width, batch, tid, nthreads):
+        for i in range(tid, width, nthreads):
+            for b in range(batch):
+                x = X[i, b]
+                V[i, b] = dphi(x) * V[i, b]
+                X[i, b] = phi(x)
+
+    @cuda.jit(device=True)
+    def scale_rows(V, r, width, batch, tid, nthreads):
+        for i in range(tid, width, nthreads):
+            for b in range(batch):
+                V[i, b] *= r
+
+    def stack_kernel(states, ops, pars, depth, width, batch, q0, c0, XS, VS, q, c, logF, bad):
+        """``depth`` blocks of the op program for every net; one block per net.
+
+        XS, VS : (blocks, 2, width, batch) scratch; q, c, logF (n_nets, depth+1) float64,
+        bad (n_nets, depth+1) int8 — the arrays of ``composed._stack_kernel``.
+        """
+        red = cuda.shared.array((4, MAXT), float64)
+        flag = cuda.shared.array(1, int64)
+        tid = cuda.threadIdx.x
+        nthreads = cuda.blockDim.x
+        bx = cuda.blockIdx.x
+        sid = bx * nthreads + tid
+        n_nets = q.shape[0]
+        n_ops = ops.shape[0]
+        nb = float(width * batch)
+        ax = math.sqrt(q0 * c0)
+        ex = math.sqrt(q0 * (1.0 - c0))
+        for net in range(bx, n_nets, cuda.gridDim.x):
+            cur = 0
+            X = XS[bx, 0]
+            V = VS[bx, 0]
+            for i in range(tid, width, nthreads):
+                g = normal(states, sid)
+                for b in range(batch):
+                    X[i, b] = ax * g + ex * normal(states, sid)
+                    V[i, b] = normal(states, sid)
+            if tid == 0:
+                flag[0] = 0
+            tot, ssq, f = stats(X, V, width, batch, tid, nthreads, red)
+            lf = math.log(f / nb)
+            if tid == 0:
+                record(net, 0, tot, ssq, width, batch, q, c)
+                logF[net, 0] = lf
+            scale_rows(V, math.sqrt(nb / f), width, batch, tid, nthreads)
+            cuda.syncthreads()
+            for layer in range(depth):
+                ok = True
+                for k in range(n_ops):
+                    op = ops[k]
+                    p0 = pars[k, 0]
+                    p1 = pars[k, 1]
+                    X = XS[bx, cur]
+                    V = VS[bx, cur]
+                    if op == 0:
+                        dense(states, sid, X, V, XS[bx, 1 - cur], VS[bx, 1 - cur], p0, p1,
+                              width, batch, tid, nthreads)
+                        cur = 1 - cur
+                    elif op == 1:
+                        batch_norm(X, V, p0, p1, width, batch, tid, nthreads, flag)
+                    elif op == 2:
+                        layer_norm(X, V, p0, p1, width, batch, tid, nthreads, red, flag)
+                    else:
+                        act_rows(X, V, width, batch, tid, nthreads)
+                    cuda.syncthreads()
+                    if op == 1 or op == 2:
+                        ok = flag[0] == 0
+                        cuda.syncthreads()      # all have read the flag before it can change
+                        if not ok:
+                            break
+                X = XS[bx, cur]
+                V = VS[bx, cur]
+                good = ok
+                if ok:
+                    tot, ssq, f = stats(X, V, width, batch, tid, nthreads, red)
+                    if tid == 0:
+                        record(net, layer + 1, tot, ssq, width, batch, q, c)
+                    good = finite_positive(tot, ssq, f)
+                if not good:
+                    if tid == 0:
+                        for m in range(layer + 1, depth + 1):
+                            bad[net, m] = 1
+                    break
+                lf += math.log(f / nb)
+                if tid == 0:
+                    logF[net, layer + 1] = lf
+                scale_rows(V, math.sqrt(nb / f), width, batch, tid, nthreads)
+                cuda.syncthreads()
+            cuda.syncthreads()                  # flag and scratch are reused by the next net
+
+    def rnn_kernel(states, steps, width, batch, sigma_w, sigma_u, sigma_b, x2, x_corr,
+                   WS, US, BS, HS, AS, XIN, DS, q, c, logF, bad):
+        """T steps of h_t = φ(W h_{t−1} + U x_t + b), W, U, b fixed per net; h_0 = 0.
+
+        WS, US : (blocks, width, width); BS : (blocks, width); HS, AS, XIN : (blocks, width,
+        batch); DS : (blocks, 2, width, batch).  Records q, c of a_t and log F_t, F_t = ‖δa_t‖².
+        """
+        red = cuda.shared.array((4, MAXT), float64)
+        tid = cuda.threadIdx.x
+        nthreads = cuda.blockDim.x
+        bx = cuda.blockIdx.x
+        sid = bx * nthreads + tid
+        n_nets = q.shape[0]
+        nb = float(width * batch)
+        sw = sigma_w / math.sqrt(width)
+        su = sigma_u / math.sqrt(width)
+        ax = math.sqrt(x2 * x_corr)
+        ex = math.sqrt(x2 * (1.0 - x_corr))
+        W = WS[bx]
+        U = US[bx]
+        bv = BS[bx]
+        H = HS[bx]
+        A = AS[bx]
+        xs = XIN[bx]
+        for net in range(bx, n_nets, cuda.gridDim.x):
+            cur = 0
+            D = DS[bx, 0]
+            for i in range(tid, width, nthreads):
+                for j in range(width):
+                    W[i, j] = sw * normal(states, sid)
+                    U[i, j] = su * normal(states, sid)
+                bv[i] = sigma_b * normal(states, sid)
+                for a in range(batch):
+                    H[i, a] = 0.0
+                    D[i, a] = normal(states, sid)
+            lf = 0.0
+            for t in range(steps):
+                for i in range(tid, width, nthreads):
+                    g = normal(states, sid)
+                    for a in range(batch):
+                        xs[i, a] = ax * g + ex * normal(states, sid)
+                cuda.syncthreads()              # H, xs, D complete before the products
+                D = DS[bx, cur]
+                Dn = DS[bx, 1 - cur]
+                for i in range(tid, width, nthreads):
+                    for a in range(batch):
+                        acc = bv[i]
+                        for j in range(width):
+                            acc += W[i, j] * H[j, a] + U[i, j] * xs[j, a]
+                        A[i, a] = acc
+                        if t > 0:
+                            dn = 0.0
+                            for j in range(width):
+                                dn += W[i, j] * D[j, a]
+                            Dn[i, a] = dn
+                if t > 0:
+                    cur = 1 - cur
+                    D = DS[bx, cur]
+                tot, ssq, f = stats(A, D, width, batch, tid, nthreads, red)   # syncs first
+                if tid == 0:
+                    record(net, t, tot, ssq, width, batch, q, c)
+                if not finite_positive(tot, ssq, f):
+                    if tid == 0:
+                        for m in range(t, steps):
+                            bad[net, m] = 1
+                    break
+                lf += math.log(f / nb)
+                if tid == 0:
+                    logF[net, t] = lf
+                r = math.sqrt(nb / f)
+                for i in range(tid, width, nthreads):
+                    for a in range(batch):
+                        x = A[i, a]
+                        D[i, a] = dphi(x) * D[i, a] * r
+                        H[i, a] = phi(x)
+            cuda.syncthreads()                  # scratch is reused by the next net
+
+    st = xoroshiro128p_type[::1]
+    f2 = float64[:, ::1]
+    f3 = float64[:, :, ::1]
+    f4 = float64[:, :, :, ::1]
+    b2 = int8[:, ::1]
+    sig_stack = void(st, int64[::1], f2, int64, int64, int64, float64, float64, f4, f4,
+                     f2, f2, f2, b2)
+    sig_rnn = void(st, int64, int64, int64, float64, float64, float64, float64, float64,
+                   f3, f3, f2, f3, f3, f3, f4, f2, f2, f2, b2)
+    return {"stack": cuda.jit(sig_stack)(stack_kernel), "rnn": cuda.jit(sig_rnn)(rnn_kernel)}
+
+
+# ---------------------------------------------------------------- host drivers
+
+
+def _seed_iv(where, seed):
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise VanishcalcError(f"{where}: seed = {seed!r} must be an integer")
+    return int(seed)
+
+
+def _device_streams(seed, tag, n):
+    ss = np.random.SeedSequence([int(seed) & ((1 << 64) - 1), tag])
+    return _rng_states(ss, n)
+
+
+def _layout(n_nets, width, per_block_bytes):
+    threads = min(_next_pow2(width), MAX_THREADS)
+    blocks = max(1, min(n_nets, MAX_NET_BLOCKS, SCRATCH_BUDGET_BYTES // per_block_bytes))
+    return blocks, threads
+
+
+def simulate_stack_cuda(block, *, depth, width, batch=64, n_nets=8, q0=1.0, c0=0.5,
+                        seed=0) -> ComposedTrace:
+    """Simulate ``depth`` repetitions of ``block`` on the GPU (``composed.simulate_stack``'s
+    model, estimators and validation; different random streams).
+
+    .. math::
+
+        X \\leftarrow \\text{op}_k(X),\\; V \\leftarrow J_k V \\quad (k \\text{ over the block}),
+        \\qquad q^l = \\tfrac{1}{NB}\\textstyle\\sum X^2,\\; F^l = \\|V\\|^2
+
+    Parameters
+    ----------
+    block : list of layers or a serial layer
+        Dense / BatchNorm / LayerNorm / Activation (one φ per block).
+    depth, width, batch, n_nets : int
+        Blocks L, units N, batch B (≥ 2; ≥ 4 with BatchNorm), independent nets.
+    q0, c0 : float
+        Input second moment (> 0) and common pairwise correlation (in [0, 1)).
+    seed : int
+        Seeds the device xoroshiro128+ streams; same seed and sizes → identical result.
+
+    Returns
+    -------
+    ComposedTrace
+
+    Raises
+    ------
+    CudaUnavailableError
+        no GPU and no simulator.
+    VanishcalcError
+        bad sizes, moments, layers or seed (messages as the CPU function's).
+
+    Notes
+    -----
+    float64 only.  Layout and limits: ``notes/cuda-composed.md``.
+    """
+    _sizes_iv("simulate_stack", depth=depth, width=width, batch=batch, n_nets=n_nets)
+    if batch < 2:
+        raise VanishcalcError("simulate_stack: batch must be ≥ 2 (correlations need two inputs)")
+    if not (math.isfinite(q0) and q0 > 0):
+        raise VanishcalcError(f"simulate_stack: q0 = {q0!r} must be finite and > 0")
+    if not (math.isfinite(c0) and 0.0 <= c0 < 1.0):
+        raise VanishcalcError(f"simulate_stack: c0 = {c0!r} must lie in [0, 1) (exchangeable batch)")
+    act, ops, pars = _program(block, batch)
+    if OP_BN in ops and batch < 4:
+        from ..maps.norm import batch_iv
+        batch_iv("simulate_stack", batch)
+    seed = _seed_iv("simulate_stack", seed)
+    _require_device()
+    _cuda()
+    depth, width, batch, n_nets = int(depth), int(width), int(batch), int(n_nets)
+    k = kernels(act)
+    blocks, threads = _layout(n_nets, width, 4 * width * batch * 8)
+    q = np.full((n_nets, depth + 1), np.nan)
+    c = np.full((n_nets, depth + 1), np.nan)
+    logF = np.full((n_nets, depth + 1), np.nan)
+    bad = np.zeros((n_nets, depth + 1), dtype=np.int8)
+    with _quiet_simulator():
+        states = cuda.to_device(_device_streams(seed, 0xC5A1, blocks * threads))
+        d_q, d_c, d_f, d_bad = (cuda.to_device(a) for a in (q, c, logF, bad))
+        xs = cuda.device_array((blocks, 2, width, batch), dtype=np.float64)
+        vs = cuda.device_array((blocks, 2, width, batch), dtype=np.float64)
+        k["stack"][blocks, threads](states, np.ascontiguousarray(ops, dtype=np.int64),
+                                    np.ascontiguousarray(pars, dtype=np.float64), depth, width,
+                                    batch, float(q0), float(c0), xs, vs, d_q, d_c, d_f, d_bad)
+        q, c, logF = d_q.copy_to_host(), d_c.copy_to_host(), d_f.copy_to_host()
+        bad = d_bad.copy_to_host().astype(bool)
+    return _trace(q, c, logF, bad)
+
+
+def simulate_rnn_cuda(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, x2=1.0,
+                      x_corr=0.0, batch=2, n_nets=8, seed=0) -> ComposedTrace:
+    """Simulate a vanilla RNN for ``steps`` steps on the GPU; index t is a_{t+1}.
+
+    ``composed.simulate_rnn``'s model, estimators and validation (W, U, b drawn once per
+    net and reused over time, h_0 = 0, inputs fresh per step); different random streams.
+
+    .. math:: a_t = W h_{t-1} + U x_t + b,\\quad h_t = φ(a_t),\\quad
+              δa_{t+1} = W(φ'(a_t) ⊙ δa_t)
+
+    Returns
+    -------
+    ComposedTrace
+
+    Raises
+    ------
+    CudaUnavailableError
+        no GPU and no simulator.
+    VanishcalcError
+        bad sizes, parameters or seed.
+
+    Notes
+    -----
+    float64 only; W and U are stored (2·N² floats per block).  ``notes/cuda-composed.md``.
+    """
+    from ..maps.rnn import RecurrentDense
+    _sizes_iv("simulate_rnn", steps=steps, width=width, batch=batch, n_nets=n_nets)
+    if batch < 2:
+        raise VanishcalcError("simulate_rnn: batch must be ≥ 2 (correlations need two inputs)")
+    step = RecurrentDense(sigma_w, sigma_u, sigma_b, x2, x_corr)      # validates the numbers
+    if not 0.0 <= step.x_corr <= 1.0:
+        raise VanishcalcError("simulate_rnn: x_corr must lie in [0, 1] (exchangeable inputs)")
+    if step.drive <= 0:
+        raise VanishcalcError("simulate_rnn: with σu = σb = 0 and h_0 = 0 the state stays 0")
+    act = activation(spec)
+    seed = _seed_iv("simulate_rnn", seed)
+    _require_device()
+    _cuda()
+    steps, width, batch, n_nets = int(steps), int(width), int(batch), int(n_nets)
+    k = kernels(act)
+    per_block = 8 * (2 * width * width + width + 5 * width * batch)
+    blocks, threads = _layout(n_nets, width, per_block)
+    q = np.full((n_nets, steps), np.nan)
+    c = np.full((n_nets, steps), np.nan)
+    logF = np.full((n_nets, steps), np.nan)
+    bad = np.zeros((n_nets, steps), dtype=np.int8)
+    with _quiet_simulator():
+        states = cuda.to_device(_device_streams(seed, 0xC5A2, blocks * threads))
+        d_q, d_c, d_f, d_bad = (cuda.to_device(a) for a in (q, c, logF, bad))
+        f64 = np.float64
+        ws = cuda.device_array((blocks, width, width), dtype=f64)
+        us = cuda.device_array((blocks, width, width), dtype=f64)
+        bs = cuda.device_array((blocks, width), dtype=f64)
+        hs, as_, xin = (cuda.device_array((blocks, width, batch), dtype=f64) for _ in range(3))
+        ds = cuda.device_array((blocks, 2, width, batch), dtype=f64)
+        k["rnn"][blocks, threads](states, steps, width, batch, step.sigma_w, step.sigma_u,
+                                  step.sigma_b, step.x2, step.x_corr, ws, us, bs, hs, as_, xin,
+                                  ds, d_q, d_c, d_f, d_bad)
+        q, c, logF = d_q.copy_to_host(), d_c.copy_to_host(), d_f.copy_to_host()
+        bad = d_bad.copy_to_host().astype(bool)
+    return _trace(q, c, logF, bad)
+
+
+__all__ = ["simulate_stack_cuda", "simulate_rnn_cuda", "kernels", "CudaUnavailableError",
+           "MAX_THREADS", "MAX_NET_BLOCKS", "SCRATCH_BUDGET_BYTES"]
