@@ -39,6 +39,7 @@ _LAZY = {
     "CheckReport": "vanishcalc.sim.check",
     "RNNMeanField": "vanishcalc.maps.rnn",
     "simulate_rnn": "vanishcalc.sim.composed",
+    "check_rnn": "vanishcalc.sim.check",
     "bn_gradient_rate": "vanishcalc.solve.bn_affine",
     "ln_gradient_rate": "vanishcalc.solve.bn_affine",
     "bn_affine": "vanishcalc.solve.bn_affine",

@@ -38,7 +38,7 @@ def test_simulate_network_grad_rate_vs_yang_finite_batch():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(backend="cuda"), "CPU kernels only"),
+    (dict(backend="tpu"), "unknown"),
     (dict(sigma_w=1.0), "left unset"),
     (dict(weights="orthogonal"), "Gaussian weights"),
 ])
@@ -64,3 +64,52 @@ def test_init_table_bn_rate_tanh_vs_mpmath():
         m2 = mpmath.quad(lambda z: mpmath.tanh(z) ** 2 * mpmath.npdf(z), [-mpmath.inf, 0, mpmath.inf])
     assert abs(row["bn_rate"] - float(d2 / m2)) < 1e-10
     assert row["bn_gamma_105"] is not None and 0 < row["bn_gamma_105"] < 1
+
+
+def test_simulate_network_single_net_se_is_zero_like_plain_nets():
+    sim = simulate(relu_bn_net(), depth=2, width=16, n_nets=1, batch=8)
+    assert np.all(sim.q_se == 0) and np.all(sim.grad_se == 0)
+
+
+def test_simulate_network_progress_is_refused_not_ignored():
+    with pytest.raises(VanishcalcError, match="progress"):
+        simulate(relu_bn_net(), depth=2, width=8, n_nets=2, progress=lambda d, t: None)
+
+
+def test_simulate_network_cuda_without_gpu_or_simulator_says_how():
+    # This process has no GPU and did not enable the simulator before importing numba:
+    # backend="cuda" must say how to get one (the kernels themselves are tested under the
+    # simulator in tests/sim/test_cuda_composed.py).
+    import os
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        pytest.skip("the CUDA simulator is enabled in this process")
+    with pytest.raises(VanishcalcError, match="NUMBA_ENABLE_CUDASIM"):
+        simulate(relu_bn_net(), depth=2, width=8, n_nets=2, backend="cuda")
+
+
+@pytest.mark.parametrize("spec, sigma_w", [("tanh", 1.2), ("relu", 0.9)])
+def test_check_rnn_passes_vs_rnn_meanfield(spec, sigma_w):
+    from vanishcalc import check_rnn
+    report = check_rnn(spec, sigma_w, sigma_u=0.8, sigma_b=0.2, steps=8, width=128, n_nets=16,
+                       batch=4, x_corr=0.3, seed=5)
+    assert report.passed, report.summary()
+    assert len(report.theory["q"]) == 8
+
+
+def test_check_rnn_detects_a_wrong_recurrent_scale():
+    # Simulated σw = 1.2 against a theory that thinks the net is the same: pass; the same
+    # simulation judged by the theory at σw = 1.5 must fail (the check has teeth).
+    from vanishcalc.maps.rnn import RNNMeanField
+    from vanishcalc.sim.check import _compare
+    from vanishcalc.sim.composed import simulate_rnn
+    tr = simulate_rnn("tanh", 1.2, 0.8, 0.2, steps=8, width=128, x_corr=0.3, batch=4, n_nets=16,
+                      seed=5)
+    wrong = RNNMeanField("tanh", 1.5, 0.8, 0.2, 1.0, 0.3).propagate(8)
+    th = {k: np.asarray(getattr(wrong, k), dtype=float) for k in ("q", "c", "grad")}
+    assert not _compare(th, tr, True, 128, 1.0, 4.0, {}).passed
+
+
+def test_check_rnn_bad_steps_is_named():
+    from vanishcalc import check_rnn
+    with pytest.raises(VanishcalcError, match="steps"):
+        check_rnn("tanh", 1.0, steps=0, width=8, n_nets=2)

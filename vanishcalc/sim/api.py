@@ -168,7 +168,8 @@ def simulate(spec, sigma_w=None, sigma_b=0.0, *, depth, width, n_nets=1, q0=1.0,
     (``[Dense(σw, σb), BatchNorm(γ, β), Activation("tanh")]``, repeated ``depth`` times);
     then ``sigma_w``/``sigma_b`` stay unset (the layers carry them), ``batch`` is the
     BatchNorm batch (default 64) and the kernels of :mod:`vanishcalc.sim.composed` run it
-    (CPU only; ``saturation`` is not measured there and is NaN).
+    (:mod:`vanishcalc.sim.cuda_composed` for ``backend="cuda"``; ``saturation`` is not
+    measured for composed networks and is NaN).
 
     .. math::
 
@@ -231,7 +232,7 @@ def simulate(spec, sigma_w=None, sigma_b=0.0, *, depth, width, n_nets=1, q0=1.0,
     if is_network(spec):
         return _simulate_network(spec, sigma_w, sigma_b, depth=depth, width=width, n_nets=n_nets,
                                  q0=q0, c0=c0, weights=weights, seed=seed, backend=backend,
-                                 dtype=dtype, batch=batch)
+                                 dtype=dtype, batch=batch, progress=progress)
     if sigma_w is None:
         raise VanishcalcError("sigma_w is required when spec is a nonlinearity (σw of the dense "
                               "layers); pass e.g. sigma_w=1.0")
@@ -276,27 +277,35 @@ def network_batch(spec, batch):
 
 
 def _simulate_network(spec, sigma_w, sigma_b, *, depth, width, n_nets, q0, c0, weights, seed,
-                      backend, dtype, batch):
+                      backend, dtype, batch, progress):
     if sigma_w is not None or sigma_b not in (0, 0.0, None):
         raise VanishcalcError("sigma_w/sigma_b must be left unset for a composed network: its "
                               "Dense layers carry σw and σb")
-    if backend not in ("cpu", "auto"):
-        raise VanishcalcError(f"backend = {backend!r}: composed networks (BatchNorm/LayerNorm "
-                              "stacks) run on the CPU kernels only; use backend='cpu'")
     if weights != "gaussian" or dtype != "float64":
         raise VanishcalcError("composed networks are simulated with Gaussian weights in float64 "
                               f"only (got weights={weights!r}, dtype={dtype!r})")
-    from .composed import simulate_stack
+    if progress is not None:
+        raise VanishcalcError("progress is not reported for composed networks (their kernel runs "
+                              "the whole depth in one call); leave progress=None")
+    from .composed import use_cuda_backend
+    use_cuda = use_cuda_backend("simulate", backend)
+    if use_cuda:
+        from .cuda_composed import simulate_stack_cuda as run_stack
+    else:
+        from .composed import simulate_stack as run_stack
     batch = network_batch(spec, batch)
-    tr = simulate_stack(spec, depth=depth, width=width, batch=batch, n_nets=n_nets, q0=q0, c0=c0,
+    tr = run_stack(spec, depth=depth, width=width, batch=batch, n_nets=n_nets, q0=q0, c0=c0,
                         seed=seed)
     nonfinite = ~np.isfinite(tr.q)
     first = int(np.argmax(nonfinite)) if nonfinite.any() else None
     params = dict(phi=repr(spec), sigma_w=None, sigma_b=None, depth=depth, width=width,
-                  n_nets=n_nets, q0=q0, c0=c0, weights=weights, seed=seed, backend="cpu",
-                  dtype=dtype, batch=batch)
-    return Simulation(q=tr.q, c=tr.c, grad=tr.grad, q_se=tr.q_se, c_se=tr.c_se,
-                      grad_se=tr.grad_se, saturation=np.full_like(tr.q, np.nan),
+                  n_nets=n_nets, q0=q0, c0=c0, weights=weights, seed=seed,
+                  backend="cuda" if use_cuda else "cpu", dtype=dtype, batch=batch)
+    # One net measures no spread: Simulation's convention is se = 0 ("not estimated").
+    q_se, c_se, grad_se = ((np.zeros_like(tr.q),) * 3 if n_nets == 1 else
+                           (tr.q_se, tr.c_se, tr.grad_se))
+    return Simulation(q=tr.q, c=tr.c, grad=tr.grad, q_se=q_se, c_se=c_se,
+                      grad_se=grad_se, saturation=np.full_like(tr.q, np.nan),
                       nonfinite=nonfinite, n_finite=np.full(tr.q.shape, tr.n_nets),
                       first_nonfinite_layer=first, raw={"rate": tr.rate, "rate_se": tr.rate_se},
                       params=params)

@@ -195,7 +195,13 @@ def check(spec, sigma_w=None, sigma_b=0.0, *, depth, width, n_nets, q0=1.0, c0=0
                        c0=c0, weights=weights, seed=seed, backend=backend, progress=progress)
     p = sim.params
     th = _theory(spec, p["sigma_w"], p["sigma_b"], p["depth"], p["q0"], p["c0"], theory)
-    depth, width = p["depth"], p["width"]
+    return _compare(th, sim, sim.first_nonfinite_layer is None, p["width"], allowance, tolerance,
+                    dict(p, allowance=allowance, tolerance=tolerance))
+
+
+def _compare(th, sim, finite, width, allowance, tolerance, params):
+    """z-scores per layer of sim (q, c, grad and their *_se) against theory ``th``."""
+    depth = len(th["q"]) - 1
     layers = np.arange(depth + 1)
     allow = {"q": allowance * layers / width * np.abs(th["q"]),
              "c": allowance * layers / width * np.ones(depth + 1),
@@ -204,7 +210,7 @@ def check(spec, sigma_w=None, sigma_b=0.0, *, depth, width, n_nets, q0=1.0, c0=0
     ses = {"q": sim.q_se, "c": sim.c_se, "grad": sim.grad_se}
     z = {}
     worst = {}
-    ok = sim.first_nonfinite_layer is None
+    ok = finite
     for s in STATS:
         den = np.sqrt(ses[s] ** 2 + allow[s] ** 2)
         diff = sims[s] - th[s]
@@ -223,6 +229,34 @@ def check(spec, sigma_w=None, sigma_b=0.0, *, depth, width, n_nets, q0=1.0, c0=0
                 ok = False
         if np.any(np.isnan(zs)):
             ok = False
-    params = dict(p, allowance=allowance, tolerance=tolerance)
     return CheckReport(theory=th, sim=sims, se=ses, allowance=allow, z=z, tolerance=tolerance,
                        passed=bool(ok), worst=worst, simulation=sim, params=params)
+
+
+def check_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, n_nets, x2=1.0,
+              x_corr=0.0, batch=2, seed=0, backend="cpu", tolerance=None, allowance=1.0):
+    """Compare the RNN mean field over time with a simulated ensemble, step by step.
+
+    h_t = φ(W h_{t−1} + U x_t + b), h_0 = 0, W reused over time; index t holds the
+    pre-activation a_{t+1}.  Theory: ``RNNMeanField(spec, sigma_w, sigma_u, sigma_b, x2,
+    x_corr).propagate(steps)``; simulation: :func:`vanishcalc.sim.composed.simulate_rnn`
+    (``backend="cuda"`` runs :mod:`vanishcalc.sim.cuda_composed`).  The finite-width
+    allowance and the z-scores are those of :func:`check` (notes/simulation.md,
+    notes/recurrent.md).
+
+    Returns
+    -------
+    CheckReport
+    """
+    from ..maps.rnn import RNNMeanField
+    from .composed import simulate_rnn
+    steps = integer("check_rnn", "steps", steps, 1, "(time steps)")
+    tolerance, allowance = _check_iv(n_nets, tolerance, allowance, steps - 1)
+    tr = simulate_rnn(spec, sigma_w, sigma_u, sigma_b, steps=steps, width=width, x2=x2,
+                      x_corr=x_corr, batch=batch, n_nets=n_nets, seed=seed, backend=backend)
+    prop = RNNMeanField(spec, sigma_w, sigma_u, sigma_b, x2, x_corr).propagate(steps)
+    th = {k: np.asarray(getattr(prop, k), dtype=float) for k in STATS}
+    params = dict(phi=str(spec), sigma_w=sigma_w, sigma_b=sigma_b, sigma_u=sigma_u, depth=steps - 1,
+                  width=width, n_nets=n_nets, weights="gaussian (recurrent)", seed=seed,
+                  batch=batch, backend=backend, allowance=allowance, tolerance=tolerance)
+    return _compare(th, tr, bool(np.all(np.isfinite(tr.q))), width, allowance, tolerance, params)

@@ -268,6 +268,8 @@ def _mean_se(a):
 def _pooled(per_layer_rates):
     per_net = np.nanmean(per_layer_rates, axis=1)
     n = np.sum(np.isfinite(per_net))
+    if n < 2:     # one net: no spread to measure (and no numpy ddof warning)
+        return float(np.nanmean(per_net)), math.inf
     return float(np.nanmean(per_net)), float(np.nanstd(per_net, ddof=1) / math.sqrt(n))
 
 
@@ -377,12 +379,30 @@ def simulate_stack(block, *, depth, width, batch=64, n_nets=8, q0=1.0, c0=0.5,
     return _trace(q, c, logF, bad)
 
 
+def use_cuda_backend(where, backend) -> bool:
+    """True for backend "cuda", or "auto" with a GPU present; "cpu" → False; else an error."""
+    if backend == "cpu":
+        return False
+    if backend == "cuda":
+        return True
+    if backend == "auto":
+        from .cuda import cuda_available     # importing sim/cuda never imports numba.cuda
+        return cuda_available()
+    raise VanishcalcError(f"{where}: backend = {backend!r} is unknown; use 'cpu', 'cuda' or 'auto'")
+
+
 def simulate_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, x2=1.0, x_corr=0.0,
-                 batch=2, n_nets=8, seed=0) -> ComposedTrace:
+                 batch=2, n_nets=8, seed=0, backend="cpu") -> ComposedTrace:
     """Simulate a vanilla RNN for ``steps`` steps; index t is the pre-activation a_{t+1}.
 
-    Compare with ``RNNMeanField(spec, sigma_w, sigma_u, sigma_b, x2, x_corr).propagate(steps)``.
+    Compare with ``RNNMeanField(spec, sigma_w, sigma_u, sigma_b, x2, x_corr).propagate(steps)``
+    (or use :func:`vanishcalc.sim.check.check_rnn`).  ``backend="cuda"`` runs the CUDA kernel
+    of :mod:`vanishcalc.sim.cuda_composed`; ``"auto"`` picks it when a GPU is present.
     """
+    if use_cuda_backend("simulate_rnn", backend):
+        from .cuda_composed import simulate_rnn_cuda
+        return simulate_rnn_cuda(spec, sigma_w, sigma_u, sigma_b, steps=steps, width=width, x2=x2,
+                                 x_corr=x_corr, batch=batch, n_nets=n_nets, seed=seed)
     from ..maps.rnn import RecurrentDense
     from .api import seed_iv
     from .compile import cpu_cfuncs
