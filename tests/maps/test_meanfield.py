@@ -68,6 +68,16 @@ def test_xi_q_relu_closed_form():
     assert float(mf.xi_q()) == pytest.approx(-1 / math.log(1.44 / 2), rel=1e-12)
 
 
+def test_chi1_xi_q_relu_collapsed_closed_form():
+    """relu at σw = 1, σb = 0: q-map q' = q/2 collapses to q* = 0, yet χ1 = σw² E[relu'²] = σw²/2
+    and ∂q'/∂q = σw²/2 at every q (Poole et al. 2016, eq. 3 with E[relu(√q z)²] = q/2) — not the
+    one-sided φ'(0+)² = 1 of the kink."""
+    mf = MeanField("relu", 1.0)
+    assert float(mf.q_star()) == 0.0
+    assert float(mf.chi1()) == 0.5 and mf.phase() == "ordered"
+    assert float(mf.xi_q()) == pytest.approx(1 / math.log(2), rel=1e-15)
+
+
 def test_xi_q_slope_identity_vs_mpmath():
     """∂q'/∂q = χ1 + σw² E[φ''φ] (Schoenholz eq. 6) recomputed with φ'' explicitly."""
     sw, sb = 1.8, 0.1
@@ -161,7 +171,15 @@ def test_qstar_divergence_and_collapse_flagged():
     lambda: MeanField("tanh", 1.0).propagate(3, c0=1.5),
     lambda: MeanField("tanh", 1.0).c_map(-1.2),
     lambda: MeanField("tanh", 1.0).q_star(q0=float("nan")),
+    lambda: MeanField("tanh", 1.0).propagate(2.5),
+    lambda: MeanField("tanh", "abc"),
+    lambda: repeat(Dense(1.0), 2.0),
 ])
 def test_meanfield_bad_input_raises_valueerror(call):
-    with pytest.raises(ValueError):
+    with pytest.raises(VanishcalcError):
         call()
+
+
+def test_propagate_and_repeat_accept_numpy_integers():
+    assert MeanField("relu", 1.0).propagate(np.int64(2)).q.shape == (3,)
+    assert repeat(Dense(1.0), np.int64(2)).depth == 2

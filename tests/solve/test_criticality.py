@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from reference import mp_bivariate as mpb
+from vanishcalc.errors import VanishcalcError
 from vanishcalc.maps.meanfield import MeanField
 from vanishcalc.solve.criticality import critical_line, critical_sigma_w, phase_diagram
 
@@ -34,7 +35,8 @@ def test_critical_sigma_w_tanh_vs_mpmath():
 def test_critical_sigma_w_relu_degenerates():
     p = critical_sigma_w("relu")
     assert float(p.sigma_w) == pytest.approx(math.sqrt(2), rel=1e-16) and p.q_star is None
-    assert float(critical_sigma_w("leaky_relu(0.2)").sigma_w) == pytest.approx(math.sqrt(2 / 1.04))
+    assert float(critical_sigma_w("leaky_relu(0.2)").sigma_w) == pytest.approx(math.sqrt(2 / 1.04),
+                                                                               rel=1e-15)
     with pytest.raises(ValueError, match="positively homogeneous"):
         critical_sigma_w("relu", sigma_b=0.1)
 
@@ -66,10 +68,37 @@ def test_phase_diagram_relu_diverges_and_collapses():
     d = phase_diagram("relu", [1.0, 1.6], [0.0])
     assert d.status[0, 0] == 1 and d.q_star[0, 0] == 0.0
     assert d.status[1, 0] == 2 and math.isinf(d.q_star[1, 0])
+    # collapsed relu: χ1 = ∂q'/∂q = σw²/2 (E[relu(√q z)²] = q/2), not φ'(0+)² = 1
+    assert d.chi1[0, 0] == 0.5 and d.xi_q[0, 0] == pytest.approx(1 / math.log(2), rel=1e-15)
 
 
-@pytest.mark.parametrize("args", [("tanh", [0.0, 1.0], [0.1]), ("tanh", [1.0], [-0.1]),
-                                  ("tanh", [float("nan")], [0.1])])
-def test_phase_diagram_bad_input_raises(args):
-    with pytest.raises(ValueError):
-        phase_diagram(*args)
+def test_phase_diagram_unconverged_point_is_flagged_not_a_number():
+    """tanh at σw = 1, σb = 0: q_{l+1} ≈ q_l − 2q_l² creeps to q* = 0 (slope 1); within
+    max_iter the iterate is still far from 0, and is reported as status 3 with NaN."""
+    d = phase_diagram("tanh", [1.0, 2.0], [0.0])
+    assert d.status[0, 0] == 3 and math.isnan(d.q_star[0, 0]) and math.isnan(d.chi1[0, 0])
+    assert d.status[1, 0] == 0
+
+
+@pytest.mark.parametrize("args,kw", [
+    (("tanh", [0.0, 1.0], [0.1]), {}), (("tanh", [1.0], [-0.1]), {}),
+    (("tanh", [float("nan")], [0.1]), {}), (("tanh", "ab", [0.1]), {}),
+    (("tanh", [[1.0]], [0.1]), {}), (("tanh", [2.5], [0.1]), dict(n_hermite=-1)),
+    (("tanh", [2.5], [0.1]), dict(n_hermite=1.5)), (("tanh", [2.5], [0.1]), dict(max_iter=0))])
+def test_phase_diagram_bad_input_raises(args, kw):
+    with pytest.raises(VanishcalcError):
+        phase_diagram(*args, **kw)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: critical_sigma_w("tanh", "abc"), lambda: critical_sigma_w("tanh", [0.1, 0.2]),
+    lambda: critical_sigma_w("tanh", -1.0), lambda: critical_sigma_w("1", 0.1),
+    lambda: critical_line("tanh", [[0.1, 0.2]]), lambda: critical_line("tanh", ["ab"])])
+def test_critical_bad_input_raises(call):
+    with pytest.raises(VanishcalcError):
+        call()
+
+
+def test_critical_sigma_w_jump_names_the_jump():
+    with pytest.raises(VanishcalcError, match="jumps"):
+        critical_sigma_w("sign(x)", 0.1)

@@ -41,11 +41,25 @@ from .state import MomentState
 # ---------------------------------------------------------------- cached Gaussian means
 
 
+@functools.lru_cache(maxsize=512)
+def one_sided_at_zero(act: _Act) -> tuple:
+    """(φ(0−), φ(0+)): equal unless φ jumps at 0 (φ' of relu: 0 and 1).
+
+    The v → 0 limits of E[φ(√v z)] and E[φ(√v z)²] are their mean and mean square, since
+    √v z is negative or positive with probability 1/2 each."""
+    if 0.0 in act.kinks:
+        i = act.kinks.index(0.0)
+        return tuple(float(act.pieces[j].numpy(np.zeros(1))[0]) for j in (i, i + 1))
+    v = float(act.numpy(np.zeros(1))[0])
+    return v, v
+
+
 @functools.lru_cache(maxsize=16384)
 def second_moment(act: _Act, v: float) -> float:
-    """E[φ(√v z)²] (v ≥ 0)."""
+    """E[φ(√v z)²] (v ≥ 0; at v = 0 the limit v → 0⁺)."""
     if v == 0.0:
-        return float(act.numpy(np.zeros(1))[0]) ** 2
+        a, b = one_sided_at_zero(act)
+        return 0.5 * (a * a + b * b)
     fn = _bv.kernel_function(act, act)
     if fn is not None:
         return fn(v, v, 1.0)
@@ -54,9 +68,9 @@ def second_moment(act: _Act, v: float) -> float:
 
 @functools.lru_cache(maxsize=16384)
 def first_moment(act: _Act, v: float) -> float:
-    """E[φ(√v z)]."""
+    """E[φ(√v z)] (at v = 0 the limit v → 0⁺)."""
     if v == 0.0:
-        return float(act.numpy(np.zeros(1))[0])
+        return 0.5 * sum(one_sided_at_zero(act))
     return float(_bv.expect1_product(act, None, v, v)[0])
 
 
@@ -64,9 +78,7 @@ def first_moment(act: _Act, v: float) -> float:
 def cross_moment(act: _Act, v1: float, v2: float, c: float) -> float:
     """E[φ(u1)φ(u2)], u centered with variances v1, v2 and correlation c."""
     if v1 == 0.0 or v2 == 0.0:
-        a = first_moment(act, v1) if v1 else float(act.numpy(np.zeros(1))[0])
-        b = first_moment(act, v2) if v2 else float(act.numpy(np.zeros(1))[0])
-        return a * b
+        return first_moment(act, v1) * first_moment(act, v2)
     if c == 1.0 and v1 == v2:
         return second_moment(act, v1)
     return float(_bv.expect2_float(act, act, v1, v2, c)[0])
@@ -156,7 +168,8 @@ class Nonlinearity(Layer):
     def q_slope(self, state: MomentState) -> float:
         act, v1, _, _ = self._centered(state)
         if v1 == 0.0:
-            return second_moment(derivative_of(act), 0.0)   # φ'(0)²  (+ φφ''(0) = 0 when φ(0) = 0)
+            # lim d/dq E[φ²] = E[φ'²] + E[φφ''] → (φ'(0−)² + φ'(0+)²)/2, as φ(0) = 0 when q* = 0
+            return second_moment(derivative_of(act), 0.0)
         return second_moment_slope(act, v1)
 
     def c_slope(self, state: MomentState) -> float:

@@ -27,7 +27,7 @@ from scipy.optimize import brentq
 
 from ..errors import DivergenceError, NotConvergedError, VanishcalcError
 from ..value import Value
-from ..validate import real
+from ..validate import integer, real
 from .activation import Nonlinearity
 from .combinators import serial
 from .dense import Dense
@@ -125,7 +125,8 @@ class MeanField:
     def q_map(self, q) -> Value:
         """q_{l+1} = σw² E[φ(√q_l z)²] + σb² (Poole et al. 2016, eq. 3)."""
         q = real("MeanField.q_map", "q", q, nonneg=True)
-        return Value(self._Q(q), error=4e-16 * max(abs(self._Q(q)), 1e-300), error_kind="estimate",
+        out = self._Q(q)
+        return Value(out, error=4e-16 * max(abs(out), 1e-300), error_kind="estimate",
                      method="meanfield:q-map")
 
     def c_map(self, c, q=None) -> Value:
@@ -202,7 +203,11 @@ class MeanField:
         r0 = r(c0)
         if abs(r0) <= 1e-15:
             return Value(c0, error=1e-15, error_kind="estimate", method="meanfield:c*")
-        if r0 > 0:
+        if r0 > 0 and r(1.0) < -1e-12:
+            # c increases towards a fixed point below 1 (a batch-coupled block such as
+            # BatchNorm never maps c to 1, and its χ1 needs c* itself: no χ1 here).
+            lo, hi = c0, 1.0
+        elif r0 > 0:
             # c increases; c = 1 is a fixed point, stable iff χ1 ≤ 1.
             chi1 = float(self.chi1())
             if chi1 <= 1.0 + CRITICAL_TOL:
@@ -286,19 +291,18 @@ class MeanField:
 
         ``grad[l]`` = Π_{k=l}^{depth−1} (block backward factor at q_k), e.g.
         σw² E[φ'(√q_k z)²] for the plain network, along the actual trajectory."""
-        if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 0:
-            raise VanishcalcError(f"MeanField.propagate: depth = {depth!r} must be an integer ≥ 0")
+        depth = integer("MeanField.propagate", "depth", depth, 0)
         q0 = real("MeanField.propagate", "q0", q0, positive=True)
         c0 = real("MeanField.propagate", "c0", c0, lo=-1.0, hi=1.0)
         state = MomentState(q0, q0, c0)
         qs, cs, chis = [q0], [c0], []
-        for layer in range(int(depth)):
+        for layer in range(depth):
             chis.append(self.block.grad_factor(state))
             state = self.block.moment_map(state).check_finite(f"{self!r}, layer {layer + 1}")
             qs.append(state.q1)
             cs.append(state.c)
         chi = np.asarray(chis, dtype=float)
-        grad = np.ones(int(depth) + 1)
+        grad = np.ones(depth + 1)
         if depth:
             grad[:-1] = np.cumprod(chi[::-1])[::-1]
         return Propagation(q=np.asarray(qs), c=np.asarray(cs), grad=grad, chi=chi)

@@ -30,6 +30,7 @@ from ..errors import VanishcalcError
 from ..gaussian import bivariate as _bv
 from ..gaussian.numeric import GAUSS, KRONROD, NODES, std_normal_pdf
 from ..maps.activation import derivative_of, second_moment
+from ..validate import integer, real
 from ..value import Value
 
 __all__ = ["critical_sigma_w", "critical_line", "phase_diagram", "CriticalPoint", "CriticalLine",
@@ -57,18 +58,23 @@ class CriticalLine:
     q_star: np.ndarray
 
 
-def _crit_iv(spec, sigma_b, where):
-    act = activation(spec)
-    sb = np.asarray(sigma_b, dtype=float)
-    if not np.all(np.isfinite(sb)) or np.any(sb < 0):
-        raise VanishcalcError(f"{where}: sigma_b = {sigma_b!r} must be finite and ≥ 0")
-    return act, sb
+def _grid(where, name, values, **bounds):
+    """A 1-D float array of ``values``, each checked by :func:`vanishcalc.validate.real`."""
+    arr = np.atleast_1d(np.asarray(values, dtype=object))
+    if arr.ndim != 1:
+        raise VanishcalcError(f"{where}: {name} must be a number or a 1-D sequence of numbers, "
+                              f"got shape {arr.shape}")
+    return np.array([real(where, f"{name}[{i}]", v, **bounds) for i, v in enumerate(arr)],
+                    dtype=float)
 
 
 def _line_at(act, q):
     """(σw², σb²) on the critical line at fixed point q > 0."""
-    d = derivative_of(act)
-    sw2 = 1.0 / second_moment(d, q)
+    d2 = second_moment(derivative_of(act), q)
+    if d2 == 0.0:
+        raise VanishcalcError(f"critical_sigma_w: E[φ'(√q z)²] = 0 at q = {q:g} for φ = {act.name} "
+                              "(φ is constant there): χ1 = 0 for every σw, no critical point")
+    sw2 = 1.0 / d2
     return sw2, q - sw2 * second_moment(act, q)
 
 
@@ -103,8 +109,8 @@ def critical_sigma_w(spec, sigma_b=0.0) -> CriticalPoint:
     >>> round(float(sw), 6)
     1.395584
     """
-    act, sb = _crit_iv(spec, sigma_b, "critical_sigma_w")
-    sb = float(sb)
+    act = activation(spec)
+    sb = real("critical_sigma_w", "sigma_b", sigma_b, nonneg=True, why="(the bias std)")
     ab = _bv._abrelu(act)
     if ab is not None:
         a, b = (float(v) for v in ab)
@@ -122,14 +128,7 @@ def critical_sigma_w(spec, sigma_b=0.0) -> CriticalPoint:
     if sb == 0.0 and phi0 == 0.0:
         # q* → 0: χ1 → σw²·E[φ'(√q z)²] → σw²·(a² + b²)/2 with a, b the one-sided slopes
         # at 0 (equal unless 0 is a kink, e.g. relu6 behaves like relu there).
-        d = derivative_of(act)
-        if 0.0 in act.kinks:
-            i = act.kinks.index(0.0)
-            a = float(d.pieces[i].numpy(np.zeros(1))[0])
-            b = float(d.pieces[i + 1].numpy(np.zeros(1))[0])
-            d0 = math.sqrt((a * a + b * b) / 2)
-        else:
-            d0 = abs(float(d.numpy(np.zeros(1))[0]))
+        d0 = math.sqrt(second_moment(derivative_of(act), 0.0))
         if d0 == 0:
             raise VanishcalcError(f"critical_sigma_w: φ'(0) = 0 for {act.name}; no critical "
                                   "point at σb = 0")
@@ -142,6 +141,8 @@ def critical_sigma_w(spec, sigma_b=0.0) -> CriticalPoint:
         try:
             g = _line_at(act, float(q))[1] - target
         except VanishcalcError:
+            if prev is None:          # φ itself is unusable (jumps, constant): say why
+                raise
             # the expectations fail far out (overflow of φ or φ' at huge q): stop the scan
             qs = qs[qs < q]
             break
@@ -161,8 +162,8 @@ def critical_sigma_w(spec, sigma_b=0.0) -> CriticalPoint:
 
 def critical_line(spec, sigma_b_values) -> CriticalLine:
     """σw and q* on the critical line χ1 = 1 for each σb in ``sigma_b_values``."""
-    act, sbs = _crit_iv(spec, sigma_b_values, "critical_line")
-    sbs = np.atleast_1d(sbs)
+    act = activation(spec)
+    sbs = _grid("critical_line", "sigma_b_values", sigma_b_values, nonneg=True)
     pts = [critical_sigma_w(act, float(s)) for s in sbs]
     return CriticalLine(sigma_b=sbs, sigma_w=np.array([float(p.sigma_w) for p in pts]),
                         q_star=np.array([math.inf if p.q_star is None else float(p.q_star)
@@ -177,7 +178,8 @@ class PhaseDiagram:
     """Grids of shape (len(sigma_w), len(sigma_b)).
 
     ``status``: 0 fixed point found, 1 q collapsed to 0, 2 q diverged (then q_star = inf and the
-    other fields are NaN).  ``error``: largest quadrature error estimate met (absolute, in the
+    other fields are NaN), 3 not converged within ``max_iter`` iterations (q-map slope near 1,
+    e.g. tanh at σw = 1, σb = 0; all fields NaN — ``MeanField`` resolves such points).  ``error``: largest quadrature error estimate met (absolute, in the
     Gaussian means; the Hermite-tail bound for ξc in the chaotic phase is ``c_tail``)."""
 
     sigma_w: np.ndarray
@@ -264,18 +266,11 @@ def _tight_zmax(act, q):
     return zmax
 
 
-def _phase_iv(spec, sigma_w_grid, sigma_b_grid):
-    act = activation(spec)
-    sw = np.atleast_1d(np.asarray(sigma_w_grid, dtype=float))
-    sb = np.atleast_1d(np.asarray(sigma_b_grid, dtype=float))
-    if sw.ndim != 1 or sb.ndim != 1:
-        raise VanishcalcError("phase_diagram: sigma_w_grid and sigma_b_grid must be 1-D")
-    if not (np.all(np.isfinite(sw)) and np.all(sw > 0)):
-        raise VanishcalcError(f"phase_diagram: sigma_w_grid must be finite and > 0; got "
-                              f"{sw[~(np.isfinite(sw) & (sw > 0))][:3]} — drop those values")
-    if not (np.all(np.isfinite(sb)) and np.all(sb >= 0)):
-        raise VanishcalcError("phase_diagram: sigma_b_grid must be finite and ≥ 0")
-    return act, sw, sb
+def _phase_iv(spec, sigma_w_grid, sigma_b_grid, n_hermite, max_iter):
+    w = "phase_diagram"
+    return (activation(spec), _grid(w, "sigma_w_grid", sigma_w_grid, positive=True),
+            _grid(w, "sigma_b_grid", sigma_b_grid, nonneg=True),
+            integer(w, "n_hermite", n_hermite, 1), integer(w, "max_iter", max_iter, 1))
 
 
 def phase_diagram(spec, sigma_w_grid, sigma_b_grid, *, n_hermite=60, max_iter=100) -> PhaseDiagram:
@@ -283,13 +278,14 @@ def phase_diagram(spec, sigma_w_grid, sigma_b_grid, *, n_hermite=60, max_iter=10
 
     Fixed points: safeguarded Newton on r(q) = σw² E[φ(√q z)²] + σb² − q for all grid points
     at once (Newton when r'(q) < 0, otherwise one plain iteration), with the Gaussian means on
-    a fixed composite Gauss–Kronrod grid (panels of width 0.75 in z, kinks as edges); the
+    a fixed composite Gauss–Kronrod grid (unit panels in z, kinks as edges); the
     largest |K21 − G10| over the grid is returned as ``error``.  Correlations in the chaotic
     phase use the Mehler (Hermite) expansion E[φ(u1)φ(u2)] = Σ a_n² cⁿ at q*, truncated at
     ``n_hermite`` terms; the neglected mass E[φ²] − Σ a_n² bounds the c-map error (``c_tail``).
     In the ordered phase c* = 1 and χc = χ1.  See notes/mean-field.md for accuracy figures.
     """
-    act, sw, sb = _phase_iv(spec, sigma_w_grid, sigma_b_grid)
+    act, sw, sb, n_hermite, max_iter = _phase_iv(spec, sigma_w_grid, sigma_b_grid, n_hermite,
+                                                 max_iter)
     SW, SB = np.meshgrid(sw, sb, indexing="ij")
     sw2, sb2 = (SW ** 2).ravel(), (SB ** 2).ravel()
     n = sw2.size
@@ -297,7 +293,6 @@ def phase_diagram(spec, sigma_w_grid, sigma_b_grid, *, n_hermite=60, max_iter=10
     q = np.ones(n)
     status = np.zeros(n, dtype=int)
     active = np.ones(n, dtype=bool)
-    err = 0.0
     for _ in range(max_iter):
         idx = np.nonzero(active)[0]
         if idx.size == 0:
@@ -316,15 +311,18 @@ def phase_diagram(spec, sigma_w_grid, sigma_b_grid, *, n_hermite=60, max_iter=10
         status[idx[coll]] = 1
         status[idx[div]] = 2
         active[idx[done | coll | div]] = False
-    ok = status != 2
+    status[active] = 3                 # still moving after max_iter: no fixed point to report
+    ok = status < 2
     qs = np.where(ok, q, 1.0)
-    e2, de2, d2, e = _batch_means(act, qs, zmax)
-    err = max(err, e)
+    e2, de2, d2, err = _batch_means(act, qs, zmax)
     chi1 = sw2 * d2
     slope = sw2 * de2
-    with np.errstate(divide="ignore"):
-        d0 = float(derivative_of(act).numpy(np.zeros(1))[0])
-    slope = np.where(status == 1, sw2 * d0 * d0, slope)
+    if np.any(status == 1):
+        # q* = 0: both slopes are σw² lim_{q→0} E[φ'(√q z)²] (φ(0) = 0 there; at a kink of φ
+        # at 0 the mean of the one-sided φ'(0±)², e.g. 1/2 for relu)
+        m0 = sw2 * second_moment(derivative_of(act), 0.0)
+        chi1 = np.where(status == 1, m0, chi1)
+        slope = np.where(status == 1, m0, slope)
     xi_q = _xi(slope)
     c_star = np.ones(n)
     chic = chi1.copy()
@@ -336,7 +334,8 @@ def phase_diagram(spec, sigma_w_grid, sigma_b_grid, *, n_hermite=60, max_iter=10
     xi_c = _xi(chic)
     shape = SW.shape
     nan = np.where(ok, 1.0, np.nan)
-    return PhaseDiagram(sigma_w=sw, sigma_b=sb, q_star=np.where(ok, q, np.inf).reshape(shape),
+    q_star = np.where(ok, q, np.where(status == 2, np.inf, np.nan))
+    return PhaseDiagram(sigma_w=sw, sigma_b=sb, q_star=q_star.reshape(shape),
                         chi1=(chi1 * nan).reshape(shape), xi_q=(xi_q * nan).reshape(shape),
                         xi_c=(xi_c * nan).reshape(shape), c_star=(c_star * nan).reshape(shape),
                         status=status.reshape(shape), error=err, c_tail=tail)
