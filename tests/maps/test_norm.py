@@ -1,7 +1,10 @@
 """BatchNorm / LayerNorm mean-field layers composed with Dense and Activation."""
 import math
 
+import numpy as np
 import pytest
+
+from vanishcalc.errors import VanishcalcError
 
 from vanishcalc.maps import Activation, Dense, MomentState, serial
 from vanishcalc.maps.meanfield import MeanField
@@ -23,6 +26,15 @@ def test_bn_output_state_independent_of_input():
         assert out.c == pytest.approx(0.09 / 0.34)           # ĉ = 0 at infinite batch
     out = BatchNorm(1.0, 0.0, batch=8).moment_map(MomentState(1.0, 1.0, 0.5))
     assert out.c == pytest.approx(-1 / 7)                    # BSB1: −1/(B − 1)
+
+
+def test_bn_block_c_star_is_bsb1_closed_form_with_shift():
+    """After BN (infinite batch) cov' = β², q' = γ² + β² whatever the input (Yang et al. 2019,
+    §3), so a block ending in BN has c* = β²/(γ² + β²) — here above c0, where c* used to recurse
+    through χ1 (which itself needs c*)."""
+    mf = MeanField([Activation("relu"), Dense(1.0), BatchNorm(1.0, 2.0)])
+    assert float(mf.c_star()) == pytest.approx(4 / 5, abs=1e-15)
+    assert float(mf.chi1()) > 0
 
 
 def test_bn_grad_factor_is_gamma2_over_batch_variance():
@@ -50,8 +62,13 @@ def test_bn_layers_compose_in_serial():
 @pytest.mark.parametrize("kw", [dict(gamma=0), dict(gamma=-1), dict(gamma=math.inf),
                                 dict(beta=math.nan), dict(batch=3), dict(batch=0)])
 def test_bn_bad_input_raises(kw):
-    with pytest.raises(ValueError):
+    with pytest.raises(VanishcalcError):
         BatchNorm(**kw)
+
+
+def test_bn_batch_accepts_numpy_integer_and_infinity():
+    assert BatchNorm(batch=np.int64(8)).batch == 8
+    assert BatchNorm(batch=math.inf).batch is None
 
 
 def test_ln_bad_input_raises():

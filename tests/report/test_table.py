@@ -9,6 +9,7 @@ import math
 import pytest
 
 from vanishcalc.cli import main
+from vanishcalc.errors import VanishcalcError
 from vanishcalc.report.table import init_table
 
 
@@ -17,7 +18,8 @@ def test_init_table_relu_gaussian_closed_forms():
     relu, gauss = t.rows
     assert relu["gain_second_moment"] == pytest.approx(math.sqrt(2), rel=1e-15)
     assert relu["closed_form"] == "sqrt(2)"
-    assert relu["critical_sigma_w"] == pytest.approx(math.sqrt(2)) and relu["critical_q_star"] is None
+    assert relu["critical_sigma_w"] == pytest.approx(math.sqrt(2), rel=1e-15)
+    assert relu["critical_q_star"] is None
     assert gauss["gain_second_moment"] == pytest.approx(5 ** 0.25, rel=1e-15)
     # at the second-moment gain and σb = 0, q = 1 is a fixed point; χ1 = σw² E[φ'²] = √5·(4/(3√... ))
     assert gauss["q_star"] == pytest.approx(1.0, rel=1e-14)
@@ -39,8 +41,22 @@ def test_init_table_formats_roundtrip():
 
 
 def test_init_table_bad_sigma_b_raises():
-    with pytest.raises(ValueError, match="sigma_b"):
+    with pytest.raises(VanishcalcError, match="sigma_b"):
         init_table(["relu"], sigma_b=-1)
+    with pytest.raises(VanishcalcError, match="sigma_b"):
+        init_table(["relu"], sigma_b="abc")
+    with pytest.raises(VanishcalcError):
+        init_table(5)
+
+
+@pytest.mark.parametrize("argv", [
+    ["bn", "tanh", "--batch", "3"], ["bn", "tanh", "--rate", "-1"], ["bn", "1"],
+    ["meanfield", "tanh", "--sigma-w", "1", "--depth", "-1"], ["meanfield", "tanh", "--sigma-w", "inf"],
+    ["table", "foo"], ["table", "relu", "--sigma-b", "nan"]])
+def test_cli_bad_input_one_line_exit_2(argv, capsys):
+    assert main(argv) == 2
+    cap = capsys.readouterr()
+    assert cap.out == "" and len(cap.err.strip().splitlines()) == 1
 
 
 def test_cli_table_and_meanfield(capsys):

@@ -101,7 +101,7 @@ def test_bn_rate_finite_batch_tanh_simulated_has_error():
                                 dict(beta=math.nan), dict(batch=3), dict(batch=1),
                                 dict(batch=2.5)])
 def test_bn_rate_bad_input_raises(kw):
-    with pytest.raises(ValueError):
+    with pytest.raises(VanishcalcError):
         bn_gradient_rate("tanh", **kw)
 
 
@@ -113,7 +113,9 @@ def test_bn_rate_batch_three_message_explains():
 def test_bn_affine_bad_arguments():
     with pytest.raises(ValueError, match="not both"):
         bn_affine("tanh", rate=1.1, gamma=1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(VanishcalcError):
         bn_affine("tanh", rate=-1)
-    with pytest.raises(ValueError):
+    with pytest.raises(VanishcalcError):
+        bn_affine("tanh", rate="a")
+    with pytest.raises(VanishcalcError):
         bn_affine("tanh", gamma=1.0, optimize="gamma")

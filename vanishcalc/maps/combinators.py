@@ -8,6 +8,7 @@ from __future__ import annotations
 
 
 from ..errors import VanishcalcError
+from ..validate import integer
 from .layer import Layer
 from .state import MomentState
 
@@ -92,8 +93,7 @@ class Repeat(Serial):
     """``block`` applied ``depth`` times; stores the block once."""
 
     def __init__(self, block, depth):
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
-            raise VanishcalcError(f"repeat: depth = {depth!r} must be an integer ≥ 0")
+        depth = integer("repeat", "depth", depth, 0)
         self.block = block if isinstance(block, Layer) else serial(block)
         self.depth = depth
         super().__init__([self.block] * depth if depth else [])

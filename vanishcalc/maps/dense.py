@@ -18,9 +18,9 @@ from .layer import Layer, _fmt
 from .state import MomentState
 
 
-def _dense_iv(sigma_w, sigma_b):
-    return (real("Dense", "sigma_w", sigma_w, positive=True, why="(the weight std times √fan_in)"),
-            real("Dense", "sigma_b", sigma_b, nonneg=True, why="(the bias std)"))
+def _dense_iv(where, sigma_w, sigma_b):
+    return (real(where, "sigma_w", sigma_w, positive=True, why="(the weight std times √fan_in)"),
+            real(where, "sigma_b", sigma_b, nonneg=True, why="(the bias std)"))
 
 
 def _short_rational(v):
@@ -34,7 +34,7 @@ class Dense(Layer):
     """A random dense layer with weight variance σw²/fan_in and bias variance σb²."""
 
     def __init__(self, sigma_w, sigma_b=0.0):
-        self.sigma_w, self.sigma_b = _dense_iv(sigma_w, sigma_b)
+        self.sigma_w, self.sigma_b = _dense_iv(type(self).__name__, sigma_w, sigma_b)
         self.sigma_w2 = self.sigma_w ** 2
         self.sigma_b2 = self.sigma_b ** 2
         self.cov_b2 = self.sigma_b2    # the bias is shared by both inputs: it adds to cov too

@@ -56,7 +56,7 @@ from __future__ import annotations
 import math
 
 from ..errors import VanishcalcError
-from ..validate import real
+from ..validate import integer, real
 from .layer import Layer, _fmt
 from .state import MomentState
 
@@ -69,23 +69,15 @@ def _affine_iv(where, gamma, beta):
 
 def batch_iv(where, batch):
     """None (infinite batch) or an integer ≥ 4; the message says why B < 4 is degenerate."""
-    if batch is None:
+    if batch is None or (isinstance(batch, float) and batch == math.inf):
         return None
-    if isinstance(batch, float) and math.isinf(batch) and batch > 0:
-        return None
-    if isinstance(batch, bool) or not isinstance(batch, int):
-        if isinstance(batch, float) and batch.is_integer():
-            batch = int(batch)
-        else:
-            raise VanishcalcError(f"{where}: batch = {batch!r} must be an integer ≥ 4 or None "
-                                  "(infinite batch)")
-    if batch < 4:
-        raise VanishcalcError(
-            f"{where}: batch = {batch} is degenerate for batch standardization: B = 1 divides by a "
-            "zero standard deviation, B = 2 maps every unit to ±1 whatever its input, and at B = 3 "
-            "the expected squared gradient is infinite (1/‖Ph‖² with ‖Ph‖² ~ χ² on 2 degrees of "
-            "freedom has infinite mean); use batch ≥ 4")
-    return batch
+    if isinstance(batch, float) and batch.is_integer():
+        batch = int(batch)
+    return integer(where, "batch", batch, 4, why=(
+        "(None for an infinite batch): smaller batches are degenerate for batch standardization: "
+        "B = 1 divides by a zero standard deviation, B = 2 maps every unit to ±1 whatever its "
+        "input, and at B = 3 the expected squared gradient is infinite (1/‖Ph‖² with ‖Ph‖² ~ χ² "
+        "on 2 degrees of freedom has infinite mean)"))
 
 
 class BatchNorm(Layer):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import sympy
 
 from ..errors import VanishcalcError
+from ..validate import real
 
 COLUMNS = ("name", "expression", "gain_second_moment", "gain_std", "gain_backward",
            "closed_form", "critical_sigma_w", "critical_q_star", "q_star", "chi1", "xi_c",
@@ -87,15 +88,9 @@ def _init_table_iv(specs, sigma_b):
     from .. import zoo
     if specs is None:
         specs = zoo.names()
-    elif isinstance(specs, str):
-        specs = [specs]
-    try:
-        sb = float(sigma_b)
-    except (TypeError, ValueError):
-        raise VanishcalcError(f"init_table: sigma_b = {sigma_b!r} is not a number")
-    if not math.isfinite(sb) or sb < 0:
-        raise VanishcalcError(f"init_table: sigma_b = {sigma_b!r} must be finite and ≥ 0")
-    return list(specs), sb
+    elif not isinstance(specs, (list, tuple)):
+        specs = [specs]           # one φ: a name, an expression, an Activation
+    return list(specs), real("init_table", "sigma_b", sigma_b, nonneg=True, why="(the bias std)")
 
 
 def init_table(specs=None, sigma_b=0.0) -> InitTable:

@@ -36,6 +36,7 @@ from ..activation import Activation, activation
 from ..errors import NotConvergedError, VanishcalcError
 from ..gaussian.expect import expect
 from ..gaussian.numeric import adaptive_gk, std_normal_pdf
+from ..maps.norm import _affine_iv as _gamma_beta_iv
 from ..maps.norm import batch_iv
 from ..parse import X
 from ..validate import real
@@ -52,14 +53,11 @@ Z_MAX = 38.0                   # e^{-38²/2} underflows: nothing beyond matters 
 
 def _affine_iv(where, spec, gamma, beta):
     act = activation(spec)
-    out = [real(where, "gamma", gamma, positive=True,
-                why="(the scale of the standardized units; γ ≤ 0 flips or kills the signal)"),
-           real(where, "beta", beta)]
-    d = act.derivative(1)
-    if d.deltas:
+    g, b = _gamma_beta_iv(where, gamma, beta)
+    if act.derivative(1).deltas:
         raise VanishcalcError(f"{where}: φ = {act.name} jumps, so E[φ'²] is infinite and the "
                               "gradient rate is not defined; use a continuous φ")
-    return act, out[0], out[1]
+    return act, g, b
 
 
 def _exact_number(v: float):
@@ -391,13 +389,8 @@ def _bn_affine_iv(rate, gamma, optimize):
     if rate is not None and gamma is not None:
         raise VanishcalcError("bn_affine: give either rate (to solve for gamma) or gamma, not both")
     if rate is not None:
-        try:
-            r = float(rate)
-        except (TypeError, ValueError):
-            raise VanishcalcError(f"bn_affine: rate = {rate!r} is not a number") from None
-        if not math.isfinite(r) or r <= 0:
-            raise VanishcalcError(f"bn_affine: rate = {rate!r} must be a finite number > 0 "
-                                  "(the per-layer growth of the squared gradient, e.g. 1.05)")
+        r = real("bn_affine", "rate", rate, positive=True,
+                 why="(the per-layer growth of the squared gradient, e.g. 1.05)")
         if optimize == "beta":
             raise VanishcalcError("bn_affine: optimize='beta' works at a fixed gamma; pass gamma, "
                                   "not rate")

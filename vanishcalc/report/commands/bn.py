@@ -18,16 +18,19 @@ def add_arguments(parser):
 
 def run(args) -> int:
     from ...solve.bn_affine import bn_affine, bn_gradient_rate, ln_gradient_rate
+    # everything is computed before anything is printed: bad input gives only the error line
     a = bn_affine(args.spec, rate=args.rate, gamma=args.gamma, beta=args.beta,
                   optimize=args.optimize)
-    print(f"φ = {a.spec}")
-    print(f"gamma = {a.gamma:.10g}")
-    print(f"beta  = {a.beta:.10g}")
-    print(f"BN rate (infinite batch) = {a.rate!r}")
+    lines = [f"φ = {a.spec}",
+             f"gamma = {a.gamma:.10g}",
+             f"beta  = {a.beta:.10g}",
+             f"BN rate (infinite batch) = {a.rate!r}"]
     if args.batch is not None:
-        print(f"BN rate (batch {args.batch}) = {bn_gradient_rate(args.spec, a.gamma, a.beta, args.batch)!r}")
+        lines.append(f"BN rate (batch {args.batch}) = "
+                     f"{bn_gradient_rate(args.spec, a.gamma, a.beta, args.batch)!r}")
     if args.norm == "ln":
-        print(f"LN rate = {ln_gradient_rate(args.spec, a.gamma, a.beta)!r}")
-    print(f"saturated fraction = {a.saturated_fraction:.4g}")
-    print(f"nonlinearity = {a.nonlinearity:.4g}")
+        lines.append(f"LN rate = {ln_gradient_rate(args.spec, a.gamma, a.beta)!r}")
+    lines += [f"saturated fraction = {a.saturated_fraction:.4g}",
+              f"nonlinearity = {a.nonlinearity:.4g}"]
+    print("\n".join(lines))
     return 0

@@ -15,18 +15,20 @@ def add_arguments(parser):
 def run(args) -> int:
     from ...maps.meanfield import MeanField
     mf = MeanField(args.spec, args.sigma_w, args.sigma_b)
+    # everything is computed before anything is printed: bad input gives only the error line
     q = mf.q_star(args.q0)
-    print(f"{mf!r}")
-    print(f"q*    = {float(q):.15g}  ({q.method})")
-    print(f"chi1  = {float(mf.chi1()):.15g}")
-    print(f"phase = {mf.phase()}")
-    print(f"c*    = {float(mf.c_star(args.c0)):.15g}")
-    print(f"chi_c = {float(mf.chi_c()):.15g}")
-    print(f"xi_q  = {float(mf.xi_q()):.15g}")
-    print(f"xi_c  = {float(mf.xi_c()):.15g}")
+    lines = [f"{mf!r}",
+             f"q*    = {float(q):.15g}  ({q.method})",
+             f"chi1  = {float(mf.chi1()):.15g}",
+             f"phase = {mf.phase()}",
+             f"c*    = {float(mf.c_star(args.c0)):.15g}",
+             f"chi_c = {float(mf.chi_c()):.15g}",
+             f"xi_q  = {float(mf.xi_q()):.15g}",
+             f"xi_c  = {float(mf.xi_c()):.15g}"]
     if args.depth is not None:
         p = mf.propagate(args.depth, q0=args.q0, c0=args.c0)
-        print(f"{'layer':>5} {'q':>22} {'c':>22} {'grad':>22}")
-        for l in range(len(p.q)):
-            print(f"{l:>5d} {p.q[l]:>22.15g} {p.c[l]:>22.15g} {p.grad[l]:>22.15g}")
+        lines.append(f"{'layer':>5} {'q':>22} {'c':>22} {'grad':>22}")
+        lines += [f"{l:>5d} {p.q[l]:>22.15g} {p.c[l]:>22.15g} {p.grad[l]:>22.15g}"
+                  for l in range(len(p.q))]
+    print("\n".join(lines))
     return 0
