@@ -41,6 +41,8 @@ def test_rnn_propagate_first_step_and_mpmath_qmap():
 def test_rnn_critical_sigma_w_gives_chi_one():
     rnn = RNNMeanField("tanh", 1.0, sigma_u=0.3)
     sw = rnn.critical_sigma_w()
+    # effective bias √(σu² x2) = 0.3: tanh's edge of chaos σw = 1.395584 (Schoenholz et al. 2017)
+    assert sw == pytest.approx(1.395584, abs=1e-6)
     assert float(RNNMeanField("tanh", sw, sigma_u=0.3).chi()) == pytest.approx(1.0, abs=1e-9)
 
 

@@ -31,12 +31,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 
 from ..activation import activation
 from ..errors import VanishcalcError
 from ..value import Value
-from ..validate import real
+from ..validate import integer, real
 from .activation import Nonlinearity, derivative_of, first_moment, second_moment, shifted
 from .dense import Dense
 from .layer import _fmt
@@ -55,8 +54,7 @@ class RecurrentDense(Dense):
 
     def __init__(self, sigma_w, sigma_u=0.0, sigma_b=0.0, x2=1.0, x_corr=0.0):
         w = "RecurrentDense"
-        super().__init__(real(w, "sigma_w", sigma_w, positive=True),
-                         real(w, "sigma_b", sigma_b, nonneg=True))
+        super().__init__(sigma_w, sigma_b)
         self.sigma_u = real(w, "sigma_u", sigma_u, nonneg=True)
         self.x2 = real(w, "x2", x2, nonneg=True)
         self.x_corr = real(w, "x_corr", x_corr, lo=-1.0, hi=1.0)
@@ -113,9 +111,7 @@ class RNNMeanField:
 
         Index 0 is a_1 (defaults: h_0 = 0, so q_1 = σu² x2 + σb², c_1 = its input
         correlation); index t is a_{t+1}.  Returns a ``Propagation`` with length steps."""
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-            raise VanishcalcError(f"RNNMeanField.propagate: steps = {steps!r} must be an "
-                                  "integer ≥ 1")
+        steps = integer("RNNMeanField.propagate", "steps", steps, 1)
         s = self.step
         if q1 is None:
             q1 = s.drive
@@ -124,32 +120,18 @@ class RNNMeanField:
                                       "state stays 0; pass q1 > 0")
             c1 = s.drive_cov / s.drive if c1 is None else c1
         c1 = 0.0 if c1 is None else c1
-        return self.meanfield.propagate(int(steps) - 1, q0=q1, c0=c1)
+        return self.meanfield.propagate(steps - 1, q0=q1, c0=c1)
 
     def chi(self) -> Value:
         """Per-step gradient factor at q*: χ = σw² E[φ'(√q* z)²]."""
         return self.meanfield.chi1()
 
-    def critical_sigma_w(self, lo=1e-3, hi=20.0) -> float:
-        """σw with χ = 1 at the fixed point (σu, σb, x2 fixed): bracketing + Brent."""
-        from scipy.optimize import brentq
-
-        def f(sw):
-            m = RNNMeanField(self.act, sw, self.step.sigma_u, self.step.sigma_b, self.step.x2,
-                             self.step.x_corr)
-            return float(m.chi()) - 1.0
-        grid = np.geomspace(lo, hi, 40)
-        vals = []
-        for sw in grid:
-            try:
-                vals.append(f(sw))
-            except VanishcalcError:
-                vals.append(math.nan)
-        for i in range(len(grid) - 1):
-            if np.isfinite(vals[i]) and np.isfinite(vals[i + 1]) and (vals[i] < 0) != (vals[i + 1] < 0):
-                return brentq(f, grid[i], grid[i + 1], xtol=1e-13, rtol=1e-12)
-        raise VanishcalcError(f"RNNMeanField.critical_sigma_w: χ − 1 has no sign change for σw in "
-                              f"[{lo:g}, {hi:g}] (φ = {self.act.name}); no critical σw there")
+    def critical_sigma_w(self) -> float:
+        """σw with χ = 1 at the fixed point (σu, σb, x2 fixed): the feed-forward edge of chaos
+        at the effective bias √(σb² + σu² x2) (:func:`vanishcalc.solve.criticality.critical_sigma_w`;
+        x_corr does not enter q* or χ)."""
+        from ..solve.criticality import critical_sigma_w
+        return float(critical_sigma_w(self.act, self.sigma_b_effective).sigma_w)
 
 
 # ---------------------------------------------------------------- recurrent normalization
