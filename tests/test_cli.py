@@ -60,3 +60,12 @@ def test_cli_python_dash_m_subprocess():
     assert proc.returncode == 0, proc.stderr
     assert "sqrt(2)" in proc.stdout
     assert "1.414213562373095" in proc.stdout
+
+
+def test_cli_argparse_type_error_is_one_line_exit_2(capsys):
+    # argparse would print a usage block first; the CLI promises one line naming the problem.
+    with pytest.raises(SystemExit) as info:
+        main(["gain", "relu", "--q", "abc"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--q" in err[0]

@@ -20,8 +20,15 @@ SUBCOMMANDS = {
 }
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse prints a usage block before its error; we promise one line naming the problem."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="vanishcalc", description=__doc__.splitlines()[0])
+    parser = _OneLineParser(prog="vanishcalc", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in SUBCOMMANDS.items():
         try:

@@ -9,7 +9,8 @@ import numpy as np
 from .errors import VanishcalcError
 
 
-def real(where, name, value, *, positive=False, nonneg=False, lo=None, hi=None, why=""):
+def real(where, name, value, *, positive=False, nonneg=False, lo=None, hi=None, hi_bound=None,
+         why=""):
     """``float(value)``, or a VanishcalcError when it is not a finite real in range.
 
     ``where`` prefixes the message (the function or layer); ``why`` is appended to the
@@ -17,6 +18,8 @@ def real(where, name, value, *, positive=False, nonneg=False, lo=None, hi=None, 
     """
     prefix = f"{where}: " if where else ""
     note = f" {why}" if why else ""
+    if isinstance(value, (bool, np.bool_)):    # float(True) == 1.0 would pass silently
+        raise VanishcalcError(f"{prefix}{name} = {value!r} is a boolean, not a real number")
     try:
         f = float(value)
     except (TypeError, ValueError):
@@ -29,6 +32,9 @@ def real(where, name, value, *, positive=False, nonneg=False, lo=None, hi=None, 
         raise VanishcalcError(f"{prefix}{name} = {value!r} must be ≥ 0{note}")
     if lo is not None and not lo <= f <= hi:
         raise VanishcalcError(f"{prefix}{name} = {value!r} must lie in [{lo}, {hi}]{note}")
+    if hi_bound is not None and abs(f) > hi_bound:
+        raise VanishcalcError(f"{prefix}{name} = {value!r} is too large (|{name}| ≤ {hi_bound:g}: "
+                              f"its square must be a finite double){note}")
     return f
 
 

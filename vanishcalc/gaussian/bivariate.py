@@ -294,7 +294,10 @@ def expect1_product(fa, ga, q1, q2, sign=1.0, *, rtol=1e-14):
 
         def integrand(z):
             return f(s1 * z) * g(s2 * z) * std_normal_pdf(z)
-    value, err, _ = adaptive_gk(integrand, panel_edges(zmax, breaks), rtol=rtol, atol=1e-300)
+    label = (f"E[{fa.name}(√q z)] at q = {q1:g}" if ga is None else
+             f"E[{fa.name}(u1)·{ga.name}(u2)] at q1 = {q1:g}, q2 = {q2:g}")
+    value, err, _ = adaptive_gk(integrand, panel_edges(zmax, breaks), rtol=rtol, atol=1e-300,
+                                label=label)
     return value, err
 
 

@@ -149,7 +149,8 @@ def _numeric(act, q, rtol):
         return y
 
     edges = numeric.panel_edges(plan.z_max, breaks)
-    value, error, l1 = numeric.adaptive_gk(integrand, edges, rtol=rtol)
+    value, error, l1 = numeric.adaptive_gk(integrand, edges, rtol=rtol,
+                                           label=f"E[{act.name}(√q·z)] at q = {q:g}")
     for loc, weight in act.deltas:
         value += float(weight) * math.exp(-float(loc) ** 2 / (2 * q)) / math.sqrt(2 * math.pi * q)
     return value, error + plan.tail_error, l1

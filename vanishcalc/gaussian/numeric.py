@@ -48,7 +48,8 @@ for w, xg in zip(_WG, _gauss_pos):
 EPS = np.finfo(float).eps
 
 
-def adaptive_gk(g, edges, *, rtol=1e-14, atol=0.0, max_panels=20000, max_rounds=60):
+def adaptive_gk(g, edges, *, rtol=1e-14, atol=0.0, max_panels=20000, max_rounds=60,
+                label="integrand"):
     """Integrate a vectorized ``g`` over [edges[0], edges[-1]] split at ``edges``.
 
     Parameters
@@ -59,6 +60,8 @@ def adaptive_gk(g, edges, *, rtol=1e-14, atol=0.0, max_panels=20000, max_rounds=
         Sorted panel edges; put kinks here so no panel straddles one.
     rtol, atol : float
         Stop when the summed error estimate is ≤ max(atol, rtol·∫|g|).
+    label : str
+        What is being integrated, for error messages (e.g. "E[tanh(√q z)²] at q = 2").
 
     Returns
     -------
@@ -87,7 +90,8 @@ def adaptive_gk(g, edges, *, rtol=1e-14, atol=0.0, max_panels=20000, max_rounds=
             y = np.asarray(g(x), dtype=float)
         if not np.all(np.isfinite(y)):
             bad = x[~np.isfinite(y)][0]
-            raise NonFiniteError(f"integrand is not finite at z = {bad:.6g}")
+            raise NonFiniteError(f"{label} is not finite at z = {bad:.6g} (an overflow: "
+                                 "lower σw, q or the depth)")
         kron = half * (y @ KRONROD)
         gauss = half * (y @ GAUSS)
         l1 = half * (np.abs(y) @ KRONROD)
@@ -115,7 +119,7 @@ def adaptive_gk(g, edges, *, rtol=1e-14, atol=0.0, max_panels=20000, max_rounds=
     value = done_val + kron.sum()
     error = done_err + err.sum()
     raise NotConvergedError(
-        f"quadrature did not reach the tolerance: error estimate {error:.3g} "
+        f"quadrature of {label} did not reach the tolerance: error estimate {error:.3g} "
         f"for value {value:.6g} after {max_rounds} rounds",
         best=(value, error))
 

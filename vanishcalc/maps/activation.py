@@ -99,7 +99,7 @@ def second_moment_slope(act: _Act, v: float) -> float:
     def integrand(z):
         return (z * z - 1.0) * f(s * z) ** 2 * std_normal_pdf(z)
     val, _, _ = adaptive_gk(integrand, panel_edges(zmax, [k / s for k in act.kinks]),
-                            rtol=1e-13, atol=1e-300)
+                            rtol=1e-13, atol=1e-300, label=f"d/dq E[{act.name}(√q z)²] at q = {v:g}")
     return val / (2 * v)
 
 

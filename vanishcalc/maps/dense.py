@@ -19,8 +19,10 @@ from .state import MomentState
 
 
 def _dense_iv(where, sigma_w, sigma_b):
-    return (real(where, "sigma_w", sigma_w, positive=True, why="(the weight std times √fan_in)"),
-            real(where, "sigma_b", sigma_b, nonneg=True, why="(the bias std)"))
+    # 1e150 bounds σ² below the largest double (1e300**2 raised OverflowError).
+    return (real(where, "sigma_w", sigma_w, positive=True, hi_bound=1e150,
+                 why="(the weight std times √fan_in)"),
+            real(where, "sigma_b", sigma_b, nonneg=True, hi_bound=1e150, why="(the bias std)"))
 
 
 def _short_rational(v):
