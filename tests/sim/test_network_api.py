@@ -113,3 +113,19 @@ def test_check_rnn_bad_steps_is_named():
     from vanishcalc import check_rnn
     with pytest.raises(VanishcalcError, match="steps"):
         check_rnn("tanh", 1.0, steps=0, width=8, n_nets=2)
+
+
+@pytest.mark.parametrize("bad", [dict(q0="a"), dict(c0=None), dict(seed=-1), dict(batch=1)])
+def test_cuda_and_cpu_stacks_share_validation(bad):
+    # The CUDA driver validates with the CPU function's checks (before looking for a GPU),
+    # so a bad argument gets the same named error on both backends.
+    from vanishcalc.sim.composed import simulate_stack
+    from vanishcalc.sim.cuda_composed import simulate_stack_cuda
+    kw = dict(depth=2, width=8, batch=4, n_nets=2)
+    kw.update(bad)
+    messages = []
+    for run in (simulate_stack, simulate_stack_cuda):
+        with pytest.raises(VanishcalcError) as info:
+            run(relu_bn_net(), **kw)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]

@@ -336,6 +336,43 @@ def _program(block, batch):
     return act, np.asarray(ops, dtype=np.int64), np.asarray(pars, dtype=np.float64).reshape(-1, 2)
 
 
+def _stack_iv(block, depth, width, batch, n_nets, q0, c0, seed):
+    """Validate a composed-stack simulation (both backends); returns the program and sizes."""
+    from .api import seed_iv
+    depth, width, batch, n_nets = _sizes_iv("simulate_stack", depth=depth, width=width,
+                                            batch=batch, n_nets=n_nets)
+    if batch < 2:
+        raise VanishcalcError("simulate_stack: batch must be ≥ 2 (correlations need two inputs)")
+    q0 = real("simulate_stack", "q0", q0, positive=True, why="(the input second moment)")
+    c0 = real("simulate_stack", "c0", c0, lo=0.0, hi=1.0, why="(exchangeable batch)")
+    if c0 == 1.0:
+        raise VanishcalcError(f"simulate_stack: c0 = {c0!r} must lie in [0, 1) (exchangeable "
+                              "batch; c0 = 1 makes every input identical)")
+    seed = seed_iv("simulate_stack", seed)
+    act, ops, pars = _program(block, batch)
+    if OP_BN in ops and batch < 4:
+        from ..maps.norm import batch_iv
+        batch_iv("simulate_stack", batch)
+    return act, ops, pars, depth, width, batch, n_nets, q0, c0, seed
+
+
+def _rnn_iv(spec, sigma_w, sigma_u, sigma_b, steps, width, x2, x_corr, batch, n_nets, seed):
+    """Validate an RNN simulation (both backends); returns φ, the step layer and sizes."""
+    from ..maps.rnn import RecurrentDense
+    from .api import seed_iv
+    steps, width, batch, n_nets = _sizes_iv("simulate_rnn", steps=steps, width=width, batch=batch,
+                                            n_nets=n_nets)
+    seed = seed_iv("simulate_rnn", seed)
+    if batch < 2:
+        raise VanishcalcError("simulate_rnn: batch must be ≥ 2 (correlations need two inputs)")
+    step = RecurrentDense(sigma_w, sigma_u, sigma_b, x2, x_corr)      # validates the numbers
+    if not 0.0 <= step.x_corr <= 1.0:
+        raise VanishcalcError("simulate_rnn: x_corr must lie in [0, 1] (exchangeable inputs)")
+    if step.drive <= 0:
+        raise VanishcalcError("simulate_rnn: with σu = σb = 0 and h_0 = 0 the state stays 0")
+    return activation(spec), step, steps, width, batch, n_nets, seed
+
+
 def simulate_stack(block, *, depth, width, batch=64, n_nets=8, q0=1.0, c0=0.5,
                    seed=0) -> ComposedTrace:
     """Simulate ``depth`` repetitions of ``block`` (Dense/BatchNorm/LayerNorm/Activation).
@@ -352,22 +389,9 @@ def simulate_stack(block, *, depth, width, batch=64, n_nets=8, q0=1.0, c0=0.5,
     seed : int
         Same seed → identical results (independent of the thread count).
     """
-    from .api import seed_iv
     from .compile import cpu_cfuncs
-    depth, width, batch, n_nets = _sizes_iv("simulate_stack", depth=depth, width=width,
-                                            batch=batch, n_nets=n_nets)
-    if batch < 2:
-        raise VanishcalcError("simulate_stack: batch must be ≥ 2 (correlations need two inputs)")
-    q0 = real("simulate_stack", "q0", q0, positive=True, why="(the input second moment)")
-    c0 = real("simulate_stack", "c0", c0, lo=0.0, hi=1.0, why="(exchangeable batch)")
-    if c0 == 1.0:
-        raise VanishcalcError(f"simulate_stack: c0 = {c0!r} must lie in [0, 1) (exchangeable "
-                              "batch; c0 = 1 makes every input identical)")
-    seed = seed_iv("simulate_stack", seed)
-    act, ops, pars = _program(block, batch)
-    if OP_BN in ops and batch < 4:
-        from ..maps.norm import batch_iv
-        batch_iv("simulate_stack", batch)
+    act, ops, pars, depth, width, batch, n_nets, q0, c0, seed = _stack_iv(
+        block, depth, width, batch, n_nets, q0, c0, seed)
     phi, dphi = cpu_cfuncs(act)
     rng = seed_states(int(seed), int(n_nets))
     q = np.full((n_nets, depth + 1), np.nan)
@@ -403,20 +427,9 @@ def simulate_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, x2=1.
         from .cuda_composed import simulate_rnn_cuda
         return simulate_rnn_cuda(spec, sigma_w, sigma_u, sigma_b, steps=steps, width=width, x2=x2,
                                  x_corr=x_corr, batch=batch, n_nets=n_nets, seed=seed)
-    from ..maps.rnn import RecurrentDense
-    from .api import seed_iv
     from .compile import cpu_cfuncs
-    steps, width, batch, n_nets = _sizes_iv("simulate_rnn", steps=steps, width=width, batch=batch,
-                                            n_nets=n_nets)
-    seed = seed_iv("simulate_rnn", seed)
-    if batch < 2:
-        raise VanishcalcError("simulate_rnn: batch must be ≥ 2 (correlations need two inputs)")
-    step = RecurrentDense(sigma_w, sigma_u, sigma_b, x2, x_corr)      # validates the numbers
-    if not 0.0 <= step.x_corr <= 1.0:
-        raise VanishcalcError("simulate_rnn: x_corr must lie in [0, 1] (exchangeable inputs)")
-    if step.drive <= 0:
-        raise VanishcalcError("simulate_rnn: with σu = σb = 0 and h_0 = 0 the state stays 0")
-    act = activation(spec)
+    act, step, steps, width, batch, n_nets, seed = _rnn_iv(
+        spec, sigma_w, sigma_u, sigma_b, steps, width, x2, x_corr, batch, n_nets, seed)
     phi, dphi = cpu_cfuncs(act)
     rng = seed_states(int(seed), int(n_nets))
     q = np.full((n_nets, steps), np.nan)

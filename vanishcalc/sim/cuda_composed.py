@@ -44,9 +44,8 @@ import threading
 import numpy as np
 
 from ..activation import activation
-from ..errors import VanishcalcError
 from . import cuda as _vcuda
-from .composed import OP_BN, ComposedTrace, _program, _sizes_iv, _trace
+from .composed import ComposedTrace, _rnn_iv, _stack_iv, _trace
 # Private helpers of sim/cuda.py reused here on purpose (one RNG seeding, one device-function
 # builder, one simulator lock patch):
 from .cuda import (CudaUnavailableError, _device_functions, _next_pow2, _quiet_simulator,
@@ -423,12 +422,6 @@ def _build_kernels(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
 # ---------------------------------------------------------------- host drivers
 
 
-def _seed_iv(where, seed):
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise VanishcalcError(f"{where}: seed = {seed!r} must be an integer")
-    return int(seed)
-
-
 def _device_streams(seed, tag, n):
     ss = np.random.SeedSequence([int(seed) & ((1 << 64) - 1), tag])
     return _rng_states(ss, n)
@@ -476,18 +469,8 @@ def simulate_stack_cuda(block, *, depth, width, batch=64, n_nets=8, q0=1.0, c0=0
     -----
     float64 only.  Layout and limits: ``notes/cuda-composed.md``.
     """
-    _sizes_iv("simulate_stack", depth=depth, width=width, batch=batch, n_nets=n_nets)
-    if batch < 2:
-        raise VanishcalcError("simulate_stack: batch must be ≥ 2 (correlations need two inputs)")
-    if not (math.isfinite(q0) and q0 > 0):
-        raise VanishcalcError(f"simulate_stack: q0 = {q0!r} must be finite and > 0")
-    if not (math.isfinite(c0) and 0.0 <= c0 < 1.0):
-        raise VanishcalcError(f"simulate_stack: c0 = {c0!r} must lie in [0, 1) (exchangeable batch)")
-    act, ops, pars = _program(block, batch)
-    if OP_BN in ops and batch < 4:
-        from ..maps.norm import batch_iv
-        batch_iv("simulate_stack", batch)
-    seed = _seed_iv("simulate_stack", seed)
+    act, ops, pars, depth, width, batch, n_nets, q0, c0, seed = _stack_iv(
+        block, depth, width, batch, n_nets, q0, c0, seed)     # the CPU function's checks
     _require_device()
     _cuda()
     depth, width, batch, n_nets = int(depth), int(width), int(batch), int(n_nets)
@@ -535,17 +518,8 @@ def simulate_rnn_cuda(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, 
     -----
     float64 only; W and U are stored (2·N² floats per block).  ``notes/cuda-composed.md``.
     """
-    from ..maps.rnn import RecurrentDense
-    _sizes_iv("simulate_rnn", steps=steps, width=width, batch=batch, n_nets=n_nets)
-    if batch < 2:
-        raise VanishcalcError("simulate_rnn: batch must be ≥ 2 (correlations need two inputs)")
-    step = RecurrentDense(sigma_w, sigma_u, sigma_b, x2, x_corr)      # validates the numbers
-    if not 0.0 <= step.x_corr <= 1.0:
-        raise VanishcalcError("simulate_rnn: x_corr must lie in [0, 1] (exchangeable inputs)")
-    if step.drive <= 0:
-        raise VanishcalcError("simulate_rnn: with σu = σb = 0 and h_0 = 0 the state stays 0")
-    act = activation(spec)
-    seed = _seed_iv("simulate_rnn", seed)
+    act, step, steps, width, batch, n_nets, seed = _rnn_iv(
+        spec, sigma_w, sigma_u, sigma_b, steps, width, x2, x_corr, batch, n_nets, seed)
     _require_device()
     _cuda()
     steps, width, batch, n_nets = int(steps), int(width), int(batch), int(n_nets)
