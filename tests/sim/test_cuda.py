@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 import textwrap
@@ -28,13 +27,13 @@ import pytest
 
 from scipy.stats import chi2
 
+from tests.sim.cudasim import REAL_GPU, child_env, start
 from vanishcalc.activation import activation
 from vanishcalc.errors import VanishcalcError
 from vanishcalc.sim import cuda as vcuda   # importing it does not import numba.cuda
 
 pytestmark = pytest.mark.cuda
 
-_REAL_GPU = os.environ.get("VANISHCALC_TEST_REAL_GPU") == "1"
 
 # max |φ'| in closed form: tanh'(0) = 1, relu' = 1, |d/dx e^{-x²}| peaks at x = 1/√2.
 _DPHI_MAX = {"relu": 1.0, "tanh": 1.0, "exp(-x**2)": math.sqrt(2.0) * math.exp(-0.5)}
@@ -116,18 +115,8 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-def _child_env(simulate: bool):
-    env = dict(os.environ)
-    env.pop("NUMBA_ENABLE_CUDASIM", None)
-    if simulate:
-        env["NUMBA_ENABLE_CUDASIM"] = "1"
-    return env
-
-
-def _start(group, cases, simulate=not _REAL_GPU):
-    return subprocess.Popen([sys.executable, "-c", _CHILD, group, json.dumps(cases)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_child_env(simulate))
+def _start(group, cases):
+    return start(_CHILD, group, cases)
 
 
 def _collect(proc):
@@ -324,7 +313,7 @@ def test_run_dense_odd_width_exact_layer0(cuda_runs):
 
 
 def test_cuda_available_false_under_simulator(cuda_runs):
-    if _REAL_GPU:
+    if REAL_GPU:
         assert cuda_runs["cuda_available"] is True
     else:
         assert cuda_runs["simulator"] is True
@@ -370,7 +359,7 @@ _NO_GPU_CHILD = textwrap.dedent("""
 
 def test_run_dense_without_gpu_or_simulator_says_how():
     proc = subprocess.run([sys.executable, "-c", _NO_GPU_CHILD], capture_output=True, text=True,
-                          env=_child_env(simulate=False), timeout=300)
+                          env=child_env(simulate=False), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     if "skip" in res:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 import textwrap
@@ -30,6 +29,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from tests.sim.cudasim import REAL_GPU, child_env, start
 from vanishcalc.activation import activation
 from vanishcalc.errors import VanishcalcError
 from vanishcalc.maps import Activation, Dense
@@ -39,7 +39,6 @@ from vanishcalc.sim.composed import _trace, simulate_rnn, simulate_stack
 
 pytestmark = pytest.mark.cuda
 
-_REAL_GPU = os.environ.get("VANISHCALC_TEST_REAL_GPU") == "1"
 
 # Blocks as plain data, so the child can build them: ("dense", σw, σb), ("bn", γ, β),
 # ("ln", γ, β), ("act", spec).
@@ -87,18 +86,8 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-def _child_env(simulate: bool):
-    env = dict(os.environ)
-    env.pop("NUMBA_ENABLE_CUDASIM", None)
-    if simulate:
-        env["NUMBA_ENABLE_CUDASIM"] = "1"
-    return env
-
-
 def _start(group, cases):
-    return subprocess.Popen([sys.executable, "-c", _CHILD, group, json.dumps(cases)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_child_env(not _REAL_GPU))
+    return start(_CHILD, group, cases)
 
 
 def _collect(proc):
@@ -425,7 +414,7 @@ def test_cuda_composed_same_seed_identical(runs):
 def test_cuda_composed_kernels_cached_per_activation(runs):
     # main: relu, tanh (stacks and RNN share one entry per φ): two compilations for 9 runs
     assert runs[0]["n_kernels"] == 2
-    assert runs[0]["simulator"] is (not _REAL_GPU)
+    assert runs[0]["simulator"] is (not REAL_GPU)
 
 
 # ---------------------------------------------------------------- errors
@@ -456,7 +445,7 @@ _NO_GPU_CHILD = textwrap.dedent("""
 
 def test_cuda_composed_without_gpu_or_simulator_says_how():
     proc = subprocess.run([sys.executable, "-c", _NO_GPU_CHILD], capture_output=True, text=True,
-                          env=_child_env(simulate=False), timeout=300)
+                          env=child_env(simulate=False), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     if "skip" in res:
