@@ -60,7 +60,7 @@ def parse(text: str) -> sympy.Expr:
     >>> parse("exp(-x**2)")
     exp(-x**2)
     >>> parse("leaky_relu(0.2)")
-    Max(x, x/5)
+    Max(x/5, x)
     """
     if not isinstance(text, str):
         raise ParseError(f"expected an expression string, got {type(text).__name__}")
