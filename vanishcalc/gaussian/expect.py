@@ -25,6 +25,7 @@ import sympy
 from ..activation import Activation, activation
 from ..errors import (NonFiniteError, NotConvergedError, VanishcalcError, VanishcalcWarning,
                       expectation_label)
+from ..validate import real
 from ..value import Value
 from . import numeric, symbolic, tails
 
@@ -32,16 +33,11 @@ DEFAULT_RTOL = 1e-14
 
 
 def _expect_iv(q, rtol, exact_timeout):
-    try:
-        qf = float(q)
-    except (TypeError, ValueError):
-        raise VanishcalcError(f"q must be a real number, got {q!r}") from None
-    if not math.isfinite(qf) or qf < 0:
-        raise VanishcalcError(f"q must be finite and ≥ 0 (it is a variance), got {q!r}")
-    if not (0 < rtol < 1):
+    qf = real("", "q", q, nonneg=True, why="(it is a variance)")
+    if not (0 < real("", "rtol", rtol) < 1):
         raise VanishcalcError(f"rtol must be in (0, 1), got {rtol!r}")
-    if exact_timeout is not None and exact_timeout < 0:
-        raise VanishcalcError(f"exact_timeout must be ≥ 0 seconds, got {exact_timeout!r}")
+    if exact_timeout is not None:
+        real("", "exact_timeout", exact_timeout, nonneg=True, why="(seconds)")
     return qf
 
 
