@@ -104,3 +104,15 @@ def test_real_accepts_sympy_numbers_and_refuses_symbols_and_complex():
         real("f", "v", 1 + 2j)
     with pytest.raises(VanishcalcError, match="not a real number"):
         real("f", "v", [0.5])
+
+
+@pytest.mark.parametrize("value, word", [(True, "boolean"), ("3", "string"), (2.5, "float")])
+@pytest.mark.parametrize("entry", ["simulate.depth", "propagate.depth", "bn_gradient_rate.batch"])
+def test_counts_refuse_booleans_strings_and_floats_saying_what_to_pass(entry, value, word):
+    import vanishcalc as vc
+    call = {"simulate.depth": lambda v: vc.simulate("tanh", 1.0, 0.0, depth=v, width=4, n_nets=2),
+            "propagate.depth": lambda v: vc.MeanField("tanh", 1.5).propagate(v),
+            "bn_gradient_rate.batch": lambda v: vc.bn_gradient_rate("tanh", batch=v)}[entry]
+    with pytest.raises(VanishcalcError, match=word) as info:
+        call(value)
+    assert "integer" in str(info.value)

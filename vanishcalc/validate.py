@@ -71,8 +71,12 @@ def integer(where, name, value, lo, why=""):
     """``int(value)`` for a true integer ≥ lo (bools and floats such as 2.5 are refused)."""
     prefix = f"{where}: " if where else ""
     note = f" {why}" if why else ""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise VanishcalcError(f"{prefix}{name} = {value!r} must be an integer")
+    if isinstance(value, (bool, np.bool_)):
+        raise VanishcalcError(f"{prefix}{name} = {value!r} is a boolean; pass an integer such as 8")
+    if not isinstance(value, (int, np.integer)):
+        kind = "a string" if isinstance(value, str) else f"a {type(value).__name__}"
+        raise VanishcalcError(f"{prefix}{name} = {value!r} is {kind}; it must be an integer "
+                              "(a Python or NumPy int) such as 8")
     if value < lo:
         raise VanishcalcError(f"{prefix}{name} = {value!r} must be ≥ {lo}{note}")
     return int(value)
