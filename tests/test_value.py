@@ -68,3 +68,9 @@ def test_value_repr_rounds_long_decimal_constants_and_says_so():
     assert not re.search(r"\d\.\d{9,}", text.split("≈")[0]), text
     assert "1.54545664614399049855119" in sympy.sstr(g.exact)     # kept in full
     assert "digits" not in repr(gain("relu"))
+
+
+def test_value_latex_rounds_long_decimal_constants_too():
+    latex = gain("selu", convention="backward")._repr_latex_()
+    assert "1.5454566 e^{2}" in latex and "8 digits" in latex
+    assert not re.search(r"\d\.\d{9,}", latex), latex

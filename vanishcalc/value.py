@@ -85,7 +85,10 @@ class Value(float):
 
     def _repr_latex_(self):
         if self.exact is not None:
-            return f"${sympy.latex(self.exact)} \\approx {float(self)!r}$"
+            floats = {f: sympy.Float(f, DISPLAY_DIGITS) for f in self.exact.atoms(sympy.Float)
+                      if len(str(f).lstrip("-").replace(".", "")) > DISPLAY_DIGITS + 2}
+            note = f" \\quad \\text{{({ROUNDED_NOTE})}}" if floats else ""
+            return f"${sympy.latex(self.exact.xreplace(floats))} \\approx {float(self)!r}{note}$"
         return f"${float(self)!r} \\pm {self.error:.1e}$"
 
     def relative_error(self):
