@@ -73,4 +73,4 @@ def test_value_repr_rounds_long_decimal_constants_and_says_so():
 def test_value_latex_rounds_long_decimal_constants_too():
     latex = gain("selu", convention="backward")._repr_latex_()
     assert "1.5454566 e^{2}" in latex and "8 digits" in latex
-    assert not re.search(r"\d\.\d{9,}", latex), latex
+    assert not re.search(r"\d\.\d{9,}", latex.split(r"\approx")[0]), latex
