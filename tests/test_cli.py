@@ -69,3 +69,172 @@ def test_cli_argparse_type_error_is_one_line_exit_2(capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--q" in err[0]
+
+
+# ---------------------------------------------------------------- a CLI a user can learn from
+
+def _subparsers():
+    import argparse
+
+    from vanishcalc.cli import build_parser
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return parser, sub.choices
+
+
+def test_cli_version(capsys):
+    import vanishcalc
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"vanishcalc {vanishcalc.__version__}"
+
+
+def test_cli_every_option_has_help():
+    _, commands = _subparsers()
+    assert {"gain", "table", "meanfield", "check", "bn", "zoo"} <= set(commands)
+    for name, parser in commands.items():
+        for action in parser._actions:
+            assert action.help, f"vanishcalc {name} {action.option_strings or action.dest}: no help text"
+
+
+def test_cli_help_is_for_users_no_source_paths():
+    parser, commands = _subparsers()
+    for text in [parser.format_help(), *(p.format_help() for p in commands.values())]:
+        assert ".py" not in text and "vanishcalc/" not in text and "``" not in text, text
+
+
+def test_cli_zoo_lists_every_name_with_its_definition(capsys):
+    from vanishcalc import zoo
+    assert main(["zoo"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == len(zoo.names())
+    for line, name in zip(out, zoo.names()):
+        assert line.startswith(name) and zoo.ZOO[name].definition in line
+
+
+def test_cli_zoo_one_entry_any_case_and_suggestion(capsys):
+    assert main(["zoo", "SELU"]) == 0
+    out = capsys.readouterr().out
+    assert "Klambauer" in out and "1.6732632*exp(x)" in out and "8 digits" in out
+    assert main(["zoo", "rleu"]) == 2
+    assert "did you mean 'relu'?" in capsys.readouterr().err
+
+
+def test_cli_names_any_case_and_did_you_mean(capsys):
+    assert main(["gain", "ReLU"]) == 0
+    assert "sqrt(2)" in capsys.readouterr().out
+    assert main(["gain", "sigmod"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "did you mean 'sigmoid'?" in err
+
+
+def test_cli_prints_the_digits_python_prints(capsys):
+    # N(sqrt(2), 17) is 1.4142135623730950; Python (and every other vanishcalc print) says ...951
+    assert main(["gain", "relu"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[-1] == repr(2 ** 0.5)
+    assert main(["gain", "relu", "--digits", "30"]) == 0
+    assert "1.41421356237309504880168872421" in capsys.readouterr().out
+
+
+def test_cli_meanfield_prints_python_digits(capsys):
+    from vanishcalc import MeanField
+    assert main(["meanfield", "tanh", "--sigma-w", "1.5", "--sigma-b", "0.3"]) == 0
+    out = capsys.readouterr().out
+    mf = MeanField("tanh", 1.5, 0.3)
+    assert f"chi1  = {float(mf.chi1())!r}" in out
+
+
+def test_cli_numeric_options_take_constant_expressions(capsys):
+    from vanishcalc import MeanField
+    assert main(["meanfield", "tanh", "--sigma-w", "sqrt(2)", "--sigma-b", "1/10"]) == 0
+    out = capsys.readouterr().out
+    assert f"chi1  = {float(MeanField('tanh', 2 ** 0.5, 0.1).chi1())!r}" in out
+    assert main(["gain", "relu", "--q", "2*pi"]) == 0
+    for bad in ("x", "relu", "__import__('os')", "sqrt(-1)"):
+        with pytest.raises(SystemExit) as info:
+            main(["gain", "relu", "--q", bad])
+        assert info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--q" in err[0], err
+
+
+def test_cli_integer_options_take_integer_expressions(capsys):
+    from vanishcalc.report.commands import count
+    assert count("10**6") == 10 ** 6 and count("1e9") == 10 ** 9
+    with pytest.raises(SystemExit):
+        main(["meanfield", "tanh", "--sigma-w", "1", "--depth", "2.5"])
+    assert "not an integer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, value", [
+    (["gain", "-x"], "1.0"),
+    (["gain", "-x**3"], repr(15 ** -0.5)),
+    (["gain", "-tanh(x)", "--q", "1"], None),
+])
+def test_cli_expression_starting_with_minus_is_not_an_option(argv, value, capsys):
+    assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    if value is not None:
+        assert out.splitlines()[-1].split()[-1] == value
+
+
+def test_cli_negative_option_value_reaches_the_library(capsys):
+    assert main(["meanfield", "tanh", "--sigma-w", "1", "--sigma-b", "-sqrt(2)"]) == 2
+    err = capsys.readouterr().err
+    assert "sigma_b" in err and "≥ 0" in err
+
+
+@pytest.mark.parametrize("exc, status, piece", [
+    (__import__("vanishcalc").VanishcalcError("bad φ\nsecond line"), 2, "bad φ second line"),
+    (MemoryError(), 2, "out of memory"),
+    (KeyboardInterrupt(), 2, "interrupted"),
+    (ZeroDivisionError("float division by zero"), 3, "internal error ZeroDivisionError"),
+])
+def test_cli_every_failure_is_one_line_never_a_traceback(exc, status, piece, monkeypatch, capsys):
+    from vanishcalc.report.commands import gain as gain_command
+
+    def boom(args):
+        raise exc
+    monkeypatch.setattr(gain_command, "run", boom)
+    monkeypatch.delenv("VANISHCALC_TRACEBACK", raising=False)
+    assert main(["gain", "relu"]) == status
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("vanishcalc gain: error: ") and piece in err[0], err
+
+
+def test_cli_warnings_are_one_line_without_source_paths(monkeypatch, capsys):
+    import warnings
+
+    from vanishcalc import VanishcalcWarning
+    from vanishcalc.report.commands import gain as gain_command
+
+    def warn(args):
+        warnings.warn("accuracy is limited", VanishcalcWarning)
+        return 0
+    monkeypatch.setattr(gain_command, "run", warn)
+    assert main(["gain", "relu"]) == 0
+    assert capsys.readouterr().err == "vanishcalc gain: warning: accuracy is limited\n"
+
+
+def test_cli_huge_batch_is_one_line_not_a_traceback():
+    # issue 11.1: this printed a SystemError traceback from inside a Numba kernel
+    proc = subprocess.run([sys.executable, "-m", "vanishcalc", "bn", "tanh", "--batch", "1000000000"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode in (2, 3) and proc.stdout == ""
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_cli_table_json_writes_numbers_and_names_infinities(capsys):
+    import json
+    assert main(["table", "relu", "--format", "json"]) == 0
+    text = capsys.readouterr().out
+
+    def no_constants(name):
+        raise AssertionError(f"{name} is not JSON")
+    data = json.loads(text, parse_constant=no_constants)
+    row = data["rows"][0]
+    assert row["xi_c"] is None and data["nonfinite"] == {"relu.xi_c": "inf"}
+    for column, value in row.items():
+        if column not in ("name", "expression", "closed_form"):
+            assert value is None or isinstance(value, (int, float)), (column, value)

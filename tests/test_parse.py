@@ -241,3 +241,14 @@ def test_parse_grammar_like_junk_gives_parse_error_or_expression(text):
         assert isinstance(expr, sympy.Expr)
         assert expr.free_symbols <= {X}
     assert time.perf_counter() - start < 2.0
+
+
+@pytest.mark.parametrize("text, suggestion", [("rleu", "relu"), ("sigmod(x)", "sigmoid"),
+                                              ("EXP(x)", "exp"), ("tahn", "tanh")])
+def test_parse_unknown_name_suggests_the_closest(text, suggestion):
+    with pytest.raises(ParseError, match=f"did you mean [^)]*'{suggestion}'"):
+        parse(text)
+
+
+def test_parse_zoo_names_in_any_case():
+    assert parse("ReLU") == parse("relu") and parse("GELU(x + 1)") == parse("gelu(x + 1)")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import re
 
 import pytest
 import sympy
@@ -57,3 +58,19 @@ def test_value_pickle_round_trip(v):
 def test_value_relative_error():
     assert Value(2.0, error=1e-15).relative_error() == 5e-16
     assert Value(0.0, error=1e-15).relative_error() == math.inf
+
+
+def test_value_repr_rounds_long_decimal_constants_and_says_so():
+    # selu's λ, α are 31-digit decimals; SymPy carries them at 40 digits through every product
+    g = gain("selu", convention="backward")
+    text = repr(g)
+    assert "1.5454566*exp(2)" in text and "shown to 8 digits" in text
+    assert not re.search(r"\d\.\d{9,}", text.split("≈")[0]), text
+    assert "1.54545664614399049855119" in sympy.sstr(g.exact)     # kept in full
+    assert "digits" not in repr(gain("relu"))
+
+
+def test_value_latex_rounds_long_decimal_constants_too():
+    latex = gain("selu", convention="backward")._repr_latex_()
+    assert "1.5454566 e^{2}" in latex and "8 digits" in latex
+    assert not re.search(r"\d\.\d{9,}", latex.split(r"\approx")[0]), latex

@@ -69,3 +69,14 @@ def test_zoo_decimal_parameters_are_exact_rationals():
     assert parse("leaky_relu").has(sympy.Rational(1, 100))
     assert not parse("leaky_relu").has(sympy.Float)
     assert not parse("lecun_tanh").has(sympy.Float)
+
+
+def test_zoo_lookup_ignores_letter_case():
+    assert zoo.lookup("ReLU").name == "relu"
+    assert zoo.lookup("GELU").name == "gelu"
+    assert zoo.lookup("Swish").name == "silu"
+
+
+def test_zoo_did_you_mean():
+    assert zoo.did_you_mean("rleu", zoo.names()) == " (did you mean 'relu'?)"
+    assert zoo.did_you_mean("completely_different", zoo.names()) == ""

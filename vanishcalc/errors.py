@@ -6,6 +6,27 @@ wants to tell our errors apart can catch the named subclasses.
 """
 from __future__ import annotations
 
+import re
+
+# A zoo name, possibly with derivative marks ("tanh", "gelu'", "tanh'²"): it reads as a function name.
+_FUNCTION_NAME = re.compile(r"[A-Za-z_]\w*['′]*²?")
+
+
+def expectation_label(name: str, arg: str = "√q·z") -> str:
+    """How messages write E[φ(arg)] for the activation called ``name``.
+
+    A zoo name reads as a function (``E[tanh(√q·z)]``); a formula is named φ and spelled out
+    (``E[φ(√q·z)] with φ(x) = exp(x**2)``), never glued to its argument as ``exp(x**2)(√q·z)``.
+
+    >>> expectation_label("tanh")
+    'E[tanh(√q·z)]'
+    >>> expectation_label("exp(x**2)")
+    'E[φ(√q·z)] with φ(x) = exp(x**2)'
+    """
+    if _FUNCTION_NAME.fullmatch(name):
+        return f"E[{name}({arg})]"
+    return f"E[φ({arg})] with φ(x) = {name}"
+
 
 class VanishcalcError(ValueError):
     """Base class of every error vanishcalc raises on bad input or failed computation."""

@@ -60,7 +60,7 @@ def parse(text: str) -> sympy.Expr:
     >>> parse("exp(-x**2)")
     exp(-x**2)
     >>> parse("leaky_relu(0.2)")
-    Max(x, x/5)
+    Max(x/5, x)
     """
     if not isinstance(text, str):
         raise ParseError(f"expected an expression string, got {type(text).__name__}")
@@ -167,7 +167,7 @@ class _Builder:
             return entry.expr()
         if name in FUNCTIONS or name in VARIADIC:
             raise ParseError(f"{name!r} is a function: call it, e.g. {name}(x)")
-        raise ParseError(f"unknown name {name!r}; allowed names: {', '.join(allowed_names())}")
+        raise ParseError(f"unknown name {name!r}{zoo.did_you_mean(name, allowed_names())}; allowed names: {', '.join(allowed_names())}")
 
     def _binop(self, node, d):
         left = self.build(node.left, d)
@@ -217,7 +217,7 @@ class _Builder:
         entry = zoo.lookup(name)
         if entry is not None:
             return self._zoo_call(entry, args, node)
-        raise ParseError(f"unknown function {name!r}; allowed: {', '.join(allowed_names())}")
+        raise ParseError(f"unknown function {name!r}{zoo.did_you_mean(name, allowed_names())}; allowed: {', '.join(allowed_names())}")
 
     def _zoo_call(self, entry, args, node):
         # relu(x + 1) applies the activation; leaky_relu(0.2) sets its parameter;

@@ -2,8 +2,33 @@
 from __future__ import annotations
 
 import math
+import re
 
 import sympy
+
+# Decimal constants with more digits than a reader can take in (selu's λ and α are given to 31
+# digits, and SymPy carries them at 40 through every product): shown rounded, kept in full in .exact.
+DISPLAY_DIGITS = 8
+_LONG_DECIMAL = re.compile(r"(?<![\w.])\d+\.\d{%d,}(?:e[-+]?\d+)?" % (DISPLAY_DIGITS + 2))
+ROUNDED_NOTE = f"decimal constants shown to {DISPLAY_DIGITS} digits"
+
+
+def shorten_decimals(text: str) -> tuple[str, bool]:
+    """``text`` with decimal constants longer than DISPLAY_DIGITS + 2 digits rounded to
+    DISPLAY_DIGITS, and whether any was (then say so: ROUNDED_NOTE)."""
+    short = _LONG_DECIMAL.sub(lambda m: format(float(m.group()), f".{DISPLAY_DIGITS}g"), text)
+    return short, short != text
+
+
+def closed_form_text(expr) -> tuple[str, bool]:
+    """``sympy.sstr(expr)`` with long decimal constants rounded (:func:`shorten_decimals`).
+
+    >>> closed_form_text(sympy.Float("1.0507009873554804934193349852946", 40) * sympy.exp(2))
+    ('1.050701*exp(2)', True)
+    >>> closed_form_text(sympy.sqrt(2) / 2)
+    ('sqrt(2)/2', False)
+    """
+    return shorten_decimals(sympy.sstr(expr))
 
 
 class Value(float):
@@ -52,14 +77,18 @@ class Value(float):
 
     def __repr__(self):
         if self.exact is not None:
-            return f"{sympy.sstr(self.exact)} ≈ {float(self)!r} (exact)"
+            text, rounded = closed_form_text(self.exact)
+            return f"{text} ≈ {float(self)!r} (exact{'; ' + ROUNDED_NOTE + ', in full in .exact' if rounded else ''})"
         return f"{float(self)!r} ± {self.error:.1e} ({self.method})"
 
     __str__ = __repr__
 
     def _repr_latex_(self):
         if self.exact is not None:
-            return f"${sympy.latex(self.exact)} \\approx {float(self)!r}$"
+            floats = {f: sympy.Float(f, DISPLAY_DIGITS) for f in self.exact.atoms(sympy.Float)
+                      if len(str(f).lstrip("-").replace(".", "")) > DISPLAY_DIGITS + 2}
+            note = f" \\quad \\text{{({ROUNDED_NOTE})}}" if floats else ""
+            return f"${sympy.latex(self.exact.xreplace(floats))} \\approx {float(self)!r}{note}$"
         return f"${float(self)!r} \\pm {self.error:.1e}$"
 
     def relative_error(self):

@@ -5,6 +5,7 @@ downstream (expectations, simulation kernels) works from the expression alone.
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -91,8 +92,26 @@ ALIASES = {"swish": "silu", "identity": "linear"}
 
 
 def lookup(name: str) -> ZooEntry | None:
-    """The zoo entry called ``name`` (aliases resolved), or None."""
-    return ZOO.get(ALIASES.get(name, name))
+    """The zoo entry called ``name`` (aliases resolved, any letter case: "ReLU", "GELU"), or None.
+
+    >>> lookup("ReLU").name
+    'relu'
+    """
+    key = name.lower()
+    return ZOO.get(ALIASES.get(key, key))
+
+
+def did_you_mean(name: str, candidates) -> str:
+    """" (did you mean 'relu'?)" for the closest of ``candidates`` to ``name``, or "".
+
+    >>> did_you_mean("rleu", names())
+    " (did you mean 'relu'?)"
+    """
+    by_lower = {c.lower(): c for c in candidates}
+    close = difflib.get_close_matches(name.lower(), by_lower, n=2, cutoff=0.75)
+    if not close:
+        return ""
+    return " (did you mean " + " or ".join(repr(by_lower[c]) for c in close) + "?)"
 
 
 def names() -> list[str]:

@@ -23,7 +23,9 @@ import numpy as np
 import sympy
 
 from ..activation import Activation, activation
-from ..errors import NonFiniteError, NotConvergedError, VanishcalcError, VanishcalcWarning
+from ..errors import (NonFiniteError, NotConvergedError, VanishcalcError, VanishcalcWarning,
+                      expectation_label)
+from ..validate import real
 from ..value import Value
 from . import numeric, symbolic, tails
 
@@ -31,16 +33,11 @@ DEFAULT_RTOL = 1e-14
 
 
 def _expect_iv(q, rtol, exact_timeout):
-    try:
-        qf = float(q)
-    except (TypeError, ValueError):
-        raise VanishcalcError(f"q must be a real number, got {q!r}") from None
-    if not math.isfinite(qf) or qf < 0:
-        raise VanishcalcError(f"q must be finite and ≥ 0 (it is a variance), got {q!r}")
-    if not (0 < rtol < 1):
+    qf = real("", "q", q, nonneg=True, why="(it is a variance)")
+    if not (0 < real("", "rtol", rtol) < 1):
         raise VanishcalcError(f"rtol must be in (0, 1), got {rtol!r}")
-    if exact_timeout is not None and exact_timeout < 0:
-        raise VanishcalcError(f"exact_timeout must be ≥ 0 seconds, got {exact_timeout!r}")
+    if exact_timeout is not None:
+        real("", "exact_timeout", exact_timeout, nonneg=True, why="(seconds)")
     return qf
 
 
@@ -94,9 +91,9 @@ def expect(f, q=1.0, *, rtol=DEFAULT_RTOL, exact=True, exact_timeout=2.0) -> Val
     except VanishcalcError:
         raise
     except OverflowError as exc:
-        raise NonFiniteError(f"E[{act.name}(√q·z)] at q = {qf:g} overflows a double: {exc}") from exc
+        raise NonFiniteError(f"{expectation_label(act.name)} at q = {qf:g} overflows a double: {exc}") from exc
     except (TypeError, ArithmeticError, NotImplementedError, RecursionError) as exc:
-        raise NotConvergedError(f"E[{act.name}(√q·z)] at q = {qf:g} could not be computed: "
+        raise NotConvergedError(f"{expectation_label(act.name)} at q = {qf:g} could not be computed: "
                                 f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -106,7 +103,7 @@ def _expect_cached(act: Activation, q: float, rtol: float, exact: bool, exact_ti
         return _at_zero(act)
     value, error, l1 = _numeric(act, q, rtol)
     if not math.isfinite(value):
-        raise NonFiniteError(f"E[{act.name}(√q·z)] at q = {q:g} is not finite ({value})")
+        raise NonFiniteError(f"{expectation_label(act.name)} at q = {q:g} is not finite ({value})")
     if exact:
         try:
             closed = symbolic.closed_form(act, q, timeout=exact_timeout)
@@ -120,7 +117,7 @@ def _expect_cached(act: Activation, q: float, rtol: float, exact: bool, exact_ti
                 approx = math.nan
             if math.isfinite(approx) and abs(approx - value) <= 10 * error + 4 * np.finfo(float).eps * l1:
                 return Value.from_exact(closed, method="exact:gaussian-rules")
-            warnings.warn(f"dropped closed form {closed} for E[{act.name}(√q·z)]: it gives {approx!r}, "
+            warnings.warn(f"dropped closed form {closed} for {expectation_label(act.name)}: it gives {approx!r}, "
                           f"quadrature gives {value!r} ± {error:.1e}", VanishcalcWarning, stacklevel=3)
     return Value(value, error=error, error_kind="estimate", method="numeric:gauss-kronrod")
 
@@ -128,7 +125,7 @@ def _expect_cached(act: Activation, q: float, rtol: float, exact: bool, exact_ti
 def _at_zero(act):
     val = act.expr.subs(act.expr.free_symbols.pop(), 0) if act.expr.free_symbols else act.expr
     if act.deltas and any(float(k) == 0.0 for k, _ in act.deltas):
-        raise NonFiniteError(f"E[{act.name}(0)] is infinite: a Dirac mass sits at 0 and q = 0")
+        raise NonFiniteError(f"{expectation_label(act.name, '0')} is infinite: a Dirac mass sits at 0 and q = 0")
     if not val.is_finite:
         raise NonFiniteError(f"{act.name} at 0 is not finite")
     return Value.from_exact(val, method="exact:q=0")
@@ -150,7 +147,7 @@ def _numeric(act, q, rtol):
 
     edges = numeric.panel_edges(plan.z_max, breaks)
     value, error, l1 = numeric.adaptive_gk(integrand, edges, rtol=rtol,
-                                           label=f"E[{act.name}(√q·z)] at q = {q:g}")
+                                           label=f"{expectation_label(act.name)} at q = {q:g}")
     for loc, weight in act.deltas:
         value += float(weight) * math.exp(-float(loc) ** 2 / (2 * q)) / math.sqrt(2 * math.pi * q)
     return value, error + plan.tail_error, l1

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import mpmath
 import sympy
 
-from ..errors import DivergenceError, NotConvergedError
+from ..errors import DivergenceError, NotConvergedError, expectation_label
 from ..parse import X
 
 PROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -125,11 +125,11 @@ def plan(act, q: float) -> TailPlan:
     for sign, L in sides.items():
         for z, val in zip(PROBES, L):
             if math.isnan(val):
-                raise DivergenceError(f"E[{act.name}(√q·z)] is undefined: φ cannot be evaluated at "
+                raise DivergenceError(f"{expectation_label(act.name)} is undefined: φ cannot be evaluated at "
                                       f"x = {sign * z * math.sqrt(q):.4g}")
             if val == math.inf:
                 raise DivergenceError(
-                    f"E[{act.name}(√q·z)] does not exist at q = {q:g}: φ grows faster than any "
+                    f"{expectation_label(act.name)} does not exist at q = {q:g}: φ grows faster than any "
                     f"Gaussian tail (an exponential argument exceeds 1e8 at x = {sign * z * math.sqrt(q):.4g})")
     finite = [v for L in sides.values() for v in L if v > -math.inf]
     log_peak = max(finite) if finite else 0.0
@@ -139,7 +139,7 @@ def plan(act, q: float) -> TailPlan:
         last, prev = L[-1], L[-2]
         if last > -math.inf and last >= prev - 1.0:
             raise DivergenceError(
-                f"E[{act.name}(√q·z)] does not exist at q = {q:g}: |φ(x)|·exp(−x²/(2q)) does not "
+                f"{expectation_label(act.name)} does not exist at q = {q:g}: |φ(x)|·exp(−x²/(2q)) does not "
                 f"decay as x → {'+' if sign > 0 else '-'}∞ (log-integrand {prev:.4g} → {last:.4g} "
                 f"between |z| = {PROBES[-2]} and {PROBES[-1]})")
         # First probe from which L stays ≥ _DROP below the peak and keeps falling.
@@ -152,7 +152,7 @@ def plan(act, q: float) -> TailPlan:
                 break
         if idx is None:
             raise NotConvergedError(
-                f"E[{act.name}(√q·z)] at q = {q:g} exists but its tails are too heavy to cut "
+                f"{expectation_label(act.name)} at q = {q:g} exists but its tails are too heavy to cut "
                 f"within |z| ≤ {PROBES[-1]}", best=None)
         cut.append(PROBES[idx])
         if L[idx] > -math.inf:

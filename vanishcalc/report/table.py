@@ -16,6 +16,7 @@ import sympy
 
 from ..errors import VanishcalcError
 from ..validate import real
+from ..value import ROUNDED_NOTE, shorten_decimals
 
 COLUMNS = ("name", "expression", "gain_second_moment", "gain_std", "gain_backward",
            "closed_form", "critical_sigma_w", "critical_q_star", "q_star", "chi1", "xi_c",
@@ -46,14 +47,20 @@ class InitTable:
             return "—"
         if isinstance(v, float):
             return "∞" if v == math.inf else f"{v:.{digits}g}"
-        return str(v)
+        return shorten_decimals(str(v))[0]    # selu's 40-digit constants would fill the page
+
+    def _rounded_note(self):
+        if any(shorten_decimals(str(r[c]))[1] for r in self.rows for c in ("expression", "closed_form")):
+            return [f"- {ROUNDED_NOTE} (e.g. selu's λ, α); the csv and json formats carry them in full"]
+        return []
 
     def to_markdown(self) -> str:
         head = "| " + " | ".join(HEADERS[c] for c in COLUMNS) + " |"
         sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
         body = ["| " + " | ".join(self._cell(r[c]).replace("|", "\\|") for c in COLUMNS) + " |"
                 for r in self.rows]
-        foot = [f"\nσb = {self.sigma_b:g}."] + [f"- {k}: {v}" for k, v in self.notes.items()]
+        foot = ([f"\nσb = {self.sigma_b:g}."] + [f"- {k}: {v}" for k, v in self.notes.items()]
+                + self._rounded_note())
         return "\n".join([head, sep, *body, *foot]) + "\n"
 
     def to_csv(self) -> str:
@@ -66,13 +73,23 @@ class InitTable:
         return buf.getvalue()
 
     def to_json(self) -> str:
-        def enc(v):
+        """The table as JSON: every number a JSON number, never a string.
+
+        JSON has no infinity or NaN, so such a cell (ξc = ∞ at the edge of chaos) is written
+        ``null`` and listed under ``"nonfinite"`` as ``{"<name>.<column>": "inf" | "-inf" |
+        "nan"}``; every other null is a missing entry, explained under ``"notes"``.
+        """
+        nonfinite = {}
+
+        def enc(name, column, v):
             if isinstance(v, float) and not math.isfinite(v):
-                return "inf" if v > 0 else "-inf"
+                nonfinite[f"{name}.{column}"] = "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+                return None
             return v
-        return json.dumps({"sigma_b": self.sigma_b, "columns": list(COLUMNS),
-                           "rows": [{c: enc(r[c]) for c in COLUMNS} for r in self.rows],
-                           "notes": self.notes}, ensure_ascii=False, indent=1)
+        rows = [{c: enc(r["name"], c, r[c]) for c in COLUMNS} for r in self.rows]
+        return json.dumps({"sigma_b": self.sigma_b, "columns": list(COLUMNS), "rows": rows,
+                           "nonfinite": nonfinite, "notes": self.notes},
+                          ensure_ascii=False, indent=1, allow_nan=False)
 
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{html.escape(HEADERS[c])}</th>" for c in COLUMNS)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 
 def add_arguments(parser):
-    parser.add_argument("spec", help="zoo name or expression in x, e.g. 'tanh' or 'exp(-x**2)'")
+    from . import count, number
+    parser.add_argument("spec", metavar="PHI",
+                        help="zoo name or expression in x, e.g. 'tanh' or 'exp(-x**2)'")
     grp = parser.add_mutually_exclusive_group()
-    grp.add_argument("--rate", type=float, help="target per-layer squared-gradient growth; solves γ")
-    grp.add_argument("--gamma", type=float, help="BN scale γ (default 1)")
-    parser.add_argument("--beta", type=float, default=0.0, help="BN shift β (default 0)")
-    parser.add_argument("--optimize", choices=["beta"], help="β minimizing the rate at fixed γ")
-    parser.add_argument("--batch", type=int, default=None,
+    grp.add_argument("--rate", type=number, metavar="R",
+                     help="target per-layer squared-gradient growth; solves γ")
+    grp.add_argument("--gamma", type=number, metavar="G", help="BN scale γ (default 1)")
+    parser.add_argument("--beta", type=number, default=0.0, metavar="B", help="BN shift β (default 0)")
+    parser.add_argument("--optimize", choices=["beta"],
+                        help="'beta': the β with the smallest rate at the given γ")
+    parser.add_argument("--batch", type=count, default=None, metavar="B",
                         help="finite batch size B ≥ 4 for the rate (default: infinite batch)")
     parser.add_argument("--norm", choices=["bn", "ln"], default="bn",
                         help="bn (default) or ln: LayerNorm rate at the same (γ, β)")
@@ -22,8 +26,8 @@ def run(args) -> int:
     a = bn_affine(args.spec, rate=args.rate, gamma=args.gamma, beta=args.beta,
                   optimize=args.optimize)
     lines = [f"φ = {a.spec}",
-             f"gamma = {a.gamma:.10g}",
-             f"beta  = {a.beta:.10g}",
+             f"gamma = {float(a.gamma)!r}",
+             f"beta  = {float(a.beta)!r}",
              f"BN rate (infinite batch) = {a.rate!r}"]
     if args.batch is not None:
         lines.append(f"BN rate (batch {args.batch}) = "

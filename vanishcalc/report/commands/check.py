@@ -7,22 +7,31 @@ from __future__ import annotations
 
 
 def add_arguments(parser):
-    parser.add_argument("spec", help="zoo name or expression in x")
-    parser.add_argument("--sigma-w", type=float, required=True, help="weight scale σw")
-    parser.add_argument("--sigma-b", type=float, default=0.0, help="bias scale σb (default 0)")
-    parser.add_argument("--depth", type=int, required=True, help="number of layers L")
-    parser.add_argument("--width", type=int, required=True, help="units per layer N")
-    parser.add_argument("--nets", type=int, default=64, help="number of networks (default 64)")
-    parser.add_argument("--q0", type=float, default=1.0, help="input second moment (default 1)")
-    parser.add_argument("--c0", type=float, default=0.5, help="input correlation (default 0.5)")
-    parser.add_argument("--weights", choices=("gaussian", "orthogonal"), default="gaussian")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--backend", choices=("cpu", "cuda", "auto"), default="cpu")
-    parser.add_argument("--tolerance", type=float, default=None,
+    from . import count, number
+    parser.add_argument("spec", metavar="PHI", help="zoo name or expression in x")
+    parser.add_argument("--sigma-w", type=number, required=True, metavar="W",
+                        help="weight scale σw: W ~ N(0, σw²/fan_in)")
+    parser.add_argument("--sigma-b", type=number, default=0.0, metavar="B",
+                        help="bias scale σb: b ~ N(0, σb²) (default 0)")
+    parser.add_argument("--depth", type=count, required=True, metavar="L", help="number of layers L")
+    parser.add_argument("--width", type=count, required=True, metavar="N", help="units per layer N")
+    parser.add_argument("--nets", type=count, default=64, metavar="K",
+                        help="number of random networks averaged (default 64)")
+    parser.add_argument("--q0", type=number, default=1.0,
+                        help="second moment of the input pre-activation (default 1)")
+    parser.add_argument("--c0", type=number, default=0.5,
+                        help="correlation of the two inputs (default 0.5)")
+    parser.add_argument("--weights", choices=("gaussian", "orthogonal"), default="gaussian",
+                        help="gaussian (default) or orthogonal weights scaled by σw")
+    parser.add_argument("--seed", type=count, default=0, help="random seed (default 0)")
+    parser.add_argument("--backend", choices=("cpu", "cuda", "auto"), default="cpu",
+                        help="cpu (default), cuda (needs a GPU) or auto (cuda when one is there)")
+    parser.add_argument("--tolerance", type=number, default=None, metavar="Z",
                         help="bound on |z| (default: Bonferroni at 1%% family-wise)")
-    parser.add_argument("--allowance", type=float, default=1.0,
+    parser.add_argument("--allowance", type=number, default=1.0, metavar="KAPPA",
                         help="finite-width allowance factor κ (default 1; 0 disables)")
-    parser.add_argument("--rows", type=int, default=12, help="layers shown in the table")
+    parser.add_argument("--rows", type=count, default=12, metavar="N",
+                        help="layers shown in the table (default 12)")
 
 
 def run(args) -> int:

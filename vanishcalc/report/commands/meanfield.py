@@ -3,13 +3,18 @@ from __future__ import annotations
 
 
 def add_arguments(parser):
-    parser.add_argument("spec", help="zoo name or expression in x")
-    parser.add_argument("--sigma-w", type=float, required=True, help="weight scale σw")
-    parser.add_argument("--sigma-b", type=float, default=0.0, help="bias scale σb (default 0)")
-    parser.add_argument("--depth", type=int, default=None,
+    from . import count, number
+    parser.add_argument("spec", metavar="PHI", help="zoo name or expression in x")
+    parser.add_argument("--sigma-w", type=number, required=True, metavar="W",
+                        help="weight scale σw: W ~ N(0, σw²/fan_in)")
+    parser.add_argument("--sigma-b", type=number, default=0.0, metavar="B",
+                        help="bias scale σb: b ~ N(0, σb²) (default 0)")
+    parser.add_argument("--depth", type=count, default=None, metavar="L",
                         help="also print q_l, c_l and gradient norms for l = 0..L")
-    parser.add_argument("--q0", type=float, default=1.0)
-    parser.add_argument("--c0", type=float, default=0.5)
+    parser.add_argument("--q0", type=number, default=1.0,
+                        help="second moment of the input pre-activation (default 1)")
+    parser.add_argument("--c0", type=number, default=0.5,
+                        help="correlation of the two inputs (default 0.5)")
 
 
 def run(args) -> int:
@@ -18,13 +23,13 @@ def run(args) -> int:
     # everything is computed before anything is printed: bad input gives only the error line
     q = mf.q_star(args.q0)
     lines = [f"{mf!r}",
-             f"q*    = {float(q):.15g}  ({q.method})",
-             f"chi1  = {float(mf.chi1()):.15g}",
+             f"q*    = {float(q)!r}  ({q.method})",
+             f"chi1  = {float(mf.chi1())!r}",
              f"phase = {mf.phase()}",
-             f"c*    = {float(mf.c_star(args.c0)):.15g}",
-             f"chi_c = {float(mf.chi_c()):.15g}",
-             f"xi_q  = {float(mf.xi_q()):.15g}",
-             f"xi_c  = {float(mf.xi_c()):.15g}"]
+             f"c*    = {float(mf.c_star(args.c0))!r}",
+             f"chi_c = {float(mf.chi_c())!r}",
+             f"xi_q  = {float(mf.xi_q())!r}",
+             f"xi_c  = {float(mf.xi_c())!r}"]
     if args.depth is not None:
         p = mf.propagate(args.depth, q0=args.q0, c0=args.c0)
         lines.append(f"{'layer':>5} {'q':>22} {'c':>22} {'grad':>22}")

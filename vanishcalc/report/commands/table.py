@@ -1,11 +1,26 @@
 """``vanishcalc table [SPECS…] [--sigma-b B] --format md|csv|json``: the init table."""
 from __future__ import annotations
 
+from . import number
+
+EXAMPLES = """\
+examples:
+  vanishcalc table                            # every zoo nonlinearity (takes a minute)
+  vanishcalc table relu tanh "exp(-x**2)" --format csv
+  vanishcalc table gelu --sigma-b 0.1 --format json
+
+JSON: numbers are JSON numbers; a value that is infinite (ξc at the edge of chaos) is written
+null and listed under "nonfinite" with its sign ("inf", "-inf" or "nan"); a missing entry is
+null with its reason under "notes"."""
+
 
 def add_arguments(parser):
-    parser.add_argument("specs", nargs="*", help="zoo names or expressions in x (default: the zoo)")
-    parser.add_argument("--sigma-b", type=float, default=0.0, help="bias scale σb (default 0)")
-    parser.add_argument("--format", choices=["md", "csv", "json"], default="md")
+    parser.add_argument("specs", nargs="*", metavar="PHI",
+                        help="zoo names or expressions in x (default: the whole zoo)")
+    parser.add_argument("--sigma-b", type=number, default=0.0, metavar="B",
+                        help="bias scale σb of the critical σw and the fixed point (default 0)")
+    parser.add_argument("--format", choices=["md", "csv", "json"], default="md",
+                        help="md (default: Markdown), csv or json")
 
 
 def run(args) -> int:
