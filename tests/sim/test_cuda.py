@@ -95,7 +95,7 @@ _CHILD = textwrap.dedent("""
         spec = kw.pop("spec")
         if "x0" in kw:          # hand-made layer-0 inputs: the kernels' raw per-input sums
             import numpy as np
-            vc._require_device()
+            vc.require_device()
             x0 = np.array(kw["x0"], dtype=np.float64)
             _, dev = vc._seed_sequences(kw["seed"])
             sums = vc._launch(vc.kernels(spec, "float64"), x0, dev,
@@ -431,3 +431,35 @@ def test_run_dense_vs_cpu_backend(cuda_runs, case):
                         seed=2024, dtype="float64", **kw)
     ref = {k: np.asarray(v, dtype=float) for k, v in ref.items() if k != "nonfinite"}
     _assert_vs_naive(cuda_runs[case], ref, _STAT_SIZE["n_nets"], kw["width"], f"{case} vs cpu")
+
+
+# ---------------------------------------------------------------- numba-cuda vs numpy
+
+
+def _numpy_removed_row_stack(*_):
+    # What numba-cuda 0.30.4's typing import raises under numpy 2.5 (np.row_stack removed).
+    raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+
+
+def test_incompatible_numpy_is_a_clear_error_for_backend_cuda(monkeypatch):
+    pytest.importorskip("numba.cuda")
+    if vcuda.simulator_enabled():
+        pytest.skip("the simulator types nothing, so it is not affected")
+    monkeypatch.setattr(vcuda, "_load_cuda_typing", _numpy_removed_row_stack)
+    with pytest.raises(vcuda.CudaUnavailableError) as info:
+        vcuda.run_dense("tanh", **_BASE)
+    msg = str(info.value)
+    assert "row_stack" in msg and np.__version__ in msg and "numba-cuda" in msg
+    assert "numpy<2.5" in msg
+    assert isinstance(info.value, VanishcalcError)
+
+
+def test_incompatible_numpy_makes_auto_warn_and_use_the_cpu(monkeypatch):
+    cuda_mod = pytest.importorskip("numba.cuda")
+    if vcuda.simulator_enabled():
+        pytest.skip("the simulator types nothing, so it is not affected")
+    from vanishcalc.errors import VanishcalcWarning
+    monkeypatch.setattr(vcuda, "_load_cuda_typing", _numpy_removed_row_stack)
+    monkeypatch.setattr(cuda_mod, "is_available", lambda: True)      # as on a GPU machine
+    with pytest.warns(VanishcalcWarning, match="numpy<2.5"):
+        assert vcuda.cuda_available() is False

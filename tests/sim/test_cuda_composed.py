@@ -35,7 +35,8 @@ from vanishcalc.errors import VanishcalcError
 from vanishcalc.maps import Activation, Dense
 from vanishcalc.maps.norm import BatchNorm, LayerNorm
 from vanishcalc.sim import cuda_composed as cc
-from vanishcalc.sim.composed import _trace, simulate_rnn, simulate_stack
+from vanishcalc.sim.composed import simulate_rnn, simulate_stack
+from vanishcalc.sim.program import trace as _trace
 
 pytestmark = pytest.mark.cuda
 

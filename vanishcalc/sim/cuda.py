@@ -31,8 +31,9 @@ import warnings
 import numpy as np
 
 from ..activation import activation
-from ..errors import VanishcalcError
+from ..errors import VanishcalcError, VanishcalcWarning
 from ..validate import integer, real
+from .seeds import seed_iv
 
 #: Largest width run by the one-launch shared-memory kernel (threads per block).
 MAX_NARROW_WIDTH = 256
@@ -49,7 +50,7 @@ SAT_FRACTION = 1e-3
 
 _DTYPES = ("float32", "float64")
 
-# ``numba.cuda``, bound by :func:`_import_cuda` on first use.  A module global on purpose: the
+# ``numba.cuda``, bound by :func:`import_cuda` on first use.  A module global on purpose: the
 # CUDA simulator swaps module globals that are ``numba.cuda`` for its fake per-launch module,
 # so kernels must reach ``cuda.threadIdx`` etc. through a global, never through a closure.
 cuda = None
@@ -66,7 +67,7 @@ class CudaOrthogonalError(VanishcalcError):
 # ---------------------------------------------------------------- availability
 
 
-def _import_cuda():
+def import_cuda():
     """``numba.cuda``, or raise :class:`CudaUnavailableError` saying how to get it."""
     global cuda
     if cuda is not None:
@@ -80,6 +81,41 @@ def _import_cuda():
             f"kernels in the (slow) CUDA simulator ({exc})") from exc
     cuda = numba_cuda
     return cuda
+
+
+def _load_cuda_typing():
+    """Import numba-cuda's array typing, which its first kernel compilation imports anyway.
+
+    numba-cuda 0.30.4 registers ``np.row_stack`` there; numpy 2.5 removed it, so with that pair
+    the import raises ``AttributeError`` — at the first compilation, after
+    ``cuda.is_available()`` said yes.  Importing it here turns that into a clear error early.
+    """
+    import importlib
+    importlib.import_module("numba.cuda.np.arrayobj")
+
+
+def check_numba_cuda():
+    """Raise :class:`CudaUnavailableError` if numba-cuda cannot compile with this numpy.
+
+    Needed only for real compilation (a GPU or :func:`vanishcalc.sim.ptx.compile_ptx`): the
+    simulator does not type kernels.  The message names both versions and the two fixes.
+    """
+    import_cuda()
+    try:
+        _load_cuda_typing()
+    except AttributeError as exc:
+        if "numpy" not in str(exc):
+            raise
+        try:
+            from importlib.metadata import version
+            ncuda = version("numba-cuda")
+        except Exception:   # pragma: no cover - metadata missing
+            ncuda = "(unknown version)"
+        raise CudaUnavailableError(
+            f"numba-cuda {ncuda} does not work with numpy {np.__version__}: compiling a CUDA "
+            f"kernel fails with {exc!s} (numpy 2.5 removed it). Install numpy<2.5 "
+            "(pip install 'numpy<2.5') or a newer numba-cuda that supports numpy "
+            f"{np.__version__}; or use backend='cpu'.") from exc
 
 
 def simulator_enabled() -> bool:
@@ -96,13 +132,22 @@ def cuda_available() -> bool:
 
     The simulator does not count: ``backend="auto"`` must not pick a backend that is
     thousands of times slower than the CPU one.  :func:`run_dense` accepts the simulator too.
+    A GPU with a numba-cuda that cannot compile under this numpy (:func:`check_numba_cuda`)
+    does not count either: ``backend="auto"`` then warns, naming the fix, and uses the CPU.
     """
     if simulator_enabled():
         return False
     try:
-        return bool(_import_cuda().is_available())
+        if not import_cuda().is_available():
+            return False
     except Exception:   # a broken driver install must not break backend="auto"
         return False
+    try:
+        check_numba_cuda()
+    except CudaUnavailableError as exc:
+        warnings.warn(f"{exc} backend='auto' uses the CPU.", VanishcalcWarning, stacklevel=2)
+        return False
+    return True
 
 
 def _patch_simulator_shared_arrays():
@@ -147,11 +192,13 @@ def _patch_simulator_shared_arrays():
 is_available = cuda_available
 
 
-def _require_device():
-    _import_cuda()
+def require_device():
+    """``numba.cuda`` ready to launch (a GPU, or the simulator), else a clear error."""
+    import_cuda()
     if simulator_enabled():
         _patch_simulator_shared_arrays()
         return cuda
+    check_numba_cuda()
     try:
         ok = cuda.is_available()
     except Exception:   # pragma: no cover - driver errors
@@ -171,8 +218,13 @@ _lock = threading.Lock()
 _KERNELS: dict = {}
 
 
-def _device_functions(act):
-    """φ and φ' as ``cuda.jit(device=True)`` functions, built from ``compile.python_source``."""
+def device_functions(act):
+    """φ and φ' as ``cuda.jit(device=True)`` functions, built from ``compile.python_source``.
+
+    Fresh dispatchers on every call: a device function caches its compiled code per argument
+    types only (not per compute capability), so :func:`vanishcalc.sim.ptx.compile_ptx` builds
+    its own for each target instead of reusing the ones the running kernels use.
+    """
     from .compile import python_source
     ns = {"math": math}
     exec(compile(python_source(act), f"<vanishcalc cuda {act.name}>", "exec"), ns)
@@ -181,37 +233,79 @@ def _device_functions(act):
     return phi, dphi
 
 
+_U11 = np.uint64(11)
+_U14 = np.uint64(14)
+_U36 = np.uint64(36)
+_U55 = np.uint64(55)
+_U28 = np.uint64(64 - 36)
+_U9 = np.uint64(64 - 55)
+_TWO_M53 = 1.0 / 9007199254740992.0
+
+
+def rng_device_functions():
+    """``(next_u64, uniform)`` device functions: xoroshiro128+ on ``xoroshiro128p_dtype`` states.
+
+    The generator and the [0, 1) conversion of ``numba.cuda.random`` (Blackman & Vigna 2018:
+    rotations 55, 14, 36; the top 53 bits), so the streams are the same, but built fresh with
+    the kernels: numba's are module-level device functions whose compiled code is shared by
+    every target a process compiles for (see :func:`device_functions`).  ``uniform`` is
+    float64 in both precisions: a float32 rounding of u < 1 can be 1.0, which Box–Muller's
+    log(1 − u) turns into an infinite normal.
+    """
+    @cuda.jit(device=True)
+    def next_u64(states, sid):
+        s0 = states[sid]["s0"]
+        s1 = states[sid]["s1"]
+        result = s0 + s1
+        s1 ^= s0
+        states[sid]["s0"] = ((s0 << _U55) | (s0 >> _U9)) ^ s1 ^ (s1 << _U14)
+        states[sid]["s1"] = (s1 << _U36) | (s1 >> _U28)
+        return result
+
+    @cuda.jit(device=True)
+    def uniform(states, sid):
+        return float(next_u64(states, sid) >> _U11) * _TWO_M53
+
+    return next_u64, uniform
+
+
 def kernels(act, dtype: str):
     """The compiled kernels for ``(act.key, dtype)``; built once per process and cached."""
-    _import_cuda()
+    import_cuda()
     act = activation(act)
     key = (act.key, dtype, simulator_enabled())
     with _lock:
         k = _KERNELS.get(key)
         if k is None:
-            phi, dphi = _device_functions(act)
-            k = _build_kernels(phi, dphi, dtype)
+            funcs = kernel_functions(act, dtype)
+            k = {name: cuda.jit(sig)(fn) for name, (fn, sig, _) in funcs.items()}
+            k["npf"] = np.float32 if dtype == "float32" else np.float64
             _KERNELS[key] = k
     return k
 
 
-def _build_kernels(phi, dphi, dtype: str):  # noqa: C901 - kernels close over φ, dtype
-    """Compile the narrow and wide kernels for one φ and one float type.
+def kernel_functions(act, dtype: str) -> dict:
+    """``{name: (python function, signature, most threads per launch block)}`` of the dense-net
+    kernels for φ = ``act`` in ``dtype``; :func:`kernels` compiles them for the running device,
+    :func:`vanishcalc.sim.ptx.compile_ptx` for a given compute capability."""
+    import_cuda()
+    return _kernel_functions(*device_functions(activation(act)), dtype)
+
+
+def _kernel_functions(phi, dphi, dtype: str):  # noqa: C901 - kernels close over φ, dtype
+    """The narrow and wide kernels for one φ and one float type, as Python functions.
 
     The kernels close over φ, φ' and the float type (numba freezes closure variables as
     compile-time constants), so each (activation, dtype) pair gets its own machine code.
     """
     from numba import boolean, float32, float64, int64, void
-    from numba.cuda.random import (xoroshiro128p_type, xoroshiro128p_uniform_float32,
-                                   xoroshiro128p_uniform_float64)
+    from numba.cuda.random import xoroshiro128p_type
 
     f32 = dtype == "float32"
     nbf = float32 if f32 else float64
     npf = np.float32 if f32 else np.float64
-    uniform = xoroshiro128p_uniform_float32 if f32 else xoroshiro128p_uniform_float64
+    _, uniform = rng_device_functions()
     ZERO = npf(0.0)
-    ONE = npf(1.0)
-    MINUS_TWO = npf(-2.0)
     TWO_PI = npf(2.0 * math.pi)
     NEG_INF = -math.inf
     NAN = math.nan
@@ -222,10 +316,10 @@ def _build_kernels(phi, dphi, dtype: str):  # noqa: C901 - kernels close over φ
     @cuda.jit(device=True)
     def normal_pair(states, sid):
         """Two independent N(0, 1) draws by Box–Muller from two uniforms of stream ``sid``."""
-        u1 = uniform(states, sid)           # [0, 1): 1 - u1 is in (0, 1]
+        u1 = uniform(states, sid)           # float64 [0, 1): 1 - u1 is in (0, 1]
         u2 = uniform(states, sid)
-        r = math.sqrt(MINUS_TWO * math.log(ONE - u1))
-        th = TWO_PI * u2
+        r = nbf(math.sqrt(-2.0 * math.log(1.0 - u1)))
+        th = TWO_PI * nbf(u2)
         return r * math.cos(th), r * math.sin(th)
 
     @cuda.jit(device=True)
@@ -458,10 +552,9 @@ def _build_kernels(phi, dphi, dtype: str):  # noqa: C901 - kernels close over φ
     sig_layer = void(arr3, states_t, float64, float64, int64, arr3)
     sig_stats = void(arr3, arr3, float64[:, ::1], float64, int64, boolean, out3)
     return {
-        "narrow": cuda.jit(sig_narrow)(narrow_kernel),
-        "wide_layer": cuda.jit(sig_layer)(wide_layer_kernel),
-        "wide_stats": cuda.jit(sig_stats)(wide_stats_kernel),
-        "npf": npf,
+        "narrow": (narrow_kernel, sig_narrow, MAX_NARROW_WIDTH),
+        "wide_layer": (wide_layer_kernel, sig_layer, WIDE_THREADS),
+        "wide_stats": (wide_stats_kernel, sig_stats, WIDE_THREADS),
     }
 
 
@@ -481,7 +574,6 @@ def _run_dense_iv(act, sigma_w, sigma_b, depth, width, n_nets, q0, c0, orthogona
     if width < 2 and abs(float(c0)) != 1.0:
         raise VanishcalcError(f"width={width} cannot hold two inputs with correlation c0={c0}; "
                               "use width ≥ 2")
-    from .api import seed_iv
     seed_iv("run_dense", seed)
     name = getattr(np.dtype(dtype), "name", None) if _is_dtype_like(dtype) else None
     if name not in _DTYPES:
@@ -528,7 +620,7 @@ def _seed_sequences(seed: int):
     return tuple(np.random.SeedSequence([int(seed), 0x5CDA]).spawn(2))
 
 
-def _rng_states(seed_seq, n):
+def rng_states(seed_seq, n):
     """``n`` xoroshiro128+ states (``numba.cuda.random.xoroshiro128p_dtype``) on the host.
 
     Each stream's 128-bit state is two words of ``SeedSequence.generate_state``: streams are
@@ -547,12 +639,12 @@ def _rng_states(seed_seq, n):
     return states
 
 
-def _next_pow2(n: int) -> int:
+def next_pow2(n: int) -> int:
     return 1 << (max(int(n), 1) - 1).bit_length()
 
 
 @contextlib.contextmanager
-def _quiet_simulator():
+def quiet_simulator():
     """In the simulator, numba's RNG is plain Python on uint64 scalars: silence its wraparound
     RuntimeWarnings and object-mode NumbaWarnings (on a GPU nothing is filtered)."""
     with warnings.catch_warnings():
@@ -621,7 +713,7 @@ def run_dense(act, *, sigma_w, sigma_b=0.0, depth, width, n_nets=1, q0=1.0, c0=0
     """
     act, dtype = _run_dense_iv(act, sigma_w, sigma_b, depth, width, n_nets, q0, c0, orthogonal,
                                seed, dtype)
-    _require_device()
+    require_device()
     from .compile import saturation_reference
 
     width, depth, n_nets, seed = int(width), int(depth), int(n_nets), int(seed)
@@ -644,18 +736,18 @@ def _launch(k, x0, dev_ss, w_scale, b_scale, depth, thr):
     """
     n_nets, _, width = x0.shape
     npf = k["npf"]
-    with _quiet_simulator():
+    with quiet_simulator():
         out = cuda.device_array((n_nets, depth + 1, N_STATS), dtype=np.float64)
         d_x0 = cuda.to_device(np.ascontiguousarray(x0, dtype=npf))
         if width <= MAX_NARROW_WIDTH:
-            threads = _next_pow2(width)
+            threads = next_pow2(width)
             blocks = min(n_nets, MAX_NET_BLOCKS)
-            states = cuda.to_device(_rng_states(dev_ss, blocks * threads))
+            states = cuda.to_device(rng_states(dev_ss, blocks * threads))
             k["narrow"][blocks, threads](d_x0, states, w_scale, b_scale, depth, width, thr, out)
         else:
             gx = -(-width // WIDE_THREADS)
             gy = min(n_nets, max(1, MAX_NET_BLOCKS // gx))
-            states = cuda.to_device(_rng_states(dev_ss, gx * gy * WIDE_THREADS))
+            states = cuda.to_device(rng_states(dev_ss, gx * gy * WIDE_THREADS))
             d_v = cuda.device_array_like(d_x0)
             d_h = d_x0
             log_a = cuda.to_device(np.zeros((n_nets, 2)))
