@@ -130,5 +130,5 @@ def test_compile_ptx_leaves_numba_device_lookup_alone():
     before = dispatcher.get_current_device
     _ptx("tanh", "float32", (9, 0))
     from vanishcalc.sim.ptx import compile_ptx
-    compile_ptx("tanh", "float32", cc=(8, 0), names=["wide_stats"])
+    compile_ptx("tanh", "float32", cc=(8, 0), names=["dense"])
     assert dispatcher.get_current_device is before

@@ -3,21 +3,21 @@
 The only module of vanishcalc that imports ``numba.cuda``; it does so lazily, inside
 functions, so importing this module never needs numba-cuda or a GPU.
 
-Two kernel families, both generating the weights on device from xoroshiro128+ streams
-(``numba.cuda.random``) and never storing them:
+One kernel, for every width: one block per net (grid-stride over nets), the whole depth in
+**one launch**, ``min(next_pow2(width), MAX_THREADS)`` threads, unit ``u`` owned by thread
+``u mod threads``.  No weight is ever drawn: with fresh weights every layer, the rows of
+``W_l X``, ``X = [φ(h1), φ(h2), φ'(h1)⊙t̂1, φ'(h2)⊙t̂2]`` (N × 4), are i.i.d.
+``N(0, σw²/N · XᵀX)`` given ``X``, so each layer reduces the 10 entries of ``XᵀX`` over the
+block (float64), factors it (4 × 4 Cholesky, in every thread) and draws 4 normals (+ the bias)
+per unit — O(N) work per layer instead of O(N²), the exact law of the explicit-weight net at
+any width (as ``sim/cpu.py``).  Normals: xoroshiro128+ streams (one per thread) and Box–Muller
+in float64.
 
-* **narrow** (width ≤ :data:`MAX_NARROW_WIDTH`): one block per net (grid-stride over
-  nets), one thread per unit, φ(h) and φ'(h)⊙t of both inputs in shared memory, the
-  whole depth in **one launch**.  Each layer, thread *i* draws row *i* of ``W_l`` from its
-  own stream and accumulates four dot products with the shared vectors.
-* **wide** (width > :data:`MAX_NARROW_WIDTH`): two launches per layer, a row-tiled
-  "generate-and-multiply" kernel (``W_l`` tile drawn on the fly, the four input vectors
-  staged through shared memory tile by tile) and a per-net statistics kernel.
-
-Both compute, per net and layer ``l = 0..depth``: ``Σh1²``, ``Σh2²``, ``Σh1h2``,
+Per net and layer ``l = 0..depth`` the kernel writes ``Σh1²``, ``Σh2²``, ``Σh1h2``,
 ``log F_l`` for each input's forward-mode tangent, the count of saturated units and a
-non-finite flag.  The tangent is renormalized to unit norm every layer and its log-norm
-accumulated, so ``grad[l] = F_depth / F_l`` neither overflows nor underflows in float32.
+non-finite count.  The tangent is renormalized to unit norm every layer (inside the Gram
+matrix) and its log-norm accumulated, so ``grad[l] = F_depth / F_l`` neither overflows nor
+underflows in float32.
 
 See ``notes/cuda.md``.
 """
@@ -35,16 +35,18 @@ from ..errors import VanishcalcError, VanishcalcWarning
 from ..validate import integer, real
 from .seeds import seed_iv
 
-#: Largest width run by the one-launch shared-memory kernel (threads per block).
-MAX_NARROW_WIDTH = 256
-#: Threads per block of the wide kernels (rows per tile, and tile length).
-WIDE_THREADS = 256
+#: Most threads per block; wider nets have several units per thread (strided).
+MAX_THREADS = 256
 #: Most blocks launched over nets; more nets are handled by grid-stride loops.  A constant
 #: (not a device query) so that the RNG stream layout, hence the result of a fixed seed,
 #: does not depend on the GPU.
 MAX_NET_BLOCKS = 2048
 #: Statistics per layer: Σh1², Σh2², Σh1h2, log F1, log F2, saturated count, non-finite count.
 N_STATS = 7
+#: Entries of the 4×4 Gram matrix XᵀX reduced per layer (lower triangle).
+N_GRAM = 10
+#: Relative pivot below which a column of X is linearly dependent (as ``sim/cpu.py``).
+PIVOT_RTOL = 1e-12
 #: Saturation: |φ'(h)| below this fraction of max |φ'|.
 SAT_FRACTION = 1e-3
 
@@ -292,34 +294,32 @@ def kernel_functions(act, dtype: str) -> dict:
     return _kernel_functions(*device_functions(activation(act)), dtype)
 
 
-def _kernel_functions(phi, dphi, dtype: str):  # noqa: C901 - kernels close over φ, dtype
-    """The narrow and wide kernels for one φ and one float type, as Python functions.
+def _kernel_functions(phi, dphi, dtype: str):  # noqa: C901 - the kernel closes over φ, dtype
+    """The dense-net kernel for one φ and one float type, as a Python function.
 
-    The kernels close over φ, φ' and the float type (numba freezes closure variables as
+    The kernel closes over φ, φ' and the float type (numba freezes closure variables as
     compile-time constants), so each (activation, dtype) pair gets its own machine code.
     """
-    from numba import boolean, float32, float64, int64, void
+    from numba import float32, float64, int64, void
     from numba.cuda.random import xoroshiro128p_type
 
     f32 = dtype == "float32"
     nbf = float32 if f32 else float64
-    npf = np.float32 if f32 else np.float64
-    _, uniform = rng_device_functions()
-    ZERO = npf(0.0)
-    TWO_PI = npf(2.0 * math.pi)
+    TWO_PI = 2.0 * math.pi
     NEG_INF = -math.inf
     NAN = math.nan
-    MAXW = MAX_NARROW_WIDTH
-    TW = WIDE_THREADS
-    NS = N_STATS
+    MAXT = MAX_THREADS
+    NR = N_STATS + N_GRAM
+    PIVOT = PIVOT_RTOL
+    _, uniform = rng_device_functions()
 
     @cuda.jit(device=True)
     def normal_pair(states, sid):
-        """Two independent N(0, 1) draws by Box–Muller from two uniforms of stream ``sid``."""
-        u1 = uniform(states, sid)           # float64 [0, 1): 1 - u1 is in (0, 1]
+        """Two independent N(0, 1) draws (float64) by Box–Muller from stream ``sid``."""
+        u1 = uniform(states, sid)           # [0, 1): 1 - u1 is in (0, 1]
         u2 = uniform(states, sid)
-        r = nbf(math.sqrt(-2.0 * math.log(1.0 - u1)))
-        th = TWO_PI * nbf(u2)
+        r = math.sqrt(-2.0 * math.log(1.0 - u1))
+        th = TWO_PI * u2
         return r * math.cos(th), r * math.sin(th)
 
     @cuda.jit(device=True)
@@ -327,31 +327,86 @@ def _kernel_functions(phi, dphi, dtype: str):  # noqa: C901 - kernels close over
         return math.isnan(x) or math.isinf(x)
 
     @cuda.jit(device=True)
-    def unit_stats(h1, h2, t1, t2, thr, acc):
-        """Add one unit's contributions to the 7 per-layer sums held in ``acc`` (local)."""
+    def unit_sums(h1, h2, t1, t2, thr, acc):
+        """Add one unit's terms to ``acc``: the 7 statistics, then the 10 Gram entries of
+        X = [φ(h1), φ(h2), φ'(h1) t1, φ'(h2) t2] (lower triangle, row by row)."""
+        d1 = dphi(h1)
+        d2 = dphi(h2)
         acc[0] += float64(h1) * float64(h1)
         acc[1] += float64(h2) * float64(h2)
         acc[2] += float64(h1) * float64(h2)
         acc[3] += float64(t1) * float64(t1)
         acc[4] += float64(t2) * float64(t2)
-        if abs(dphi(h1)) < thr:
+        if abs(d1) < thr:
             acc[5] += 1.0
-        if abs(dphi(h2)) < thr:
+        if abs(d2) < thr:
             acc[5] += 1.0
         if is_bad(h1) or is_bad(h2) or is_bad(t1) or is_bad(t2):
             acc[6] += 1.0
+        x0 = float64(phi(h1))
+        x1 = float64(phi(h2))
+        x2 = float64(d1 * t1)
+        x3 = float64(d2 * t2)
+        acc[7] += x0 * x0
+        acc[8] += x1 * x0
+        acc[9] += x1 * x1
+        acc[10] += x2 * x0
+        acc[11] += x2 * x1
+        acc[12] += x2 * x2
+        acc[13] += x3 * x0
+        acc[14] += x3 * x1
+        acc[15] += x3 * x2
+        acc[16] += x3 * x3
 
     @cuda.jit(device=True)
-    def block_reduce(red, tid, nthreads):
-        """Tree-sum ``red[k, :nthreads]`` into ``red[k, 0]``; ``nthreads`` a power of two."""
+    def block_sums(red, acc, tid, nthreads):
+        """Replace every thread's ``acc[:NR]`` by the block's totals (tree sum, power-of-two
+        ``nthreads``); all threads get the same values, in the same order of additions."""
+        for k in range(NR):
+            red[k, tid] = acc[k]
         cuda.syncthreads()
         s = nthreads // 2
         while s > 0:
             if tid < s:
-                for k in range(NS):
+                for k in range(NR):
                     red[k, tid] += red[k, tid + s]
             cuda.syncthreads()
             s //= 2
+        for k in range(NR):
+            acc[k] = red[k, 0]
+        cuda.syncthreads()                      # red is rewritten by the next call
+
+    @cuda.jit(device=True)
+    def gram_cholesky(acc, r1, r2, G, L):
+        """L (4×4 lower) with L Lᵀ = XᵀX of the renormalized X = [x0, x1, r1 x2, r2 x3].
+
+        As ``cpu._gram_cholesky``: a column whose pivot is ≤ 1e-12 of its diagonal (or ≤ 0) is
+        linearly dependent on the earlier ones (c = 1, a relu layer all off, width < 4) and
+        gets a zero column.  A non-finite Gram matrix gives NaN, flagged the next layer.
+        """
+        k = 7
+        for i in range(4):
+            si = 1.0 if i < 2 else (r1 if i == 2 else r2)
+            for j in range(i + 1):
+                sj = 1.0 if j < 2 else (r1 if j == 2 else r2)
+                G[i, j] = acc[k] * si * sj
+                k += 1
+        for i in range(4):
+            for j in range(4):
+                L[i, j] = 0.0
+        for j in range(4):
+            d = G[j, j]
+            for m in range(j):
+                d -= L[j, m] * L[j, m]
+            if d <= PIVOT * G[j, j] or d <= 0.0:
+                continue
+            ljj = math.sqrt(d)
+            L[j, j] = ljj
+            for r in range(j + 1, 4):
+                s = G[r, j]
+                for m in range(j):
+                    s -= L[r, m] * L[j, m]
+                L[r, j] = s / ljj
 
     @cuda.jit(device=True)
     def log_norm(log_scale, n):
@@ -371,56 +426,49 @@ def _kernel_functions(phi, dphi, dtype: str):  # noqa: C901 - kernels close over
             return 1.0 / math.sqrt(n)
         return 1.0
 
-    # ------------------------------------------------------------ narrow: whole depth, one launch
+    def dense_kernel(x, states, w_scale, b_scale, depth, thr, out):
+        """The whole depth of every net; one block per net, units strided over the threads.
 
-    def narrow_kernel(x0, states, w_scale, b_scale, depth, width, thr, out):
-        """One block per net; thread ``i`` owns unit ``i`` and draws row ``i`` of each ``W_l``.
+        x : (n_nets, 4, width) h1, h2, t1, t2 at layer 0, overwritten layer by layer.
+        out : (n_nets, depth + 1, 7) float64 per-layer sums (see the module docstring).
 
-        x0 : (n_nets, 4, width) h1, h2, t1, t2 at layer 0.
-        out : (n_nets, depth + 1, 7) float64 per-layer sums (see module docstring).
+        Each layer: one pass over the block's units adds the statistics and the Gram matrix
+        XᵀX (one block reduction, float64); every thread factors the same 4×4 matrix; then
+        each thread draws, for each of its units, z ~ N(0, I₄) (and the bias) and writes
+        h_a = s (L z)_a + b, t_a = s (L z)_{2+a}, s = σw/√N — the exact law of the row
+        (W X)_i given X (notes/cuda.md).  Units are only ever touched by their own thread, so
+        the state needs no barrier; only the reduction buffer does.
         """
-        vec = cuda.shared.array((4, MAXW), nbf)       # φ(h1), φ(h2), φ'(h1)t̂1, φ'(h2)t̂2
-        red = cuda.shared.array((NS, MAXW), float64)
-        acc = cuda.local.array(NS, float64)
+        red = cuda.shared.array((NR, MAXT), float64)
+        acc = cuda.local.array(NR, float64)
+        G = cuda.local.array((4, 4), float64)
+        L = cuda.local.array((4, 4), float64)
         tid = cuda.threadIdx.x
         nthreads = cuda.blockDim.x
-        sid = cuda.blockIdx.x * nthreads + tid         # this thread's RNG stream
-        n_nets = x0.shape[0]
-        active = tid < width
-        wsc = nbf(w_scale)
-        bsc = nbf(b_scale)
+        sid = cuda.blockIdx.x * nthreads + tid          # this thread's RNG stream
+        n_nets = x.shape[0]
+        width = x.shape[2]
         for net in range(cuda.blockIdx.x, n_nets, cuda.gridDim.x):
-            h1 = ZERO
-            h2 = ZERO
-            t1 = ZERO
-            t2 = ZERO
-            if active:
-                h1 = x0[net, 0, tid]
-                h2 = x0[net, 1, tid]
-                t1 = x0[net, 2, tid]
-                t2 = x0[net, 3, tid]
             log_a1 = 0.0
             log_a2 = 0.0
             for layer in range(depth + 1):
-                for k in range(NS):
+                for k in range(NR):
                     acc[k] = 0.0
-                if active:
-                    unit_stats(h1, h2, t1, t2, thr, acc)
-                for k in range(NS):
-                    red[k, tid] = acc[k]
-                block_reduce(red, tid, nthreads)
-                n1 = red[3, 0]
-                n2 = red[4, 0]
+                for u in range(tid, width, nthreads):
+                    unit_sums(x[net, 0, u], x[net, 1, u], x[net, 2, u], x[net, 3, u], thr, acc)
+                block_sums(red, acc, tid, nthreads)
+                n1 = acc[3]
+                n2 = acc[4]
                 lf1 = log_norm(log_a1, n1)
                 lf2 = log_norm(log_a2, n2)
                 if tid == 0:
-                    out[net, layer, 0] = red[0, 0]
-                    out[net, layer, 1] = red[1, 0]
-                    out[net, layer, 2] = red[2, 0]
+                    out[net, layer, 0] = acc[0]
+                    out[net, layer, 1] = acc[1]
+                    out[net, layer, 2] = acc[2]
                     out[net, layer, 3] = lf1
                     out[net, layer, 4] = lf2
-                    out[net, layer, 5] = red[5, 0]
-                    out[net, layer, 6] = red[6, 0]
+                    out[net, layer, 5] = acc[5]
+                    out[net, layer, 6] = acc[6]
                 if layer == depth:
                     break
                 r1 = inv_norm(n1)
@@ -429,133 +477,28 @@ def _kernel_functions(phi, dphi, dtype: str):  # noqa: C901 - kernels close over
                     log_a1 = lf1
                 if r2 != 1.0:
                     log_a2 = lf2
-                if active:
-                    vec[0, tid] = phi(h1)
-                    vec[1, tid] = phi(h2)
-                    vec[2, tid] = dphi(h1) * (t1 * r1)
-                    vec[3, tid] = dphi(h2) * (t2 * r2)
-                cuda.syncthreads()
-                if active:
-                    a1 = ZERO
-                    a2 = ZERO
-                    g1 = ZERO
-                    g2 = ZERO
-                    j = 0
-                    while j + 1 < width:
-                        z0, z1 = normal_pair(states, sid)
-                        a1 += z0 * vec[0, j] + z1 * vec[0, j + 1]
-                        a2 += z0 * vec[1, j] + z1 * vec[1, j + 1]
-                        g1 += z0 * vec[2, j] + z1 * vec[2, j + 1]
-                        g2 += z0 * vec[3, j] + z1 * vec[3, j + 1]
-                        j += 2
-                    z0, z1 = normal_pair(states, sid)
-                    zb = z0
-                    if j < width:                      # odd width: z0 is the last weight
-                        a1 += z0 * vec[0, j]
-                        a2 += z0 * vec[1, j]
-                        g1 += z0 * vec[2, j]
-                        g2 += z0 * vec[3, j]
-                        zb = z1
-                    h1 = wsc * a1 + bsc * zb
-                    h2 = wsc * a2 + bsc * zb
-                    t1 = wsc * g1
-                    t2 = wsc * g2
-                cuda.syncthreads()                     # vec is rewritten next layer
-
-    # ------------------------------------------------------------ wide: two launches per layer
-
-    def wide_layer_kernel(v, states, w_scale, b_scale, width, h):
-        """h[net, k] = w_scale · W v[net, k] (+ b for k < 2), W drawn tile by tile.
-
-        Grid (ceil(width / TW), nets); thread ``i`` of block ``bx`` owns row ``bx·TW + i``.
-        """
-        tile = cuda.shared.array((4, TW), nbf)
-        tid = cuda.threadIdx.x
-        row = cuda.blockIdx.x * TW + tid
-        sid = (cuda.blockIdx.y * cuda.gridDim.x + cuda.blockIdx.x) * TW + tid
-        n_nets = v.shape[0]
-        wsc = nbf(w_scale)
-        bsc = nbf(b_scale)
-        for net in range(cuda.blockIdx.y, n_nets, cuda.gridDim.y):
-            a1 = ZERO
-            a2 = ZERO
-            g1 = ZERO
-            g2 = ZERO
-            for j0 in range(0, width, TW):
-                col = j0 + tid
-                for k in range(4):
-                    tile[k, tid] = v[net, k, col] if col < width else ZERO
-                cuda.syncthreads()
-                if row < width:
-                    for jj in range(0, TW, 2):         # zero-padded past width
-                        z0, z1 = normal_pair(states, sid)
-                        a1 += z0 * tile[0, jj] + z1 * tile[0, jj + 1]
-                        a2 += z0 * tile[1, jj] + z1 * tile[1, jj + 1]
-                        g1 += z0 * tile[2, jj] + z1 * tile[2, jj + 1]
-                        g2 += z0 * tile[3, jj] + z1 * tile[3, jj + 1]
-                cuda.syncthreads()
-            if row < width:
-                zb, _ = normal_pair(states, sid)
-                h[net, 0, row] = wsc * a1 + bsc * zb
-                h[net, 1, row] = wsc * a2 + bsc * zb
-                h[net, 2, row] = wsc * g1
-                h[net, 3, row] = wsc * g2
-
-    def wide_stats_kernel(h, v, log_a, thr, layer, last, out):
-        """Per-net sums of layer ``layer`` into ``out``; unless ``last``, φ(h), φ'(h)⊙t̂ into v."""
-        red = cuda.shared.array((NS, TW), float64)
-        acc = cuda.local.array(NS, float64)
-        tid = cuda.threadIdx.x
-        nthreads = cuda.blockDim.x
-        n_nets = h.shape[0]
-        width = h.shape[2]
-        for net in range(cuda.blockIdx.x, n_nets, cuda.gridDim.x):
-            for k in range(NS):
-                acc[k] = 0.0
-            for u in range(tid, width, nthreads):
-                unit_stats(h[net, 0, u], h[net, 1, u], h[net, 2, u], h[net, 3, u], thr, acc)
-            for k in range(NS):
-                red[k, tid] = acc[k]
-            block_reduce(red, tid, nthreads)
-            n1 = red[3, 0]
-            n2 = red[4, 0]
-            if tid == 0:
-                lf1 = log_norm(log_a[net, 0], n1)
-                lf2 = log_norm(log_a[net, 1], n2)
-                out[net, layer, 0] = red[0, 0]
-                out[net, layer, 1] = red[1, 0]
-                out[net, layer, 2] = red[2, 0]
-                out[net, layer, 3] = lf1
-                out[net, layer, 4] = lf2
-                out[net, layer, 5] = red[5, 0]
-                out[net, layer, 6] = red[6, 0]
-                if inv_norm(n1) != 1.0:
-                    log_a[net, 0] = lf1
-                if inv_norm(n2) != 1.0:
-                    log_a[net, 1] = lf2
-            if not last:
-                r1 = inv_norm(n1)
-                r2 = inv_norm(n2)
+                gram_cholesky(acc, r1, r2, G, L)
                 for u in range(tid, width, nthreads):
-                    x1 = h[net, 0, u]
-                    x2 = h[net, 1, u]
-                    v[net, 0, u] = phi(x1)
-                    v[net, 1, u] = phi(x2)
-                    v[net, 2, u] = dphi(x1) * (h[net, 2, u] * r1)
-                    v[net, 3, u] = dphi(x2) * (h[net, 3, u] * r2)
-            cuda.syncthreads()                         # red is reused by the next net
+                    z0, z1 = normal_pair(states, sid)
+                    z2, z3 = normal_pair(states, sid)
+                    bias = 0.0
+                    if b_scale > 0.0:
+                        zb, _ = normal_pair(states, sid)
+                        bias = b_scale * zb
+                    y0 = L[0, 0] * z0
+                    y1 = L[1, 0] * z0 + L[1, 1] * z1
+                    y2 = L[2, 0] * z0 + L[2, 1] * z1 + L[2, 2] * z2
+                    y3 = L[3, 0] * z0 + L[3, 1] * z1 + L[3, 2] * z2 + L[3, 3] * z3
+                    x[net, 0, u] = nbf(w_scale * y0 + bias)
+                    x[net, 1, u] = nbf(w_scale * y1 + bias)
+                    x[net, 2, u] = nbf(w_scale * y2)
+                    x[net, 3, u] = nbf(w_scale * y3)
 
     arr3 = nbf[:, :, ::1]
     out3 = float64[:, :, ::1]
     states_t = xoroshiro128p_type[::1]
-    sig_narrow = void(arr3, states_t, float64, float64, int64, int64, float64, out3)
-    sig_layer = void(arr3, states_t, float64, float64, int64, arr3)
-    sig_stats = void(arr3, arr3, float64[:, ::1], float64, int64, boolean, out3)
-    return {
-        "narrow": (narrow_kernel, sig_narrow, MAX_NARROW_WIDTH),
-        "wide_layer": (wide_layer_kernel, sig_layer, WIDE_THREADS),
-        "wide_stats": (wide_stats_kernel, sig_stats, WIDE_THREADS),
-    }
+    sig = void(arr3, states_t, float64, float64, int64, float64, out3)
+    return {"dense": (dense_kernel, sig, MAX_THREADS)}
 
 
 # ---------------------------------------------------------------- host driver
@@ -728,37 +671,21 @@ def run_dense(act, *, sigma_w, sigma_b=0.0, depth, width, n_nets=1, q0=1.0, c0=0
 
 
 def _launch(k, x0, dev_ss, w_scale, b_scale, depth, thr):
-    """Run the kernels ``k`` from the layer-0 inputs ``x0`` (n_nets, 4, width): per-layer sums.
+    """Run the kernel ``k`` from the layer-0 inputs ``x0`` (n_nets, 4, width): per-layer sums.
 
-    ``x0`` holds h1, h2, t1, t2 per net; ``dev_ss`` seeds the weight streams.  Returns the
-    float64 array (n_nets, depth + 1, 7) of :data:`N_STATS` sums (see the module docstring);
-    tests drive it with hand-made ``x0`` to check each input's layer-1 law separately.
+    ``x0`` holds h1, h2, t1, t2 per net; ``dev_ss`` seeds the RNG streams (one per thread:
+    stream ``block · threads + tid``).  Returns the float64 array (n_nets, depth + 1, 7) of
+    :data:`N_STATS` sums (see the module docstring); tests drive it with hand-made ``x0`` to
+    check each input's layer-1 law separately.
     """
     n_nets, _, width = x0.shape
-    npf = k["npf"]
+    threads = min(next_pow2(width), MAX_THREADS)
+    blocks = min(n_nets, MAX_NET_BLOCKS)
     with quiet_simulator():
         out = cuda.device_array((n_nets, depth + 1, N_STATS), dtype=np.float64)
-        d_x0 = cuda.to_device(np.ascontiguousarray(x0, dtype=npf))
-        if width <= MAX_NARROW_WIDTH:
-            threads = next_pow2(width)
-            blocks = min(n_nets, MAX_NET_BLOCKS)
-            states = cuda.to_device(rng_states(dev_ss, blocks * threads))
-            k["narrow"][blocks, threads](d_x0, states, w_scale, b_scale, depth, width, thr, out)
-        else:
-            gx = -(-width // WIDE_THREADS)
-            gy = min(n_nets, max(1, MAX_NET_BLOCKS // gx))
-            states = cuda.to_device(rng_states(dev_ss, gx * gy * WIDE_THREADS))
-            d_v = cuda.device_array_like(d_x0)
-            d_h = d_x0
-            log_a = cuda.to_device(np.zeros((n_nets, 2)))
-            sblocks = min(n_nets, MAX_NET_BLOCKS)
-            stats, layer_k = k["wide_stats"], k["wide_layer"]
-            stats[sblocks, WIDE_THREADS](d_h, d_v, log_a, thr, 0, depth == 0, out)
-            if depth:
-                d_h = cuda.device_array_like(d_x0)   # keep the caller's x0 untouched
-            for layer in range(1, depth + 1):
-                layer_k[(gx, gy), WIDE_THREADS](d_v, states, w_scale, b_scale, width, d_h)
-                stats[sblocks, WIDE_THREADS](d_h, d_v, log_a, thr, layer, layer == depth, out)
+        d_x = cuda.to_device(np.ascontiguousarray(x0, dtype=k["npf"]))
+        states = cuda.to_device(rng_states(dev_ss, blocks * threads))
+        k["dense"][blocks, threads](d_x, states, float(w_scale), float(b_scale), depth, thr, out)
         sums = out.copy_to_host()
     return sums
 
@@ -784,4 +711,5 @@ def _finish(sums, width):
 
 
 __all__ = ["run_dense", "cuda_available", "is_available", "simulator_enabled", "kernels",
-           "CudaUnavailableError", "CudaOrthogonalError", "MAX_NARROW_WIDTH"]
+           "kernel_functions", "check_numba_cuda", "CudaUnavailableError", "CudaOrthogonalError",
+           "MAX_THREADS"]

@@ -95,7 +95,7 @@ def compile_ptx(act, dtype="float64", cc=(9, 0), names=None) -> dict:
     --------
     >>> ptx = compile_ptx("tanh", "float32", cc=(9, 0))      # doctest: +SKIP
     >>> sorted(ptx)                                          # doctest: +SKIP
-    ['narrow', 'wide_layer', 'wide_stats']
+    ['dense']
     """
     if vcuda.simulator_enabled():
         raise VanishcalcError("compile_ptx: NUMBA_ENABLE_CUDASIM=1 is set, and the CUDA simulator "
