@@ -84,6 +84,9 @@ _REPLAY = {
                  c0=1.0, seed=42),
     "strided": dict(spec="exp(-x**2)", sigma_w=2.0, sigma_b=0.0, depth=3, width=13, n_nets=3,
                     q0=1.0, c0=-0.3, seed=43),
+    # 64 threads = two warps: the reduction adds warp 1 into warp 0's lanes, then a tree.
+    "two_warps": dict(spec="gelu", sigma_w=1.3, sigma_b=0.5, depth=2, width=40, n_nets=2,
+                      q0=1.5, c0=0.2, seed=44),
 }
 
 

@@ -308,7 +308,6 @@ def _kernel_functions(phi, dphi, dtype: str):  # noqa: C901 - the kernel closes 
     TWO_PI = 2.0 * math.pi
     NEG_INF = -math.inf
     NAN = math.nan
-    MAXT = MAX_THREADS
     NR = N_STATS + N_GRAM
     PIVOT = PIVOT_RTOL
     _, uniform = rng_device_functions()
@@ -360,12 +359,27 @@ def _kernel_functions(phi, dphi, dtype: str):  # noqa: C901 - the kernel closes 
 
     @cuda.jit(device=True)
     def block_sums(red, acc, tid, nthreads):
-        """Replace every thread's ``acc[:NR]`` by the block's totals (tree sum, power-of-two
-        ``nthreads``); all threads get the same values, in the same order of additions."""
-        for k in range(NR):
-            red[k, tid] = acc[k]
+        """Replace every thread's ``acc[:NR]`` by the block's totals; all threads get the same
+        values (same additions in the same order).
+
+        ``red`` is (NR, 32): warps add their values into it one after another (thread
+        ``tid`` into lane ``tid % 32``), then a tree sum over the lanes.  Shared memory of one
+        warp's width, not the block's, keeps it at 4.3 KiB, so small blocks (width 64 → 64
+        threads) are not limited to a few per SM by shared memory.
+        """
+        lane = tid % 32
+        warp = tid // 32
+        lanes = min(nthreads, 32)
+        if warp == 0:
+            for k in range(NR):
+                red[k, lane] = acc[k]
         cuda.syncthreads()
-        s = nthreads // 2
+        for w in range(1, (nthreads + 31) // 32):
+            if warp == w:
+                for k in range(NR):
+                    red[k, lane] += acc[k]
+            cuda.syncthreads()
+        s = lanes // 2
         while s > 0:
             if tid < s:
                 for k in range(NR):
@@ -439,7 +453,7 @@ def _kernel_functions(phi, dphi, dtype: str):  # noqa: C901 - the kernel closes 
         (W X)_i given X (notes/cuda.md).  Units are only ever touched by their own thread, so
         the state needs no barrier; only the reduction buffer does.
         """
-        red = cuda.shared.array((NR, MAXT), float64)
+        red = cuda.shared.array((NR, 32), float64)
         acc = cuda.local.array(NR, float64)
         G = cuda.local.array((4, 4), float64)
         L = cuda.local.array((4, 4), float64)
