@@ -561,3 +561,66 @@ def test_incompatible_numpy_makes_auto_warn_and_use_the_cpu(monkeypatch):
     monkeypatch.setattr(cuda_mod, "is_available", lambda: True)      # as on a GPU machine
     with pytest.warns(VanishcalcWarning, match="numpy<2.5"):
         assert vcuda.cuda_available() is False
+
+
+# ---------------------------------------------------------------- compile once per machine
+
+
+class _FakeCuda:
+    """Stands in for numba.cuda in ``compile_kernels``: records jit options, no GPU needed."""
+
+    def __init__(self, cache_fails=False):
+        self.calls = []
+        self.cache_fails = cache_fails
+
+    def jit(self, sig, **opts):
+        def compile_(fn):
+            self.calls.append(opts)
+            if opts.get("cache") and self.cache_fails:
+                raise OSError("read-only cache directory")
+            return ("kernel", fn.__name__)
+        return compile_
+
+    def get_current_device(self):
+        import types
+        return types.SimpleNamespace(compute_capability=(9, 0))
+
+
+def _fake_funcs():
+    def dense_kernel():
+        pass
+    return {"dense": (dense_kernel, None, 256)}
+
+
+def test_compile_kernels_announces_first_compilation_once_and_asks_for_disk_cache(
+        monkeypatch, tmp_path, capsys):
+    if vcuda.simulator_enabled():
+        pytest.skip("the simulator compiles nothing")
+    fake = _FakeCuda()
+    monkeypatch.setattr(vcuda, "cuda", fake)
+    monkeypatch.setenv("VANISHCALC_CACHE_DIR", str(tmp_path))
+    act = activation("tanh")
+    k = vcuda.compile_kernels(_fake_funcs(), act, "float32", seconds=5)
+    assert k == {"dense": ("kernel", "dense_kernel")}
+    assert fake.calls == [{"cache": True}]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "vanishcalc: compiling CUDA kernels for tanh (float32): first use, ~5 s" in err
+    vcuda.compile_kernels(_fake_funcs(), act, "float32", seconds=5)   # a later process
+    assert capsys.readouterr().err == ""
+    vcuda.compile_kernels(_fake_funcs(), act, "float64", seconds=5)   # another dtype
+    assert "tanh (float64)" in capsys.readouterr().err
+
+
+def test_compile_kernels_unusable_disk_cache_compiles_in_memory_with_warning(monkeypatch,
+                                                                             tmp_path):
+    if vcuda.simulator_enabled():
+        pytest.skip("the simulator compiles nothing")
+    from vanishcalc.errors import VanishcalcWarning
+    fake = _FakeCuda(cache_fails=True)
+    monkeypatch.setattr(vcuda, "cuda", fake)
+    monkeypatch.setenv("VANISHCALC_CACHE_DIR", str(tmp_path))
+    with pytest.warns(VanishcalcWarning, match="read-only cache"):
+        k = vcuda.compile_kernels(_fake_funcs(), activation("relu"), "float64", seconds=5)
+    assert k["dense"] == ("kernel", "dense_kernel")
+    assert fake.calls == [{"cache": True}, {}]

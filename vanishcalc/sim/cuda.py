@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import sys
 import threading
 import warnings
 
@@ -279,11 +281,66 @@ def kernels(act, dtype: str):
     with _lock:
         k = _KERNELS.get(key)
         if k is None:
-            funcs = kernel_functions(act, dtype)
-            k = {name: cuda.jit(sig)(fn) for name, (fn, sig, _) in funcs.items()}
+            k = compile_kernels(kernel_functions(act, dtype), act, dtype, seconds=5)
             k["npf"] = np.float32 if dtype == "float32" else np.float64
             _KERNELS[key] = k
     return k
+
+
+def compile_kernels(funcs: dict, act, dtype: str, seconds: int) -> dict:
+    """``{name: kernel}``: each ``(function, signature, _)`` of ``funcs`` compiled for this GPU.
+
+    Compiled once per machine: numba-cuda's on-disk cache (``cache=True``) keys each kernel by
+    its bytecode and its closure (φ, φ' and the helper device functions, pickled by value:
+    a different φ or dtype is a different entry), the signature, the compute capability and
+    the numba-cuda version; a second process loads the machine code instead of compiling.
+    If the cache cannot be used (unwritable, unpicklable), the kernel is compiled in memory
+    with a warning.  One line on stderr announces a compilation the first time this
+    (φ, dtype, GPU, versions) is met on this machine (a marker file under
+    ``compile.cache_dir()``: numba does not say beforehand whether its cache will hit).
+    Under the simulator nothing is compiled or cached.
+    """
+    if simulator_enabled():
+        return {name: cuda.jit(sig)(fn) for name, (fn, sig, _) in funcs.items()}
+    marker = _compile_marker(act, dtype, sorted(funcs))
+    if marker is None or not marker.exists():
+        print(f"vanishcalc: compiling CUDA kernels for {act.name} ({dtype}): first use, "
+              f"~{seconds} s", file=sys.stderr, flush=True)
+    out = {}
+    for name, (fn, sig, _) in funcs.items():
+        try:
+            out[name] = cuda.jit(sig, cache=True)(fn)
+        except Exception as exc:   # cache I/O or pickling; a compile error re-raises below
+            out[name] = cuda.jit(sig)(fn)
+            warnings.warn(f"the on-disk cache of the CUDA kernel {name!r} is unusable "
+                          f"({type(exc).__name__}: {exc}); compiled it in memory",
+                          VanishcalcWarning, stacklevel=3)
+    if marker is not None:
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError:
+            pass
+    return out
+
+
+def _compile_marker(act, dtype, names):
+    """The marker file for (φ, dtype, kernels, GPU, versions, kernel sources), or None."""
+    import hashlib
+    from importlib.metadata import version
+
+    from .compile import cache_dir, python_source
+    try:
+        cc = cuda.get_current_device().compute_capability
+        parts = [python_source(act), dtype, ",".join(names), repr(tuple(cc)),
+                 version("numba-cuda")]
+        for mod in ("cuda.py", "cuda_composed.py"):
+            with open(os.path.join(os.path.dirname(__file__), mod), "rb") as fh:
+                parts.append(hashlib.sha256(fh.read()).hexdigest())
+    except Exception:   # no device answer or no metadata: always announce
+        return None
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
+    return cache_dir() / "cuda-compiled" / digest
 
 
 def kernel_functions(act, dtype: str) -> dict:

@@ -47,7 +47,8 @@ from ..activation import activation
 from . import cuda as _vcuda
 # sim/cuda.py's helpers, shared on purpose (one RNG seeding, one device-function builder, one
 # simulator lock patch); the validation and the trace are the CPU backend's (sim/program.py).
-from .cuda import (CudaUnavailableError, device_functions, next_pow2, quiet_simulator,
+from .cuda import (CudaUnavailableError, compile_kernels, device_functions, next_pow2,
+                   quiet_simulator,
                    require_device, rng_device_functions, rng_states, simulator_enabled)
 from .program import ComposedTrace, rnn_iv, stack_iv, trace
 
@@ -83,8 +84,7 @@ def kernels(act):
     with _lock:
         k = _KERNELS.get(key)
         if k is None:
-            funcs = kernel_functions(act)
-            k = {name: cuda.jit(sig)(fn) for name, (fn, sig, _) in funcs.items()}
+            k = compile_kernels(kernel_functions(act), act, "float64", seconds=10)
             _KERNELS[key] = k
     return k
 
