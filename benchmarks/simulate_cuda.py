@@ -162,7 +162,11 @@ def main(argv=None):
     nets, width, depth = 1024, 64, 1000 // div
     kw = dict(sigma_w=1.5, sigma_b=0.05, depth=depth, width=width, n_nets=nets, q0=1.0,
               c0=0.5, orthogonal=False, dtype=args.dtype)
+    t0 = time.perf_counter()
     vcuda.run_dense("tanh", **{**kw, "depth": 2, "n_nets": 2}, seed=0)   # compile outside
+    # Run twice in fresh processes: the second should load the kernel from numba-cuda's disk
+    # cache (notes/cuda.md, "Compile once per machine") and take well under a second.
+    print(f"# first call (compile, or load from the disk cache): {time.perf_counter() - t0:.2f} s")
     ours = _time(lambda: vcuda.run_dense("tanh", **kw, seed=1), args.repeat)
     backend = _reference_backend()
     if backend is None:
