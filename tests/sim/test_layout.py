@@ -6,7 +6,10 @@ a lazy import still ties two modules together), so this test imports nothing it 
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
+
+import pytest
 
 import vanishcalc
 
@@ -72,10 +75,7 @@ def test_layout_checker_sees_a_cycle_and_a_private_import(tmp_path, monkeypatch)
     # The two checks above could pass by reading nothing: show they catch both faults.
     (tmp_path / "a.py").write_text("from .b import _helper\n")
     (tmp_path / "b.py").write_text("def f():\n    from .a import g\n")
-    import sys
-    mod = sys.modules[__name__]
-    monkeypatch.setattr(mod, "SIM", tmp_path)
-    import pytest
+    monkeypatch.setattr(sys.modules[__name__], "SIM", tmp_path)
     with pytest.raises(AssertionError, match="cycle"):
         test_sim_modules_have_no_import_cycle()
     with pytest.raises(AssertionError, match="_helper"):

@@ -38,15 +38,17 @@ def _missing_extra() -> str | None:
         vcuda.import_cuda()
         vcuda.check_numba_cuda()
     except Exception as exc:                    # numba-cuda absent or unusable
-        return f"numba-cuda unusable: {exc}"
+        return f"the 'ptx' extra is needed (numba-cuda unusable: {exc})"
     try:
         from numba.cuda.cudadrv.nvvm import NVVM
         NVVM()
     except Exception as exc:
-        return f"NVVM not found ({type(exc).__name__}); pip install -e '.[ptx]'"
+        return (f"the 'ptx' extra is needed: NVVM not found ({type(exc).__name__}); "
+                "pip install -e '.[ptx]'")
     from vanishcalc.sim.ptx import find_ptxas
     if find_ptxas() is None:
-        return "ptxas not found; pip install -e '.[ptx]' (nvidia-cuda-nvcc)"
+        return ("the 'ptx' extra is needed: ptxas not found; pip install -e '.[ptx]' "
+                "(nvidia-cuda-nvcc)")
     return None
 
 
@@ -54,7 +56,7 @@ def _missing_extra() -> str | None:
 def _require_extra():
     why = _missing_extra()
     if why:
-        pytest.skip(f"the 'ptx' extra is needed: {why}")
+        pytest.skip(why)
 
 
 @functools.lru_cache(maxsize=None)
