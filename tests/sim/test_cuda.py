@@ -8,9 +8,11 @@ simulator runs every CUDA thread as a Python thread.
 
 References, none of them our own earlier output:
 
-* a naive numpy simulation written here (``_naive_dense``, φ and φ' from
-  ``Activation.numpy`` and ``Activation.derivative``, not from ``sim/compile.py``), compared
-  in standard errors;
+* a naive numpy simulation written here with explicit weights (``_naive_dense``, φ and φ'
+  from ``Activation.numpy`` and ``Activation.derivative``, not from ``sim/compile.py``),
+  compared in standard errors: the kernel samples W·X from its exact law instead;
+* an independent Python replay of the kernel's algorithm from the same random streams
+  (``_replay_dense``), equal to rounding;
 * exact conditional moments of layer 1 given the layer-0 inputs (Gaussian algebra);
 * closed-form max |φ'| for the saturation threshold.
 """
@@ -27,7 +29,7 @@ import pytest
 
 from scipy.stats import chi2
 
-from tests.sim.cudasim import REAL_GPU, child_env, start
+from tests.sim.cudasim import REAL_GPU, Stream, child_env, start
 from vanishcalc.activation import activation
 from vanishcalc.errors import VanishcalcError
 from vanishcalc.sim import cuda as vcuda   # importing it does not import numba.cuda
@@ -72,8 +74,24 @@ def _per_input_case(width, seed):
     return dict(_PER_INPUT, seed=seed, x0=x0.tolist())
 
 
-# The child script.  Group "narrow": the one-launch kernel; group "wide": the per-layer kernels,
-# forced at width 10 by lowering the narrow limit and the tile to 4 threads.
+# Same-stream replay cases (``_replay_dense``): width 6 leaves 2 of 8 threads idle; relu with
+# c0 = 1 makes X rank-deficient (two equal columns: the pivot rule); "strided" runs in the
+# "wide" child (8 threads, width 13: some threads own two units) with σb = 0 (no bias draws).
+_REPLAY = {
+    "tanh": dict(spec="tanh", sigma_w=1.5, sigma_b=0.3, depth=3, width=6, n_nets=3, q0=1.0,
+                 c0=0.4, seed=41),
+    "rank": dict(spec="relu", sigma_w=1.4, sigma_b=0.2, depth=3, width=5, n_nets=2, q0=0.7,
+                 c0=1.0, seed=42),
+    "strided": dict(spec="exp(-x**2)", sigma_w=2.0, sigma_b=0.0, depth=3, width=13, n_nets=3,
+                    q0=1.0, c0=-0.3, seed=43),
+    # 64 threads = two warps: the reduction adds warp 1 into warp 0's lanes, then a tree.
+    "two_warps": dict(spec="gelu", sigma_w=1.3, sigma_b=0.5, depth=2, width=40, n_nets=2,
+                      q0=1.5, c0=0.2, seed=44),
+}
+
+
+# The child script.  Group "narrow": one unit per thread; group "wide": several units per thread,
+# forced at widths 10–24 by lowering MAX_THREADS to 8.
 _CHILD = textwrap.dedent("""
     import json, math, sys
     # The simulator's launcher busy-polls its block's threads under the GIL; a shorter switch
@@ -86,8 +104,8 @@ _CHILD = textwrap.dedent("""
         print(json.dumps({"skip": f"numba.cuda cannot be imported: {exc}"}))
         raise SystemExit(0)
     from vanishcalc.sim import cuda as vc
-    if group == "wide":
-        vc.MAX_NARROW_WIDTH, vc.WIDE_THREADS = 8, 8
+    if group == "wide":         # several units per thread (what widths > 256 do on a GPU)
+        vc.MAX_THREADS = 8
         vc._KERNELS.clear()
     out = {"cuda_available": vc.cuda_available(), "simulator": vc.simulator_enabled()}
     for name, kw in cases.items():
@@ -95,7 +113,7 @@ _CHILD = textwrap.dedent("""
         spec = kw.pop("spec")
         if "x0" in kw:          # hand-made layer-0 inputs: the kernels' raw per-input sums
             import numpy as np
-            vc._require_device()
+            vc.require_device()
             x0 = np.array(kw["x0"], dtype=np.float64)
             _, dev = vc._seed_sequences(kw["seed"])
             sums = vc._launch(vc.kernels(spec, "float64"), x0, dev,
@@ -155,9 +173,11 @@ def cuda_runs():
     wide["in2_wide"] = _per_input_case(width=12, seed=32)
     narrow["bias_narrow"] = dict(_BIAS_ONLY, width=8, seed=33)
     wide["bias_wide"] = dict(_BIAS_ONLY, width=10, seed=34)
-    # exp(-x**2) runs in the "wide" child, so through the per-layer wide kernels (width 16 >
-    # 4): the naive-reference test then covers both kernel families, and balances the children.
+    # exp(-x**2) runs in the "wide" child (width 16 > 8 threads: two units per thread): the
+    # naive-reference test then covers both layouts, and balances the children.
     wide["gauss"] = narrow.pop("gauss")
+    narrow.update({f"replay_{k}": v for k, v in _REPLAY.items() if k != "strided"})
+    wide["replay_strided"] = _REPLAY["strided"]
     procs = [_start("narrow", narrow), _start("wide", wide)]
     res = {}
     for p in procs:
@@ -198,6 +218,71 @@ def _naive_dense(spec, *, sigma_w, sigma_b, depth, width, n_nets, q0, c0, rng):
     F = np.stack(F, axis=1)                                  # (n, depth+1, 2)
     return {"q": np.stack(q, 1), "c": np.stack(c, 1), "sat": np.stack(sat, 1),
             "grad": np.mean(F[:, -1:, :] / F, axis=2)}
+
+
+def _replay_dense(spec, *, sigma_w, sigma_b, depth, width, n_nets, q0, c0, seed, max_threads):
+    """The CUDA dense kernel's algorithm in plain Python/numpy, from the same random streams.
+
+    Inputs: numpy ``default_rng`` of the first child of ``SeedSequence([seed, 0x5CDA])``
+    (u, v then the tangents, as ``_naive_dense``); weights: one xoroshiro128+ stream per
+    thread from the second child's words.  Each layer: X = [φ(h1), φ(h2), φ'(h1) t̂1,
+    φ'(h2) t̂2] with t̂ the unit-norm tangent, L = chol(XᵀX) (a column with pivot ≤ 1e-12 of its
+    diagonal set to 0), and for each unit, in its thread's order, z ~ N(0, I₄) from two
+    Box–Muller pairs, b = σb·(first of a third pair) if σb > 0; h_a = σw/√N (Lz)_a + b,
+    t_a = σw/√N (Lz)_{2+a}.
+    """
+    act = activation(spec)
+    phi, dphi = act.numpy, act.derivative(1).numpy
+    host, dev = np.random.SeedSequence([seed, 0x5CDA]).spawn(2)
+    rng = np.random.default_rng(host)
+    n, N = n_nets, width
+    u, v = rng.standard_normal((2, n, N))
+    e1 = u / np.linalg.norm(u, axis=1, keepdims=True)
+    v = v - np.sum(v * e1, axis=1, keepdims=True) * e1
+    nv = np.linalg.norm(v, axis=1, keepdims=True)
+    e2 = np.divide(v, nv, out=np.zeros_like(v), where=nv > 0)
+    r = math.sqrt(q0 * N)
+    h = np.stack([r * e1, r * (c0 * e1 + math.sqrt(max(0.0, 1 - c0 * c0)) * e2)], axis=1)
+    t = rng.standard_normal((n, 2, N)) / math.sqrt(N)
+    threads = min(1 << (N - 1).bit_length(), max_threads)
+    words = dev.generate_state(2 * n * threads, np.uint64).reshape(-1, 2)
+    streams = [Stream(a if (a or b) else 1, b) for a, b in words]
+    s = sigma_w / math.sqrt(N)
+    q = np.empty((n, depth + 1))
+    c = np.empty((n, depth + 1))
+    logF = np.zeros((n, 2, depth + 1))
+    for net in range(n):
+        hn, tn = h[net].copy(), t[net].copy()
+        for layer in range(depth + 1):
+            q[net, layer] = np.mean(hn ** 2)
+            c[net, layer] = hn[0] @ hn[1] / math.sqrt((hn[0] @ hn[0]) * (hn[1] @ hn[1]))
+            f = np.sum(tn ** 2, axis=1)
+            logF[net, :, layer] = np.log(f) if layer == 0 else logF[net, :, layer - 1] + np.log(f)
+            if layer == depth:
+                break
+            tn = tn / np.sqrt(f)[:, None]
+            X = np.column_stack([phi(hn[0]), phi(hn[1]), dphi(hn[0]) * tn[0], dphi(hn[1]) * tn[1]])
+            G = X.T @ X
+            L = np.zeros((4, 4))
+            for j in range(4):
+                d = G[j, j] - L[j, :j] @ L[j, :j]
+                if d <= 1e-12 * G[j, j] or d <= 0:
+                    continue
+                L[j, j] = math.sqrt(d)
+                for i in range(j + 1, 4):
+                    L[i, j] = (G[i, j] - L[i, :j] @ L[j, :j]) / L[j, j]
+            new_h, new_t = np.empty_like(hn), np.empty_like(tn)
+            for tid in range(threads):
+                st = streams[net * threads + tid]
+                for unit in range(tid, N, threads):
+                    z = np.array(st.normal_pair() + st.normal_pair())
+                    b = sigma_b * st.normal_pair()[0] if sigma_b > 0 else 0.0
+                    y = s * (L @ z)
+                    new_h[:, unit] = y[:2] + b
+                    new_t[:, unit] = y[2:]
+            hn, tn = new_h, new_t
+    grad = np.mean(np.exp(logF[:, :, -1:] - logF), axis=1)
+    return {"q": q, "c": c, "grad": grad}
 
 
 def _layer1_moments(kw):
@@ -270,6 +355,19 @@ def test_run_dense_vs_naive_numpy(cuda_runs, case):
         assert 0.35 < np.mean(sim["sat"][:, 1:]) < 0.65
     if case == "tanh":    # σw = 3 saturates a visible fraction of tanh units
         assert np.mean(sim["sat"][:, 1:]) > 0.05
+
+
+@pytest.mark.parametrize("case", sorted(_REPLAY))
+def test_run_dense_replays_exact_law_from_same_streams(cuda_runs, case):
+    """The kernel is the exact-law algorithm, draw for draw: an independent Python replay of it
+    from the same streams gives the same q, c, grad to rounding (float64)."""
+    kw = dict(_REPLAY[case])
+    sim = cuda_runs[f"replay_{case}"]
+    ref = _replay_dense(kw.pop("spec"), max_threads=8 if case == "strided" else 256, **kw)
+    for key in ("q", "c", "grad"):
+        np.testing.assert_allclose(sim[key], ref[key], rtol=1e-9, atol=1e-12, err_msg=key)
+    if case == "rank":        # c = 1 stays exactly 1: the dependent column is dropped
+        np.testing.assert_allclose(sim["c"], 1.0, rtol=1e-12)
 
 
 @pytest.mark.parametrize("case", ["l1_narrow", "l1_wide"])
@@ -422,8 +520,8 @@ def test_run_dense_bias_only_shared_by_inputs_exact(cuda_runs, case):
 @pytest.mark.parametrize("case", sorted(_STAT_CASES))
 def test_run_dense_vs_cpu_backend(cuda_runs, case):
     """Issue 6: the CUDA and CPU backends agree within standard errors on q, c, grad and
-    saturation (different RNG streams and algorithms: explicit weights on the GPU, exact
-    W·X sampling on the CPU — so agreement is a test of both)."""
+    saturation (different RNG streams and normal generators, both sampling W·X from its exact
+    law; the naive explicit-weight reference above checks that law itself)."""
     from vanishcalc.sim import cpu
     spec, sw, sb, _ = _STAT_CASES[case]
     kw = {k: _STAT_SIZE[k] for k in ("depth", "width", "q0", "c0")}
@@ -431,3 +529,98 @@ def test_run_dense_vs_cpu_backend(cuda_runs, case):
                         seed=2024, dtype="float64", **kw)
     ref = {k: np.asarray(v, dtype=float) for k, v in ref.items() if k != "nonfinite"}
     _assert_vs_naive(cuda_runs[case], ref, _STAT_SIZE["n_nets"], kw["width"], f"{case} vs cpu")
+
+
+# ---------------------------------------------------------------- numba-cuda vs numpy
+
+
+def _numpy_removed_row_stack(*_):
+    # What numba-cuda 0.30.4's typing import raises under numpy 2.5 (np.row_stack removed).
+    raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+
+
+def test_incompatible_numpy_is_a_clear_error_for_backend_cuda(monkeypatch):
+    pytest.importorskip("numba.cuda")
+    if vcuda.simulator_enabled():
+        pytest.skip("the simulator types nothing, so it is not affected")
+    monkeypatch.setattr(vcuda, "_load_cuda_typing", _numpy_removed_row_stack)
+    with pytest.raises(vcuda.CudaUnavailableError) as info:
+        vcuda.run_dense("tanh", **_BASE)
+    msg = str(info.value)
+    assert "row_stack" in msg and np.__version__ in msg and "numba-cuda" in msg
+    assert "numpy<2.5" in msg
+    assert isinstance(info.value, VanishcalcError)
+
+
+def test_incompatible_numpy_makes_auto_warn_and_use_the_cpu(monkeypatch):
+    cuda_mod = pytest.importorskip("numba.cuda")
+    if vcuda.simulator_enabled():
+        pytest.skip("the simulator types nothing, so it is not affected")
+    from vanishcalc.errors import VanishcalcWarning
+    monkeypatch.setattr(vcuda, "_load_cuda_typing", _numpy_removed_row_stack)
+    monkeypatch.setattr(cuda_mod, "is_available", lambda: True)      # as on a GPU machine
+    with pytest.warns(VanishcalcWarning, match="numpy<2.5"):
+        assert vcuda.cuda_available() is False
+
+
+# ---------------------------------------------------------------- compile once per machine
+
+
+class _FakeCuda:
+    """Stands in for numba.cuda in ``compile_kernels``: records jit options, no GPU needed."""
+
+    def __init__(self, cache_fails=False):
+        self.calls = []
+        self.cache_fails = cache_fails
+
+    def jit(self, sig, **opts):
+        def compile_(fn):
+            self.calls.append(opts)
+            if opts.get("cache") and self.cache_fails:
+                raise OSError("read-only cache directory")
+            return ("kernel", fn.__name__)
+        return compile_
+
+    def get_current_device(self):
+        import types
+        return types.SimpleNamespace(compute_capability=(9, 0))
+
+
+def _fake_funcs():
+    def dense_kernel():
+        pass
+    return {"dense": (dense_kernel, None, 256)}
+
+
+def test_compile_kernels_announces_first_compilation_once_and_asks_for_disk_cache(
+        monkeypatch, tmp_path, capsys):
+    if vcuda.simulator_enabled():
+        pytest.skip("the simulator compiles nothing")
+    fake = _FakeCuda()
+    monkeypatch.setattr(vcuda, "cuda", fake)
+    monkeypatch.setenv("VANISHCALC_CACHE_DIR", str(tmp_path))
+    act = activation("tanh")
+    k = vcuda.compile_kernels(_fake_funcs(), act, "float32", seconds=5)
+    assert k == {"dense": ("kernel", "dense_kernel")}
+    assert fake.calls == [{"cache": True}]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "vanishcalc: compiling CUDA kernels for tanh (float32): first use, ~5 s" in err
+    vcuda.compile_kernels(_fake_funcs(), act, "float32", seconds=5)   # a later process
+    assert capsys.readouterr().err == ""
+    vcuda.compile_kernels(_fake_funcs(), act, "float64", seconds=5)   # another dtype
+    assert "tanh (float64)" in capsys.readouterr().err
+
+
+def test_compile_kernels_unusable_disk_cache_compiles_in_memory_with_warning(monkeypatch,
+                                                                             tmp_path):
+    if vcuda.simulator_enabled():
+        pytest.skip("the simulator compiles nothing")
+    from vanishcalc.errors import VanishcalcWarning
+    fake = _FakeCuda(cache_fails=True)
+    monkeypatch.setattr(vcuda, "cuda", fake)
+    monkeypatch.setenv("VANISHCALC_CACHE_DIR", str(tmp_path))
+    with pytest.warns(VanishcalcWarning, match="read-only cache"):
+        k = vcuda.compile_kernels(_fake_funcs(), activation("relu"), "float64", seconds=5)
+    assert k["dense"] == ("kernel", "dense_kernel")
+    assert fake.calls == [{"cache": True}, {}]

@@ -35,7 +35,8 @@ from vanishcalc.errors import VanishcalcError
 from vanishcalc.maps import Activation, Dense
 from vanishcalc.maps.norm import BatchNorm, LayerNorm
 from vanishcalc.sim import cuda_composed as cc
-from vanishcalc.sim.composed import _trace, simulate_rnn, simulate_stack
+from vanishcalc.sim.composed import simulate_rnn, simulate_stack
+from vanishcalc.sim.program import trace as _trace
 
 pytestmark = pytest.mark.cuda
 
@@ -175,30 +176,7 @@ def test_cpu_stack_bn_identity_agrees():
 
 # ---------------------------------------------------------------- naive replay, same streams
 
-_M64 = (1 << 64) - 1
-
-
-def _rotl(x, k):
-    return ((x << k) | (x >> (64 - k))) & _M64
-
-
-class _Stream:
-    """xoroshiro128+ (Blackman & Vigna) and Box–Muller on float64 uniforms, in plain Python."""
-
-    def __init__(self, s0, s1):
-        self.s0, self.s1 = int(s0), int(s1)
-
-    def normal(self):
-        u1, u2 = self._uniform(), self._uniform()
-        return math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(2.0 * math.pi * u2)
-
-    def _uniform(self):
-        s0, s1 = self.s0, self.s1
-        r = (s0 + s1) & _M64
-        s1 ^= s0
-        self.s0 = _rotl(s0, 55) ^ s1 ^ ((s1 << 14) & _M64)
-        self.s1 = _rotl(s1, 36)
-        return (r >> 11) * 2.0 ** -53
+from tests.sim.cudasim import Stream as _Stream  # noqa: E402
 
 
 class _Replay:

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import SimulationOverflowError, VanishcalcError, VanishcalcWarning
 from ..validate import integer, real
+from .seeds import seed_iv  # noqa: F401 - re-exported: sim.api.seed_iv is public
 
 WEIGHTS = ("gaussian", "orthogonal")
 BACKENDS = ("cpu", "cuda", "auto")
@@ -79,14 +80,6 @@ class Simulation:
                 f"depth={p['depth']}, width={p['width']}, n_nets={p['n_nets']}, "
                 f"weights={p['weights']!r}: q[-1]={self.q[-1]:.4g}, c[-1]={self.c[-1]:.4g}, "
                 f"grad[0]={self.grad[0]:.4g})")
-
-
-def seed_iv(where, seed) -> int:
-    """``int(seed)`` for an integer seed in [0, 2**63); shared by every simulator entry."""
-    seed = integer(where, "seed", seed, 0, "(a non-negative integer)")
-    if seed >= 2**63:
-        raise VanishcalcError(f"{where}: seed = {seed!r} must be an integer in [0, 2**63)")
-    return seed
 
 
 def _simulate_iv(spec, sigma_w, sigma_b, depth, width, n_nets, q0, c0, weights, seed, backend,

@@ -30,18 +30,16 @@ has its own xoroshiro128+ stream (``cpu.seed_states``), so results do not depend
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from numba import njit, prange
 
-from ..activation import activation
-from ..errors import VanishcalcError, VanishcalcWarning
-from ..validate import integer, real
 from .compile import FASTMATH
-from .cpu import _normal, seed_states
-
-OP_DENSE, OP_BN, OP_LN, OP_ACT = 0, 1, 2, 3
+from .cpu import normal as _normal, seed_states
+# Backend-neutral parts, shared with sim/cuda_composed.py (names kept for this module's body):
+from .program import (OP_ACT, OP_BN, OP_DENSE, OP_LN, ComposedTrace,  # noqa: F401 - re-exported
+                      rnn_iv as _rnn_iv, stack_iv as _stack_iv, trace as _trace,
+                      use_cuda_backend)
 
 
 # ---------------------------------------------------------------- per-op steps
@@ -234,145 +232,6 @@ def _rnn_kernel(phi, dphi, rng, steps, width, batch, sigma_w, sigma_u, sigma_b, 
 # ---------------------------------------------------------------- Python drivers
 
 
-@dataclass(frozen=True)
-class ComposedTrace:
-    """Per-layer means over nets and their standard errors (index 0 = input / first step).
-
-    ``rate`` (length depth): mean over nets of F_{l+1}/F_l, the per-layer squared-norm
-    growth, with ``rate_se``; ``grad[l]`` = mean over nets of F_last/F_l."""
-
-    q: np.ndarray
-    c: np.ndarray
-    grad: np.ndarray
-    q_se: np.ndarray
-    c_se: np.ndarray
-    grad_se: np.ndarray
-    rate: np.ndarray
-    rate_se: np.ndarray
-    n_nets: int
-
-    def mean_rate(self, skip=2):
-        """Per-layer rate averaged over layers ≥ ``skip`` and nets, with its standard error
-        (from the spread of the per-net averages)."""
-        return self._mean_rate if skip == 2 else _pooled(self._per_net[:, skip:])
-
-
-def _mean_se(a):
-    m = np.nanmean(a, axis=0)
-    k = np.sum(np.isfinite(a), axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        se = np.nanstd(a, axis=0, ddof=1) / np.sqrt(k) if a.shape[0] > 1 else np.full_like(m, np.inf)
-    return m, se
-
-
-def _pooled(per_layer_rates):
-    per_net = np.nanmean(per_layer_rates, axis=1)
-    n = np.sum(np.isfinite(per_net))
-    if n < 2:     # one net: no spread to measure (and no numpy ddof warning)
-        return float(np.nanmean(per_net)), math.inf
-    return float(np.nanmean(per_net)), float(np.nanstd(per_net, ddof=1) / math.sqrt(n))
-
-
-def _trace(q, c, logF, bad):
-    import warnings
-    if bad.any():
-        warnings.warn(f"{int(bad[:, -1].sum())} of {bad.shape[0]} simulated nets became "
-                      "non-finite; their later layers are NaN", VanishcalcWarning, stacklevel=3)
-    q = np.where(bad, np.nan, q)
-    c = np.where(bad, np.nan, c)
-    logF = np.where(bad, np.nan, logF)
-    grad = np.exp(logF[:, -1:] - logF)
-    rate = np.exp(np.diff(logF, axis=1))
-    qm, qs = _mean_se(q)
-    cm, cs = _mean_se(c)
-    gm, gs = _mean_se(grad)
-    rm, rs = _mean_se(rate)
-    tr = ComposedTrace(qm, cm, gm, qs, cs, gs, rm, rs, q.shape[0])
-    object.__setattr__(tr, "_per_net", rate)
-    object.__setattr__(tr, "_mean_rate", _pooled(rate[:, 2:]) if rate.shape[1] > 2 else
-                       _pooled(rate))
-    return tr
-
-
-def _sizes_iv(where, **kw):
-    """Each size an integer ≥ 1 (``validate.integer``); returned as ints in order."""
-    return [integer(where, name, v, 1) for name, v in kw.items()]
-
-
-def _program(block, batch):
-    """(phi Activation, ops, pars, batch) from a list/serial of Dense/BatchNorm/LayerNorm/Activation."""
-    from ..maps.activation import Nonlinearity
-    from ..maps.combinators import serial
-    from ..maps.dense import Dense
-    from ..maps.layer import Layer
-    from ..maps.norm import BatchNorm, LayerNorm
-    layers = block.layers if isinstance(block, Layer) else serial(*block).layers
-    ops, pars, act = [], [], None
-    for layer in layers:
-        if isinstance(layer, Dense):
-            ops.append(OP_DENSE)
-            pars.append((layer.sigma_w, layer.sigma_b))
-        elif isinstance(layer, BatchNorm):
-            if layer.batch is not None and layer.batch != batch:
-                raise VanishcalcError(f"simulate_stack: {layer!r} has batch {layer.batch} but the "
-                                      f"simulation batch is {batch}; make them equal")
-            ops.append(OP_BN)
-            pars.append((layer.gamma, layer.beta))
-        elif isinstance(layer, LayerNorm):
-            ops.append(OP_LN)
-            pars.append((layer.gamma, layer.beta))
-        elif isinstance(layer, Nonlinearity):
-            if act is not None and layer.act != act:
-                raise VanishcalcError("simulate_stack: all Activation layers of a block must share "
-                                      f"one φ (got {act.name} and {layer.act.name})")
-            act = layer.act
-            ops.append(OP_ACT)
-            pars.append((0.0, 0.0))
-        else:
-            raise VanishcalcError(f"simulate_stack: cannot simulate {layer!r}; supported layers "
-                                  "are Dense, BatchNorm, LayerNorm and Activation")
-    if act is None:
-        act = activation("x")
-    return act, np.asarray(ops, dtype=np.int64), np.asarray(pars, dtype=np.float64).reshape(-1, 2)
-
-
-def _stack_iv(block, depth, width, batch, n_nets, q0, c0, seed):
-    """Validate a composed-stack simulation (both backends); returns the program and sizes."""
-    from .api import seed_iv
-    depth, width, batch, n_nets = _sizes_iv("simulate_stack", depth=depth, width=width,
-                                            batch=batch, n_nets=n_nets)
-    if batch < 2:
-        raise VanishcalcError("simulate_stack: batch must be ≥ 2 (correlations need two inputs)")
-    q0 = real("simulate_stack", "q0", q0, positive=True, why="(the input second moment)")
-    c0 = real("simulate_stack", "c0", c0, lo=0.0, hi=1.0, why="(exchangeable batch)")
-    if c0 == 1.0:
-        raise VanishcalcError(f"simulate_stack: c0 = {c0!r} must lie in [0, 1) (exchangeable "
-                              "batch; c0 = 1 makes every input identical)")
-    seed = seed_iv("simulate_stack", seed)
-    act, ops, pars = _program(block, batch)
-    if OP_BN in ops and batch < 4:
-        from ..maps.norm import batch_iv
-        batch_iv("simulate_stack", batch)
-    return act, ops, pars, depth, width, batch, n_nets, q0, c0, seed
-
-
-def _rnn_iv(spec, sigma_w, sigma_u, sigma_b, steps, width, x2, x_corr, batch, n_nets, seed):
-    """Validate an RNN simulation (both backends); returns φ, the step layer and sizes."""
-    from ..maps.rnn import RecurrentDense
-    from .api import seed_iv
-    steps, width, batch, n_nets = _sizes_iv("simulate_rnn", steps=steps, width=width, batch=batch,
-                                            n_nets=n_nets)
-    seed = seed_iv("simulate_rnn", seed)
-    if batch < 2:
-        raise VanishcalcError("simulate_rnn: batch must be ≥ 2 (correlations need two inputs)")
-    step = RecurrentDense(sigma_w, sigma_u, sigma_b, x2, x_corr)      # validates the numbers
-    if not 0.0 <= step.x_corr <= 1.0:
-        raise VanishcalcError("simulate_rnn: x_corr must lie in [0, 1] (exchangeable inputs)")
-    if step.drive <= 0:
-        raise VanishcalcError("simulate_rnn: with σu = σb = 0 and h_0 = 0 the state stays 0")
-    return activation(spec), step, steps, width, batch, n_nets, seed
-
-
 def simulate_stack(block, *, depth, width, batch=64, n_nets=8, q0=1.0, c0=0.5,
                    seed=0) -> ComposedTrace:
     """Simulate ``depth`` repetitions of ``block`` (Dense/BatchNorm/LayerNorm/Activation).
@@ -401,18 +260,6 @@ def simulate_stack(block, *, depth, width, batch=64, n_nets=8, q0=1.0, c0=0.5,
     _stack_kernel(phi, dphi, rng, ops, pars, int(depth), int(width), int(batch), float(q0),
                   float(c0), q, c, logF, bad)
     return _trace(q, c, logF, bad)
-
-
-def use_cuda_backend(where, backend) -> bool:
-    """True for backend "cuda", or "auto" with a GPU present; "cpu" → False; else an error."""
-    if backend == "cpu":
-        return False
-    if backend == "cuda":
-        return True
-    if backend == "auto":
-        from .cuda import cuda_available     # importing sim/cuda never imports numba.cuda
-        return cuda_available()
-    raise VanishcalcError(f"{where}: backend = {backend!r} is unknown; use 'cpu', 'cuda' or 'auto'")
 
 
 def simulate_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, x2=1.0, x_corr=0.0,

@@ -93,7 +93,7 @@ _U127 = np.uint64(127)
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _normal(st):
+def normal(st):
     """One standard normal: ZIGNOR ziggurat (Doornik 2005) on xoroshiro128+."""
     while True:
         r = _next_u64(st)
@@ -118,7 +118,7 @@ def _normal(st):
 def _fill_normal(st, out):
     """Fill the 1-D float64 array ``out`` with standard normals."""
     for i in range(out.shape[0]):
-        out[i] = _normal(st)
+        out[i] = normal(st)
 
 
 def seed_states(seed: int, n_nets: int) -> np.ndarray:

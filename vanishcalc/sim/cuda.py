@@ -3,21 +3,21 @@
 The only module of vanishcalc that imports ``numba.cuda``; it does so lazily, inside
 functions, so importing this module never needs numba-cuda or a GPU.
 
-Two kernel families, both generating the weights on device from xoroshiro128+ streams
-(``numba.cuda.random``) and never storing them:
+One kernel, for every width: one block per net (grid-stride over nets), the whole depth in
+**one launch**, ``min(next_pow2(width), MAX_THREADS)`` threads, unit ``u`` owned by thread
+``u mod threads``.  No weight is ever drawn: with fresh weights every layer, the rows of
+``W_l X``, ``X = [φ(h1), φ(h2), φ'(h1)⊙t̂1, φ'(h2)⊙t̂2]`` (N × 4), are i.i.d.
+``N(0, σw²/N · XᵀX)`` given ``X``, so each layer reduces the 10 entries of ``XᵀX`` over the
+block (float64), factors it (4 × 4 Cholesky, in every thread) and draws 4 normals (+ the bias)
+per unit — O(N) work per layer instead of O(N²), the exact law of the explicit-weight net at
+any width (as ``sim/cpu.py``).  Normals: xoroshiro128+ streams (one per thread) and Box–Muller
+in float64.
 
-* **narrow** (width ≤ :data:`MAX_NARROW_WIDTH`): one block per net (grid-stride over
-  nets), one thread per unit, φ(h) and φ'(h)⊙t of both inputs in shared memory, the
-  whole depth in **one launch**.  Each layer, thread *i* draws row *i* of ``W_l`` from its
-  own stream and accumulates four dot products with the shared vectors.
-* **wide** (width > :data:`MAX_NARROW_WIDTH`): two launches per layer, a row-tiled
-  "generate-and-multiply" kernel (``W_l`` tile drawn on the fly, the four input vectors
-  staged through shared memory tile by tile) and a per-net statistics kernel.
-
-Both compute, per net and layer ``l = 0..depth``: ``Σh1²``, ``Σh2²``, ``Σh1h2``,
+Per net and layer ``l = 0..depth`` the kernel writes ``Σh1²``, ``Σh2²``, ``Σh1h2``,
 ``log F_l`` for each input's forward-mode tangent, the count of saturated units and a
-non-finite flag.  The tangent is renormalized to unit norm every layer and its log-norm
-accumulated, so ``grad[l] = F_depth / F_l`` neither overflows nor underflows in float32.
+non-finite count.  The tangent is renormalized to unit norm every layer (inside the Gram
+matrix) and its log-norm accumulated, so ``grad[l] = F_depth / F_l`` neither overflows nor
+underflows in float32.
 
 See ``notes/cuda.md``.
 """
@@ -25,31 +25,36 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import sys
 import threading
 import warnings
 
 import numpy as np
 
 from ..activation import activation
-from ..errors import VanishcalcError
+from ..errors import VanishcalcError, VanishcalcWarning
 from ..validate import integer, real
+from .seeds import seed_iv
 
-#: Largest width run by the one-launch shared-memory kernel (threads per block).
-MAX_NARROW_WIDTH = 256
-#: Threads per block of the wide kernels (rows per tile, and tile length).
-WIDE_THREADS = 256
+#: Most threads per block; wider nets have several units per thread (strided).
+MAX_THREADS = 256
 #: Most blocks launched over nets; more nets are handled by grid-stride loops.  A constant
 #: (not a device query) so that the RNG stream layout, hence the result of a fixed seed,
 #: does not depend on the GPU.
 MAX_NET_BLOCKS = 2048
 #: Statistics per layer: Σh1², Σh2², Σh1h2, log F1, log F2, saturated count, non-finite count.
 N_STATS = 7
+#: Entries of the 4×4 Gram matrix XᵀX reduced per layer (lower triangle).
+N_GRAM = 10
+#: Relative pivot below which a column of X is linearly dependent (as ``sim/cpu.py``).
+PIVOT_RTOL = 1e-12
 #: Saturation: |φ'(h)| below this fraction of max |φ'|.
 SAT_FRACTION = 1e-3
 
 _DTYPES = ("float32", "float64")
 
-# ``numba.cuda``, bound by :func:`_import_cuda` on first use.  A module global on purpose: the
+# ``numba.cuda``, bound by :func:`import_cuda` on first use.  A module global on purpose: the
 # CUDA simulator swaps module globals that are ``numba.cuda`` for its fake per-launch module,
 # so kernels must reach ``cuda.threadIdx`` etc. through a global, never through a closure.
 cuda = None
@@ -66,7 +71,7 @@ class CudaOrthogonalError(VanishcalcError):
 # ---------------------------------------------------------------- availability
 
 
-def _import_cuda():
+def import_cuda():
     """``numba.cuda``, or raise :class:`CudaUnavailableError` saying how to get it."""
     global cuda
     if cuda is not None:
@@ -80,6 +85,41 @@ def _import_cuda():
             f"kernels in the (slow) CUDA simulator ({exc})") from exc
     cuda = numba_cuda
     return cuda
+
+
+def _load_cuda_typing():
+    """Import numba-cuda's array typing, which its first kernel compilation imports anyway.
+
+    numba-cuda 0.30.4 registers ``np.row_stack`` there; numpy 2.5 removed it, so with that pair
+    the import raises ``AttributeError`` — at the first compilation, after
+    ``cuda.is_available()`` said yes.  Importing it here turns that into a clear error early.
+    """
+    import importlib
+    importlib.import_module("numba.cuda.np.arrayobj")
+
+
+def check_numba_cuda():
+    """Raise :class:`CudaUnavailableError` if numba-cuda cannot compile with this numpy.
+
+    Needed only for real compilation (a GPU or :func:`vanishcalc.sim.ptx.compile_ptx`): the
+    simulator does not type kernels.  The message names both versions and the two fixes.
+    """
+    import_cuda()
+    try:
+        _load_cuda_typing()
+    except AttributeError as exc:
+        if "numpy" not in str(exc):
+            raise
+        try:
+            from importlib.metadata import version
+            ncuda = version("numba-cuda")
+        except Exception:   # pragma: no cover - metadata missing
+            ncuda = "(unknown version)"
+        raise CudaUnavailableError(
+            f"numba-cuda {ncuda} does not work with numpy {np.__version__}: compiling a CUDA "
+            f"kernel fails with {exc!s} (numpy 2.5 removed it). Install numpy<2.5 "
+            "(pip install 'numpy<2.5') or a newer numba-cuda that supports numpy "
+            f"{np.__version__}; or use backend='cpu'.") from exc
 
 
 def simulator_enabled() -> bool:
@@ -96,13 +136,22 @@ def cuda_available() -> bool:
 
     The simulator does not count: ``backend="auto"`` must not pick a backend that is
     thousands of times slower than the CPU one.  :func:`run_dense` accepts the simulator too.
+    A GPU with a numba-cuda that cannot compile under this numpy (:func:`check_numba_cuda`)
+    does not count either: ``backend="auto"`` then warns, naming the fix, and uses the CPU.
     """
     if simulator_enabled():
         return False
     try:
-        return bool(_import_cuda().is_available())
+        if not import_cuda().is_available():
+            return False
     except Exception:   # a broken driver install must not break backend="auto"
         return False
+    try:
+        check_numba_cuda()
+    except CudaUnavailableError as exc:
+        warnings.warn(f"{exc} backend='auto' uses the CPU.", VanishcalcWarning, stacklevel=2)
+        return False
+    return True
 
 
 def _patch_simulator_shared_arrays():
@@ -147,11 +196,13 @@ def _patch_simulator_shared_arrays():
 is_available = cuda_available
 
 
-def _require_device():
-    _import_cuda()
+def require_device():
+    """``numba.cuda`` ready to launch (a GPU, or the simulator), else a clear error."""
+    import_cuda()
     if simulator_enabled():
         _patch_simulator_shared_arrays()
         return cuda
+    check_numba_cuda()
     try:
         ok = cuda.is_available()
     except Exception:   # pragma: no cover - driver errors
@@ -171,8 +222,13 @@ _lock = threading.Lock()
 _KERNELS: dict = {}
 
 
-def _device_functions(act):
-    """φ and φ' as ``cuda.jit(device=True)`` functions, built from ``compile.python_source``."""
+def device_functions(act):
+    """φ and φ' as ``cuda.jit(device=True)`` functions, built from ``compile.python_source``.
+
+    Fresh dispatchers on every call: a device function caches its compiled code per argument
+    types only (not per compute capability), so :func:`vanishcalc.sim.ptx.compile_ptx` builds
+    its own for each target instead of reusing the ones the running kernels use.
+    """
     from .compile import python_source
     ns = {"math": math}
     exec(compile(python_source(act), f"<vanishcalc cuda {act.name}>", "exec"), ns)
@@ -181,50 +237,144 @@ def _device_functions(act):
     return phi, dphi
 
 
+_U11 = np.uint64(11)
+_U14 = np.uint64(14)
+_U36 = np.uint64(36)
+_U55 = np.uint64(55)
+_U28 = np.uint64(64 - 36)
+_U9 = np.uint64(64 - 55)
+_TWO_M53 = 1.0 / 9007199254740992.0
+
+
+def rng_device_functions():
+    """``(next_u64, uniform)`` device functions: xoroshiro128+ on ``xoroshiro128p_dtype`` states.
+
+    The generator and the [0, 1) conversion of ``numba.cuda.random`` (Blackman & Vigna 2018:
+    rotations 55, 14, 36; the top 53 bits), so the streams are the same, but built fresh with
+    the kernels: numba's are module-level device functions whose compiled code is shared by
+    every target a process compiles for (see :func:`device_functions`).  ``uniform`` is
+    float64 in both precisions: a float32 rounding of u < 1 can be 1.0, which Box–Muller's
+    log(1 − u) turns into an infinite normal.
+    """
+    @cuda.jit(device=True)
+    def next_u64(states, sid):
+        s0 = states[sid]["s0"]
+        s1 = states[sid]["s1"]
+        result = s0 + s1
+        s1 ^= s0
+        states[sid]["s0"] = ((s0 << _U55) | (s0 >> _U9)) ^ s1 ^ (s1 << _U14)
+        states[sid]["s1"] = (s1 << _U36) | (s1 >> _U28)
+        return result
+
+    @cuda.jit(device=True)
+    def uniform(states, sid):
+        return float(next_u64(states, sid) >> _U11) * _TWO_M53
+
+    return next_u64, uniform
+
+
 def kernels(act, dtype: str):
     """The compiled kernels for ``(act.key, dtype)``; built once per process and cached."""
-    _import_cuda()
+    import_cuda()
     act = activation(act)
     key = (act.key, dtype, simulator_enabled())
     with _lock:
         k = _KERNELS.get(key)
         if k is None:
-            phi, dphi = _device_functions(act)
-            k = _build_kernels(phi, dphi, dtype)
+            k = compile_kernels(kernel_functions(act, dtype), act, dtype, seconds=5)
+            k["npf"] = np.float32 if dtype == "float32" else np.float64
             _KERNELS[key] = k
     return k
 
 
-def _build_kernels(phi, dphi, dtype: str):  # noqa: C901 - kernels close over φ, dtype
-    """Compile the narrow and wide kernels for one φ and one float type.
+def compile_kernels(funcs: dict, act, dtype: str, seconds: int) -> dict:
+    """``{name: kernel}``: each ``(function, signature, _)`` of ``funcs`` compiled for this GPU.
 
-    The kernels close over φ, φ' and the float type (numba freezes closure variables as
+    Compiled once per machine: numba-cuda's on-disk cache (``cache=True``) keys each kernel by
+    its bytecode and its closure (φ, φ' and the helper device functions, pickled by value:
+    a different φ or dtype is a different entry), the signature, the compute capability and
+    the numba-cuda version; a second process loads the machine code instead of compiling.
+    If the cache cannot be used (unwritable, unpicklable), the kernel is compiled in memory
+    with a warning.  One line on stderr announces a compilation the first time this
+    (φ, dtype, GPU, versions) is met on this machine (a marker file under
+    ``compile.cache_dir()``: numba does not say beforehand whether its cache will hit).
+    Under the simulator nothing is compiled or cached.
+    """
+    if simulator_enabled():
+        return {name: cuda.jit(sig)(fn) for name, (fn, sig, _) in funcs.items()}
+    marker = _compile_marker(act, dtype, sorted(funcs))
+    if marker is None or not marker.exists():
+        print(f"vanishcalc: compiling CUDA kernels for {act.name} ({dtype}): first use, "
+              f"~{seconds} s", file=sys.stderr, flush=True)
+    out = {}
+    for name, (fn, sig, _) in funcs.items():
+        try:
+            out[name] = cuda.jit(sig, cache=True)(fn)
+        except Exception as exc:   # cache I/O or pickling; a compile error re-raises below
+            out[name] = cuda.jit(sig)(fn)
+            warnings.warn(f"the on-disk cache of the CUDA kernel {name!r} is unusable "
+                          f"({type(exc).__name__}: {exc}); compiled it in memory",
+                          VanishcalcWarning, stacklevel=3)
+    if marker is not None:
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError:
+            pass
+    return out
+
+
+def _compile_marker(act, dtype, names):
+    """The marker file for (φ, dtype, kernels, GPU, versions, kernel sources), or None."""
+    import hashlib
+    from importlib.metadata import version
+
+    from .compile import cache_dir, python_source
+    try:
+        cc = cuda.get_current_device().compute_capability
+        parts = [python_source(act), dtype, ",".join(names), repr(tuple(cc)),
+                 version("numba-cuda")]
+        for mod in ("cuda.py", "cuda_composed.py"):
+            with open(os.path.join(os.path.dirname(__file__), mod), "rb") as fh:
+                parts.append(hashlib.sha256(fh.read()).hexdigest())
+    except Exception:   # no device answer or no metadata: always announce
+        return None
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
+    return cache_dir() / "cuda-compiled" / digest
+
+
+def kernel_functions(act, dtype: str) -> dict:
+    """``{name: (python function, signature, most threads per launch block)}`` of the dense-net
+    kernels for φ = ``act`` in ``dtype``; :func:`kernels` compiles them for the running device,
+    :func:`vanishcalc.sim.ptx.compile_ptx` for a given compute capability."""
+    import_cuda()
+    return _kernel_functions(*device_functions(activation(act)), dtype)
+
+
+def _kernel_functions(phi, dphi, dtype: str):  # noqa: C901 - the kernel closes over φ, dtype
+    """The dense-net kernel for one φ and one float type, as a Python function.
+
+    The kernel closes over φ, φ' and the float type (numba freezes closure variables as
     compile-time constants), so each (activation, dtype) pair gets its own machine code.
     """
-    from numba import boolean, float32, float64, int64, void
-    from numba.cuda.random import (xoroshiro128p_type, xoroshiro128p_uniform_float32,
-                                   xoroshiro128p_uniform_float64)
+    from numba import float32, float64, int64, void
+    from numba.cuda.random import xoroshiro128p_type
 
     f32 = dtype == "float32"
     nbf = float32 if f32 else float64
-    npf = np.float32 if f32 else np.float64
-    uniform = xoroshiro128p_uniform_float32 if f32 else xoroshiro128p_uniform_float64
-    ZERO = npf(0.0)
-    ONE = npf(1.0)
-    MINUS_TWO = npf(-2.0)
-    TWO_PI = npf(2.0 * math.pi)
+    TWO_PI = 2.0 * math.pi
     NEG_INF = -math.inf
     NAN = math.nan
-    MAXW = MAX_NARROW_WIDTH
-    TW = WIDE_THREADS
-    NS = N_STATS
+    NR = N_STATS + N_GRAM
+    PIVOT = PIVOT_RTOL
+    _, uniform = rng_device_functions()
 
     @cuda.jit(device=True)
     def normal_pair(states, sid):
-        """Two independent N(0, 1) draws by Box–Muller from two uniforms of stream ``sid``."""
+        """Two independent N(0, 1) draws (float64) by Box–Muller from stream ``sid``."""
         u1 = uniform(states, sid)           # [0, 1): 1 - u1 is in (0, 1]
         u2 = uniform(states, sid)
-        r = math.sqrt(MINUS_TWO * math.log(ONE - u1))
+        r = math.sqrt(-2.0 * math.log(1.0 - u1))
         th = TWO_PI * u2
         return r * math.cos(th), r * math.sin(th)
 
@@ -233,31 +383,101 @@ def _build_kernels(phi, dphi, dtype: str):  # noqa: C901 - kernels close over φ
         return math.isnan(x) or math.isinf(x)
 
     @cuda.jit(device=True)
-    def unit_stats(h1, h2, t1, t2, thr, acc):
-        """Add one unit's contributions to the 7 per-layer sums held in ``acc`` (local)."""
+    def unit_sums(h1, h2, t1, t2, thr, acc):
+        """Add one unit's terms to ``acc``: the 7 statistics, then the 10 Gram entries of
+        X = [φ(h1), φ(h2), φ'(h1) t1, φ'(h2) t2] (lower triangle, row by row)."""
+        d1 = dphi(h1)
+        d2 = dphi(h2)
         acc[0] += float64(h1) * float64(h1)
         acc[1] += float64(h2) * float64(h2)
         acc[2] += float64(h1) * float64(h2)
         acc[3] += float64(t1) * float64(t1)
         acc[4] += float64(t2) * float64(t2)
-        if abs(dphi(h1)) < thr:
+        if abs(d1) < thr:
             acc[5] += 1.0
-        if abs(dphi(h2)) < thr:
+        if abs(d2) < thr:
             acc[5] += 1.0
         if is_bad(h1) or is_bad(h2) or is_bad(t1) or is_bad(t2):
             acc[6] += 1.0
+        x0 = float64(phi(h1))
+        x1 = float64(phi(h2))
+        x2 = float64(d1 * t1)
+        x3 = float64(d2 * t2)
+        acc[7] += x0 * x0
+        acc[8] += x1 * x0
+        acc[9] += x1 * x1
+        acc[10] += x2 * x0
+        acc[11] += x2 * x1
+        acc[12] += x2 * x2
+        acc[13] += x3 * x0
+        acc[14] += x3 * x1
+        acc[15] += x3 * x2
+        acc[16] += x3 * x3
 
     @cuda.jit(device=True)
-    def block_reduce(red, tid, nthreads):
-        """Tree-sum ``red[k, :nthreads]`` into ``red[k, 0]``; ``nthreads`` a power of two."""
+    def block_sums(red, acc, tid, nthreads):
+        """Replace every thread's ``acc[:NR]`` by the block's totals; all threads get the same
+        values (same additions in the same order).
+
+        ``red`` is (NR, 32): warps add their values into it one after another (thread
+        ``tid`` into lane ``tid % 32``), then a tree sum over the lanes.  Shared memory of one
+        warp's width, not the block's, keeps it at 4.3 KiB, so small blocks (width 64 → 64
+        threads) are not limited to a few per SM by shared memory.
+        """
+        lane = tid % 32
+        warp = tid // 32
+        lanes = min(nthreads, 32)
+        if warp == 0:
+            for k in range(NR):
+                red[k, lane] = acc[k]
         cuda.syncthreads()
-        s = nthreads // 2
+        for w in range(1, (nthreads + 31) // 32):
+            if warp == w:
+                for k in range(NR):
+                    red[k, lane] += acc[k]
+            cuda.syncthreads()
+        s = lanes // 2
         while s > 0:
             if tid < s:
-                for k in range(NS):
+                for k in range(NR):
                     red[k, tid] += red[k, tid + s]
             cuda.syncthreads()
             s //= 2
+        for k in range(NR):
+            acc[k] = red[k, 0]
+        cuda.syncthreads()                      # red is rewritten by the next call
+
+    @cuda.jit(device=True)
+    def gram_cholesky(acc, r1, r2, G, L):
+        """L (4×4 lower) with L Lᵀ = XᵀX of the renormalized X = [x0, x1, r1 x2, r2 x3].
+
+        As ``cpu._gram_cholesky``: a column whose pivot is ≤ 1e-12 of its diagonal (or ≤ 0) is
+        linearly dependent on the earlier ones (c = 1, a relu layer all off, width < 4) and
+        gets a zero column.  A non-finite Gram matrix gives NaN, flagged the next layer.
+        """
+        k = 7
+        for i in range(4):
+            si = 1.0 if i < 2 else (r1 if i == 2 else r2)
+            for j in range(i + 1):
+                sj = 1.0 if j < 2 else (r1 if j == 2 else r2)
+                G[i, j] = acc[k] * si * sj
+                k += 1
+        for i in range(4):
+            for j in range(4):
+                L[i, j] = 0.0
+        for j in range(4):
+            d = G[j, j]
+            for m in range(j):
+                d -= L[j, m] * L[j, m]
+            if d <= PIVOT * G[j, j] or d <= 0.0:
+                continue
+            ljj = math.sqrt(d)
+            L[j, j] = ljj
+            for r in range(j + 1, 4):
+                s = G[r, j]
+                for m in range(j):
+                    s -= L[r, m] * L[j, m]
+                L[r, j] = s / ljj
 
     @cuda.jit(device=True)
     def log_norm(log_scale, n):
@@ -277,56 +497,49 @@ def _build_kernels(phi, dphi, dtype: str):  # noqa: C901 - kernels close over φ
             return 1.0 / math.sqrt(n)
         return 1.0
 
-    # ------------------------------------------------------------ narrow: whole depth, one launch
+    def dense_kernel(x, states, w_scale, b_scale, depth, thr, out):
+        """The whole depth of every net; one block per net, units strided over the threads.
 
-    def narrow_kernel(x0, states, w_scale, b_scale, depth, width, thr, out):
-        """One block per net; thread ``i`` owns unit ``i`` and draws row ``i`` of each ``W_l``.
+        x : (n_nets, 4, width) h1, h2, t1, t2 at layer 0, overwritten layer by layer.
+        out : (n_nets, depth + 1, 7) float64 per-layer sums (see the module docstring).
 
-        x0 : (n_nets, 4, width) h1, h2, t1, t2 at layer 0.
-        out : (n_nets, depth + 1, 7) float64 per-layer sums (see module docstring).
+        Each layer: one pass over the block's units adds the statistics and the Gram matrix
+        XᵀX (one block reduction, float64); every thread factors the same 4×4 matrix; then
+        each thread draws, for each of its units, z ~ N(0, I₄) (and the bias) and writes
+        h_a = s (L z)_a + b, t_a = s (L z)_{2+a}, s = σw/√N — the exact law of the row
+        (W X)_i given X (notes/cuda.md).  Units are only ever touched by their own thread, so
+        the state needs no barrier; only the reduction buffer does.
         """
-        vec = cuda.shared.array((4, MAXW), nbf)       # φ(h1), φ(h2), φ'(h1)t̂1, φ'(h2)t̂2
-        red = cuda.shared.array((NS, MAXW), float64)
-        acc = cuda.local.array(NS, float64)
+        red = cuda.shared.array((NR, 32), float64)
+        acc = cuda.local.array(NR, float64)
+        G = cuda.local.array((4, 4), float64)
+        L = cuda.local.array((4, 4), float64)
         tid = cuda.threadIdx.x
         nthreads = cuda.blockDim.x
-        sid = cuda.blockIdx.x * nthreads + tid         # this thread's RNG stream
-        n_nets = x0.shape[0]
-        active = tid < width
-        wsc = nbf(w_scale)
-        bsc = nbf(b_scale)
+        sid = cuda.blockIdx.x * nthreads + tid          # this thread's RNG stream
+        n_nets = x.shape[0]
+        width = x.shape[2]
         for net in range(cuda.blockIdx.x, n_nets, cuda.gridDim.x):
-            h1 = ZERO
-            h2 = ZERO
-            t1 = ZERO
-            t2 = ZERO
-            if active:
-                h1 = x0[net, 0, tid]
-                h2 = x0[net, 1, tid]
-                t1 = x0[net, 2, tid]
-                t2 = x0[net, 3, tid]
             log_a1 = 0.0
             log_a2 = 0.0
             for layer in range(depth + 1):
-                for k in range(NS):
+                for k in range(NR):
                     acc[k] = 0.0
-                if active:
-                    unit_stats(h1, h2, t1, t2, thr, acc)
-                for k in range(NS):
-                    red[k, tid] = acc[k]
-                block_reduce(red, tid, nthreads)
-                n1 = red[3, 0]
-                n2 = red[4, 0]
+                for u in range(tid, width, nthreads):
+                    unit_sums(x[net, 0, u], x[net, 1, u], x[net, 2, u], x[net, 3, u], thr, acc)
+                block_sums(red, acc, tid, nthreads)
+                n1 = acc[3]
+                n2 = acc[4]
                 lf1 = log_norm(log_a1, n1)
                 lf2 = log_norm(log_a2, n2)
                 if tid == 0:
-                    out[net, layer, 0] = red[0, 0]
-                    out[net, layer, 1] = red[1, 0]
-                    out[net, layer, 2] = red[2, 0]
+                    out[net, layer, 0] = acc[0]
+                    out[net, layer, 1] = acc[1]
+                    out[net, layer, 2] = acc[2]
                     out[net, layer, 3] = lf1
                     out[net, layer, 4] = lf2
-                    out[net, layer, 5] = red[5, 0]
-                    out[net, layer, 6] = red[6, 0]
+                    out[net, layer, 5] = acc[5]
+                    out[net, layer, 6] = acc[6]
                 if layer == depth:
                     break
                 r1 = inv_norm(n1)
@@ -335,134 +548,28 @@ def _build_kernels(phi, dphi, dtype: str):  # noqa: C901 - kernels close over φ
                     log_a1 = lf1
                 if r2 != 1.0:
                     log_a2 = lf2
-                if active:
-                    vec[0, tid] = phi(h1)
-                    vec[1, tid] = phi(h2)
-                    vec[2, tid] = dphi(h1) * (t1 * r1)
-                    vec[3, tid] = dphi(h2) * (t2 * r2)
-                cuda.syncthreads()
-                if active:
-                    a1 = ZERO
-                    a2 = ZERO
-                    g1 = ZERO
-                    g2 = ZERO
-                    j = 0
-                    while j + 1 < width:
-                        z0, z1 = normal_pair(states, sid)
-                        a1 += z0 * vec[0, j] + z1 * vec[0, j + 1]
-                        a2 += z0 * vec[1, j] + z1 * vec[1, j + 1]
-                        g1 += z0 * vec[2, j] + z1 * vec[2, j + 1]
-                        g2 += z0 * vec[3, j] + z1 * vec[3, j + 1]
-                        j += 2
-                    z0, z1 = normal_pair(states, sid)
-                    zb = z0
-                    if j < width:                      # odd width: z0 is the last weight
-                        a1 += z0 * vec[0, j]
-                        a2 += z0 * vec[1, j]
-                        g1 += z0 * vec[2, j]
-                        g2 += z0 * vec[3, j]
-                        zb = z1
-                    h1 = wsc * a1 + bsc * zb
-                    h2 = wsc * a2 + bsc * zb
-                    t1 = wsc * g1
-                    t2 = wsc * g2
-                cuda.syncthreads()                     # vec is rewritten next layer
-
-    # ------------------------------------------------------------ wide: two launches per layer
-
-    def wide_layer_kernel(v, states, w_scale, b_scale, width, h):
-        """h[net, k] = w_scale · W v[net, k] (+ b for k < 2), W drawn tile by tile.
-
-        Grid (ceil(width / TW), nets); thread ``i`` of block ``bx`` owns row ``bx·TW + i``.
-        """
-        tile = cuda.shared.array((4, TW), nbf)
-        tid = cuda.threadIdx.x
-        row = cuda.blockIdx.x * TW + tid
-        sid = (cuda.blockIdx.y * cuda.gridDim.x + cuda.blockIdx.x) * TW + tid
-        n_nets = v.shape[0]
-        wsc = nbf(w_scale)
-        bsc = nbf(b_scale)
-        for net in range(cuda.blockIdx.y, n_nets, cuda.gridDim.y):
-            a1 = ZERO
-            a2 = ZERO
-            g1 = ZERO
-            g2 = ZERO
-            for j0 in range(0, width, TW):
-                col = j0 + tid
-                for k in range(4):
-                    tile[k, tid] = v[net, k, col] if col < width else ZERO
-                cuda.syncthreads()
-                if row < width:
-                    for jj in range(0, TW, 2):         # zero-padded past width
-                        z0, z1 = normal_pair(states, sid)
-                        a1 += z0 * tile[0, jj] + z1 * tile[0, jj + 1]
-                        a2 += z0 * tile[1, jj] + z1 * tile[1, jj + 1]
-                        g1 += z0 * tile[2, jj] + z1 * tile[2, jj + 1]
-                        g2 += z0 * tile[3, jj] + z1 * tile[3, jj + 1]
-                cuda.syncthreads()
-            if row < width:
-                zb, _ = normal_pair(states, sid)
-                h[net, 0, row] = wsc * a1 + bsc * zb
-                h[net, 1, row] = wsc * a2 + bsc * zb
-                h[net, 2, row] = wsc * g1
-                h[net, 3, row] = wsc * g2
-
-    def wide_stats_kernel(h, v, log_a, thr, layer, last, out):
-        """Per-net sums of layer ``layer`` into ``out``; unless ``last``, φ(h), φ'(h)⊙t̂ into v."""
-        red = cuda.shared.array((NS, TW), float64)
-        acc = cuda.local.array(NS, float64)
-        tid = cuda.threadIdx.x
-        nthreads = cuda.blockDim.x
-        n_nets = h.shape[0]
-        width = h.shape[2]
-        for net in range(cuda.blockIdx.x, n_nets, cuda.gridDim.x):
-            for k in range(NS):
-                acc[k] = 0.0
-            for u in range(tid, width, nthreads):
-                unit_stats(h[net, 0, u], h[net, 1, u], h[net, 2, u], h[net, 3, u], thr, acc)
-            for k in range(NS):
-                red[k, tid] = acc[k]
-            block_reduce(red, tid, nthreads)
-            n1 = red[3, 0]
-            n2 = red[4, 0]
-            if tid == 0:
-                lf1 = log_norm(log_a[net, 0], n1)
-                lf2 = log_norm(log_a[net, 1], n2)
-                out[net, layer, 0] = red[0, 0]
-                out[net, layer, 1] = red[1, 0]
-                out[net, layer, 2] = red[2, 0]
-                out[net, layer, 3] = lf1
-                out[net, layer, 4] = lf2
-                out[net, layer, 5] = red[5, 0]
-                out[net, layer, 6] = red[6, 0]
-                if inv_norm(n1) != 1.0:
-                    log_a[net, 0] = lf1
-                if inv_norm(n2) != 1.0:
-                    log_a[net, 1] = lf2
-            if not last:
-                r1 = inv_norm(n1)
-                r2 = inv_norm(n2)
+                gram_cholesky(acc, r1, r2, G, L)
                 for u in range(tid, width, nthreads):
-                    x1 = h[net, 0, u]
-                    x2 = h[net, 1, u]
-                    v[net, 0, u] = phi(x1)
-                    v[net, 1, u] = phi(x2)
-                    v[net, 2, u] = dphi(x1) * (h[net, 2, u] * r1)
-                    v[net, 3, u] = dphi(x2) * (h[net, 3, u] * r2)
-            cuda.syncthreads()                         # red is reused by the next net
+                    z0, z1 = normal_pair(states, sid)
+                    z2, z3 = normal_pair(states, sid)
+                    bias = 0.0
+                    if b_scale > 0.0:
+                        zb, _ = normal_pair(states, sid)
+                        bias = b_scale * zb
+                    y0 = L[0, 0] * z0
+                    y1 = L[1, 0] * z0 + L[1, 1] * z1
+                    y2 = L[2, 0] * z0 + L[2, 1] * z1 + L[2, 2] * z2
+                    y3 = L[3, 0] * z0 + L[3, 1] * z1 + L[3, 2] * z2 + L[3, 3] * z3
+                    x[net, 0, u] = nbf(w_scale * y0 + bias)
+                    x[net, 1, u] = nbf(w_scale * y1 + bias)
+                    x[net, 2, u] = nbf(w_scale * y2)
+                    x[net, 3, u] = nbf(w_scale * y3)
 
     arr3 = nbf[:, :, ::1]
     out3 = float64[:, :, ::1]
     states_t = xoroshiro128p_type[::1]
-    sig_narrow = void(arr3, states_t, float64, float64, int64, int64, float64, out3)
-    sig_layer = void(arr3, states_t, float64, float64, int64, arr3)
-    sig_stats = void(arr3, arr3, float64[:, ::1], float64, int64, boolean, out3)
-    return {
-        "narrow": cuda.jit(sig_narrow)(narrow_kernel),
-        "wide_layer": cuda.jit(sig_layer)(wide_layer_kernel),
-        "wide_stats": cuda.jit(sig_stats)(wide_stats_kernel),
-        "npf": npf,
-    }
+    sig = void(arr3, states_t, float64, float64, int64, float64, out3)
+    return {"dense": (dense_kernel, sig, MAX_THREADS)}
 
 
 # ---------------------------------------------------------------- host driver
@@ -481,7 +588,6 @@ def _run_dense_iv(act, sigma_w, sigma_b, depth, width, n_nets, q0, c0, orthogona
     if width < 2 and abs(float(c0)) != 1.0:
         raise VanishcalcError(f"width={width} cannot hold two inputs with correlation c0={c0}; "
                               "use width ≥ 2")
-    from .api import seed_iv
     seed_iv("run_dense", seed)
     name = getattr(np.dtype(dtype), "name", None) if _is_dtype_like(dtype) else None
     if name not in _DTYPES:
@@ -528,7 +634,7 @@ def _seed_sequences(seed: int):
     return tuple(np.random.SeedSequence([int(seed), 0x5CDA]).spawn(2))
 
 
-def _rng_states(seed_seq, n):
+def rng_states(seed_seq, n):
     """``n`` xoroshiro128+ states (``numba.cuda.random.xoroshiro128p_dtype``) on the host.
 
     Each stream's 128-bit state is two words of ``SeedSequence.generate_state``: streams are
@@ -547,12 +653,12 @@ def _rng_states(seed_seq, n):
     return states
 
 
-def _next_pow2(n: int) -> int:
+def next_pow2(n: int) -> int:
     return 1 << (max(int(n), 1) - 1).bit_length()
 
 
 @contextlib.contextmanager
-def _quiet_simulator():
+def quiet_simulator():
     """In the simulator, numba's RNG is plain Python on uint64 scalars: silence its wraparound
     RuntimeWarnings and object-mode NumbaWarnings (on a GPU nothing is filtered)."""
     with warnings.catch_warnings():
@@ -621,7 +727,7 @@ def run_dense(act, *, sigma_w, sigma_b=0.0, depth, width, n_nets=1, q0=1.0, c0=0
     """
     act, dtype = _run_dense_iv(act, sigma_w, sigma_b, depth, width, n_nets, q0, c0, orthogonal,
                                seed, dtype)
-    _require_device()
+    require_device()
     from .compile import saturation_reference
 
     width, depth, n_nets, seed = int(width), int(depth), int(n_nets), int(seed)
@@ -636,37 +742,21 @@ def run_dense(act, *, sigma_w, sigma_b=0.0, depth, width, n_nets=1, q0=1.0, c0=0
 
 
 def _launch(k, x0, dev_ss, w_scale, b_scale, depth, thr):
-    """Run the kernels ``k`` from the layer-0 inputs ``x0`` (n_nets, 4, width): per-layer sums.
+    """Run the kernel ``k`` from the layer-0 inputs ``x0`` (n_nets, 4, width): per-layer sums.
 
-    ``x0`` holds h1, h2, t1, t2 per net; ``dev_ss`` seeds the weight streams.  Returns the
-    float64 array (n_nets, depth + 1, 7) of :data:`N_STATS` sums (see the module docstring);
-    tests drive it with hand-made ``x0`` to check each input's layer-1 law separately.
+    ``x0`` holds h1, h2, t1, t2 per net; ``dev_ss`` seeds the RNG streams (one per thread:
+    stream ``block · threads + tid``).  Returns the float64 array (n_nets, depth + 1, 7) of
+    :data:`N_STATS` sums (see the module docstring); tests drive it with hand-made ``x0`` to
+    check each input's layer-1 law separately.
     """
     n_nets, _, width = x0.shape
-    npf = k["npf"]
-    with _quiet_simulator():
+    threads = min(next_pow2(width), MAX_THREADS)
+    blocks = min(n_nets, MAX_NET_BLOCKS)
+    with quiet_simulator():
         out = cuda.device_array((n_nets, depth + 1, N_STATS), dtype=np.float64)
-        d_x0 = cuda.to_device(np.ascontiguousarray(x0, dtype=npf))
-        if width <= MAX_NARROW_WIDTH:
-            threads = _next_pow2(width)
-            blocks = min(n_nets, MAX_NET_BLOCKS)
-            states = cuda.to_device(_rng_states(dev_ss, blocks * threads))
-            k["narrow"][blocks, threads](d_x0, states, w_scale, b_scale, depth, width, thr, out)
-        else:
-            gx = -(-width // WIDE_THREADS)
-            gy = min(n_nets, max(1, MAX_NET_BLOCKS // gx))
-            states = cuda.to_device(_rng_states(dev_ss, gx * gy * WIDE_THREADS))
-            d_v = cuda.device_array_like(d_x0)
-            d_h = d_x0
-            log_a = cuda.to_device(np.zeros((n_nets, 2)))
-            sblocks = min(n_nets, MAX_NET_BLOCKS)
-            stats, layer_k = k["wide_stats"], k["wide_layer"]
-            stats[sblocks, WIDE_THREADS](d_h, d_v, log_a, thr, 0, depth == 0, out)
-            if depth:
-                d_h = cuda.device_array_like(d_x0)   # keep the caller's x0 untouched
-            for layer in range(1, depth + 1):
-                layer_k[(gx, gy), WIDE_THREADS](d_v, states, w_scale, b_scale, width, d_h)
-                stats[sblocks, WIDE_THREADS](d_h, d_v, log_a, thr, layer, layer == depth, out)
+        d_x = cuda.to_device(np.ascontiguousarray(x0, dtype=k["npf"]))
+        states = cuda.to_device(rng_states(dev_ss, blocks * threads))
+        k["dense"][blocks, threads](d_x, states, float(w_scale), float(b_scale), depth, thr, out)
         sums = out.copy_to_host()
     return sums
 
@@ -692,4 +782,5 @@ def _finish(sums, width):
 
 
 __all__ = ["run_dense", "cuda_available", "is_available", "simulator_enabled", "kernels",
-           "CudaUnavailableError", "CudaOrthogonalError", "MAX_NARROW_WIDTH"]
+           "kernel_functions", "check_numba_cuda", "CudaUnavailableError", "CudaOrthogonalError",
+           "MAX_THREADS"]

@@ -1,9 +1,9 @@
 """CUDA kernels for composed stacks (Dense / BatchNorm / LayerNorm / Activation) and RNNs.
 
 The CUDA twin of ``sim/composed.py``: the same model, the same estimators, the same
-:class:`~vanishcalc.sim.composed.ComposedTrace` (built by ``composed._trace``), different
+:class:`~vanishcalc.sim.composed.ComposedTrace` (built by ``program.trace``), different
 random streams.  float64 only.  Imported lazily; ``numba.cuda`` is reached through
-``sim/cuda.py`` (``_import_cuda``), never imported at module import.
+``sim/cuda.py`` (``import_cuda``), never imported at module import.
 
 Layout (see ``notes/cuda-composed.md``)
 ---------------------------------------
@@ -45,11 +45,12 @@ import numpy as np
 
 from ..activation import activation
 from . import cuda as _vcuda
-from .composed import ComposedTrace, _rnn_iv, _stack_iv, _trace
-# Private helpers of sim/cuda.py reused here on purpose (one RNG seeding, one device-function
-# builder, one simulator lock patch):
-from .cuda import (CudaUnavailableError, _device_functions, _next_pow2, _quiet_simulator,
-                   _require_device, _rng_states, simulator_enabled)
+# sim/cuda.py's helpers, shared on purpose (one RNG seeding, one device-function builder, one
+# simulator lock patch); the validation and the trace are the CPU backend's (sim/program.py).
+from .cuda import (CudaUnavailableError, compile_kernels, device_functions, next_pow2,
+                   quiet_simulator,
+                   require_device, rng_device_functions, rng_states, simulator_enabled)
+from .program import ComposedTrace, rnn_iv, stack_iv, trace
 
 #: Most threads per block (units are strided over threads beyond this).
 MAX_THREADS = 256
@@ -71,7 +72,7 @@ _KERNELS: dict = {}
 def _cuda():
     global cuda
     if cuda is None:
-        cuda = _vcuda._import_cuda()
+        cuda = _vcuda.import_cuda()
     return cuda
 
 
@@ -83,14 +84,24 @@ def kernels(act):
     with _lock:
         k = _KERNELS.get(key)
         if k is None:
-            k = _build_kernels(*_device_functions(act))
+            k = compile_kernels(kernel_functions(act), act, "float64", seconds=10)
             _KERNELS[key] = k
     return k
 
 
-def _build_kernels(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
+def kernel_functions(act) -> dict:
+    """``{name: (python function, signature, most threads per launch block)}`` of the stack and
+    RNN kernels for φ = ``act`` (float64); compiled by :func:`kernels` for the running device,
+    by :func:`vanishcalc.sim.ptx.compile_ptx` for a given compute capability."""
+    _cuda()
+    return _kernel_functions(*device_functions(activation(act)))
+
+
+def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
     from numba import float64, int8, int64, void
-    from numba.cuda.random import xoroshiro128p_type, xoroshiro128p_uniform_float64
+    from numba.cuda.random import xoroshiro128p_type
+
+    _, uniform = rng_device_functions()
 
     MAXT = MAX_THREADS
     NAN = math.nan
@@ -104,8 +115,8 @@ def _build_kernels(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
         draws *float32* uniforms and takes log(u1), so u1 = 0 (probability 2⁻²⁴ per draw)
         gives an infinite weight, and its tails stop at ≈ 5.8σ.  Here 1 − u1 ∈ (0, 1].
         """
-        u1 = xoroshiro128p_uniform_float64(states, sid)
-        u2 = xoroshiro128p_uniform_float64(states, sid)
+        u1 = uniform(states, sid)
+        u2 = uniform(states, sid)
         return math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(TWO_PI * u2)
 
     @cuda.jit(device=True)
@@ -416,7 +427,7 @@ def _build_kernels(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
                      f2, f2, f2, b2)
     sig_rnn = void(st, int64, int64, int64, float64, float64, float64, float64, float64,
                    f3, f3, f2, f3, f3, f3, f4, f2, f2, f2, b2)
-    return {"stack": cuda.jit(sig_stack)(stack_kernel), "rnn": cuda.jit(sig_rnn)(rnn_kernel)}
+    return {"stack": (stack_kernel, sig_stack, MAX_THREADS), "rnn": (rnn_kernel, sig_rnn, MAX_THREADS)}
 
 
 # ---------------------------------------------------------------- host drivers
@@ -424,11 +435,11 @@ def _build_kernels(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
 
 def _device_streams(seed, tag, n):
     ss = np.random.SeedSequence([int(seed) & ((1 << 64) - 1), tag])
-    return _rng_states(ss, n)
+    return rng_states(ss, n)
 
 
 def _layout(n_nets, width, per_block_bytes):
-    threads = min(_next_pow2(width), MAX_THREADS)
+    threads = min(next_pow2(width), MAX_THREADS)
     blocks = max(1, min(n_nets, MAX_NET_BLOCKS, SCRATCH_BUDGET_BYTES // per_block_bytes))
     return blocks, threads
 
@@ -469,9 +480,9 @@ def simulate_stack_cuda(block, *, depth, width, batch=64, n_nets=8, q0=1.0, c0=0
     -----
     float64 only.  Layout and limits: ``notes/cuda-composed.md``.
     """
-    act, ops, pars, depth, width, batch, n_nets, q0, c0, seed = _stack_iv(
+    act, ops, pars, depth, width, batch, n_nets, q0, c0, seed = stack_iv(
         block, depth, width, batch, n_nets, q0, c0, seed)     # the CPU function's checks
-    _require_device()
+    require_device()
     _cuda()
     depth, width, batch, n_nets = int(depth), int(width), int(batch), int(n_nets)
     k = kernels(act)
@@ -480,7 +491,7 @@ def simulate_stack_cuda(block, *, depth, width, batch=64, n_nets=8, q0=1.0, c0=0
     c = np.full((n_nets, depth + 1), np.nan)
     logF = np.full((n_nets, depth + 1), np.nan)
     bad = np.zeros((n_nets, depth + 1), dtype=np.int8)
-    with _quiet_simulator():
+    with quiet_simulator():
         states = cuda.to_device(_device_streams(seed, 0xC5A1, blocks * threads))
         d_q, d_c, d_f, d_bad = (cuda.to_device(a) for a in (q, c, logF, bad))
         xs = cuda.device_array((blocks, 2, width, batch), dtype=np.float64)
@@ -490,7 +501,7 @@ def simulate_stack_cuda(block, *, depth, width, batch=64, n_nets=8, q0=1.0, c0=0
                                     batch, float(q0), float(c0), xs, vs, d_q, d_c, d_f, d_bad)
         q, c, logF = d_q.copy_to_host(), d_c.copy_to_host(), d_f.copy_to_host()
         bad = d_bad.copy_to_host().astype(bool)
-    return _trace(q, c, logF, bad)
+    return trace(q, c, logF, bad)
 
 
 def simulate_rnn_cuda(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, x2=1.0,
@@ -518,9 +529,9 @@ def simulate_rnn_cuda(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, 
     -----
     float64 only; W and U are stored (2·N² floats per block).  ``notes/cuda-composed.md``.
     """
-    act, step, steps, width, batch, n_nets, seed = _rnn_iv(
+    act, step, steps, width, batch, n_nets, seed = rnn_iv(
         spec, sigma_w, sigma_u, sigma_b, steps, width, x2, x_corr, batch, n_nets, seed)
-    _require_device()
+    require_device()
     _cuda()
     steps, width, batch, n_nets = int(steps), int(width), int(batch), int(n_nets)
     k = kernels(act)
@@ -530,7 +541,7 @@ def simulate_rnn_cuda(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, 
     c = np.full((n_nets, steps), np.nan)
     logF = np.full((n_nets, steps), np.nan)
     bad = np.zeros((n_nets, steps), dtype=np.int8)
-    with _quiet_simulator():
+    with quiet_simulator():
         states = cuda.to_device(_device_streams(seed, 0xC5A2, blocks * threads))
         d_q, d_c, d_f, d_bad = (cuda.to_device(a) for a in (q, c, logF, bad))
         f64 = np.float64
@@ -544,7 +555,7 @@ def simulate_rnn_cuda(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, 
                                   ds, d_q, d_c, d_f, d_bad)
         q, c, logF = d_q.copy_to_host(), d_c.copy_to_host(), d_f.copy_to_host()
         bad = d_bad.copy_to_host().astype(bool)
-    return _trace(q, c, logF, bad)
+    return trace(q, c, logF, bad)
 
 
 __all__ = ["simulate_stack_cuda", "simulate_rnn_cuda", "kernels", "CudaUnavailableError",
