@@ -25,4 +25,8 @@ echo "== benchmarks/simulate_cuda.py"
 for dt in float32 float64; do
   timeout "$T_BENCH" python3 benchmarks/simulate_cuda.py --dtype $dt ${BENCH_ARGS:-} 2>&1 | tee -a "$OUT/bench.log"
 done
+# The float32 kernels again in a new process: the on-disk kernel cache should make the first
+# call fast (its "first call" figure is the cache check).
+echo "== float32 again, new process (kernel cache)"
+timeout "$T_BENCH" python3 benchmarks/simulate_cuda.py --dtype float32 --quick 2>&1 | tee -a "$OUT/bench.log"
 echo "== done"; date -u

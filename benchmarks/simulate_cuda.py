@@ -114,6 +114,35 @@ def _ref_loop_cupy(n_nets, width, depth, sigma_w, sigma_b, dtype, seed):
     return time.perf_counter() - t0
 
 
+def _kernel_only(vcuda, act, *, sigma_w, sigma_b, depth, width, n_nets, q0, c0, dtype, seed,
+                 repeat, **_):
+    """Seconds of the dense kernel alone (CUDA events; inputs already on the device), so the
+    host's share of ``run_dense`` (inputs, stream seeding, copying the per-layer sums back and
+    turning them into q, c, grad) can be read off as the difference."""
+    import numpy as np
+    from numba import cuda
+    from vanishcalc.activation import activation
+    act = activation(act)
+    k = vcuda.kernels(act, dtype)
+    host_ss, dev_ss = vcuda._seed_sequences(seed)
+    x0 = vcuda._inputs(np.random.default_rng(host_ss), n_nets, width, q0, c0)
+    threads = min(vcuda.next_pow2(width), vcuda.MAX_THREADS)
+    blocks = min(n_nets, vcuda.MAX_NET_BLOCKS)
+    best = math.inf
+    for _ in range(repeat):
+        out = cuda.device_array((n_nets, depth + 1, vcuda.N_STATS), dtype=np.float64)
+        d_x = cuda.to_device(np.ascontiguousarray(x0, dtype=k["npf"]))
+        states = cuda.to_device(vcuda.rng_states(dev_ss, blocks * threads))
+        start, stop = cuda.event(), cuda.event()
+        start.record()
+        k["dense"][blocks, threads](d_x, states, sigma_w / math.sqrt(width), sigma_b, depth,
+                                   1e-3, out)
+        stop.record()
+        stop.synchronize()
+        best = min(best, cuda.event_elapsed_time(start, stop) / 1e3)
+    return best
+
+
 def _peak_flops(device, dtype, peak_tflops):
     if peak_tflops:
         return peak_tflops * 1e12, "given"
@@ -178,6 +207,8 @@ def main(argv=None):
         ref = min(ref_fn(nets, width, depth, 1.5, 0.05, args.dtype, s)
                   for s in range(args.repeat))
         print(f"narrow_{nets}x{width}x{depth}_vs_{backend} {ours:.4f} {ref:.4f} {ref / ours:.2f}")
+    kern = _kernel_only(vcuda, "tanh", **kw, seed=1, repeat=args.repeat)
+    print(f"# narrow: kernel alone {kern:.4f} s; the rest of run_dense (host) {ours - kern:.4f} s")
 
     # 2. wide: the same kernel, units strided over the block; the same reference loop
     nets, width, depth = 16, 4096, 100 // div
@@ -195,6 +226,8 @@ def main(argv=None):
                   for s in range(args.repeat))
         print(f"wide_{nets}x{width}x{depth}_vs_{backend} {wide:.4f} {ref:.4f} {ref / wide:.2f}   "
               f"{note}")
+    kern = _kernel_only(vcuda, "tanh", **kw, seed=2, repeat=args.repeat)
+    print(f"# wide: kernel alone {kern:.4f} s; the rest of run_dense (host) {wide - kern:.4f} s")
 
 
 if __name__ == "__main__":

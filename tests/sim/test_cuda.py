@@ -225,7 +225,7 @@ def _replay_dense(spec, *, sigma_w, sigma_b, depth, width, n_nets, q0, c0, seed,
 
     Inputs: numpy ``default_rng`` of the first child of ``SeedSequence([seed, 0x5CDA])``
     (u, v then the tangents, as ``_naive_dense``); weights: one xoroshiro128+ stream per
-    thread from the second child's words.  Each layer: X = [φ(h1), φ(h2), φ'(h1) t̂1,
+    thread from raw PCG64 words of the second child.  Each layer: X = [φ(h1), φ(h2), φ'(h1) t̂1,
     φ'(h2) t̂2] with t̂ the unit-norm tangent, L = chol(XᵀX) (a column with pivot ≤ 1e-12 of its
     diagonal set to 0), and for each unit, in its thread's order, z ~ N(0, I₄) from two
     Box–Muller pairs, b = σb·(first of a third pair) if σb > 0; h_a = σw/√N (Lz)_a + b,
@@ -245,7 +245,7 @@ def _replay_dense(spec, *, sigma_w, sigma_b, depth, width, n_nets, q0, c0, seed,
     h = np.stack([r * e1, r * (c0 * e1 + math.sqrt(max(0.0, 1 - c0 * c0)) * e2)], axis=1)
     t = rng.standard_normal((n, 2, N)) / math.sqrt(N)
     threads = min(1 << (N - 1).bit_length(), max_threads)
-    words = dev.generate_state(2 * n * threads, np.uint64).reshape(-1, 2)
+    words = np.random.PCG64(dev).random_raw(2 * n * threads).reshape(-1, 2)
     streams = [Stream(a if (a or b) else 1, b) for a, b in words]
     s = sigma_w / math.sqrt(N)
     q = np.empty((n, depth + 1))

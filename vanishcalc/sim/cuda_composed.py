@@ -98,25 +98,25 @@ def kernel_functions(act) -> dict:
 
 
 def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
-    from numba import float64, int8, int64, void
+    from numba import float64, int8, int64, uint64, void
     from numba.cuda.random import xoroshiro128p_type
 
-    _, uniform = rng_device_functions()
+    _, uniform, load_dev, store_dev = rng_device_functions()
 
     MAXT = MAX_THREADS
     NAN = math.nan
     TWO_PI = 2.0 * math.pi
 
     @cuda.jit(device=True)
-    def normal(states, sid):
-        """N(0, 1) by Box–Muller from two float64 uniforms of stream ``sid``.
+    def normal(st):
+        """N(0, 1) by Box–Muller from two float64 uniforms of the thread-local stream ``st``.
 
         Not ``numba.cuda.random.xoroshiro128p_normal_float64``: that one (numba-cuda 0.30)
         draws *float32* uniforms and takes log(u1), so u1 = 0 (probability 2⁻²⁴ per draw)
         gives an infinite weight, and its tails stop at ≈ 5.8σ.  Here 1 − u1 ∈ (0, 1].
         """
-        u1 = uniform(states, sid)
-        u2 = uniform(states, sid)
+        u1 = uniform(st)
+        u2 = uniform(st)
         return math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(TWO_PI * u2)
 
     @cuda.jit(device=True)
@@ -173,20 +173,20 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
                 and not math.isnan(ssq) and not math.isinf(ssq))
 
     @cuda.jit(device=True)
-    def dense(states, sid, X, V, Xn, Vn, sigma_w, sigma_b, width, batch, tid, nthreads):
+    def dense(st, X, V, Xn, Vn, sigma_w, sigma_b, width, batch, tid, nthreads):
         s = sigma_w / math.sqrt(width)
         for i in range(tid, width, nthreads):
             for b in range(batch):
                 Xn[i, b] = 0.0
                 Vn[i, b] = 0.0
             for j in range(width):
-                w = s * normal(states, sid)
+                w = s * normal(st)
                 for b in range(batch):
                     Xn[i, b] += w * X[j, b]
                     Vn[i, b] += w * V[j, b]
             bi = 0.0
             if sigma_b > 0.0:
-                bi = sigma_b * normal(states, sid)
+                bi = sigma_b * normal(st)
             for b in range(batch):
                 Xn[i, b] += bi
 
@@ -274,6 +274,8 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
         nthreads = cuda.blockDim.x
         bx = cuda.blockIdx.x
         sid = bx * nthreads + tid
+        st = cuda.local.array(2, uint64)
+        load_dev(states, sid, st)
         n_nets = q.shape[0]
         n_ops = ops.shape[0]
         nb = float(width * batch)
@@ -284,10 +286,10 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
             X = XS[bx, 0]
             V = VS[bx, 0]
             for i in range(tid, width, nthreads):
-                g = normal(states, sid)
+                g = normal(st)
                 for b in range(batch):
-                    X[i, b] = ax * g + ex * normal(states, sid)
-                    V[i, b] = normal(states, sid)
+                    X[i, b] = ax * g + ex * normal(st)
+                    V[i, b] = normal(st)
             if tid == 0:
                 flag[0] = 0
             tot, ssq, f = stats(X, V, width, batch, tid, nthreads, red)
@@ -306,7 +308,7 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
                     X = XS[bx, cur]
                     V = VS[bx, cur]
                     if op == 0:
-                        dense(states, sid, X, V, XS[bx, 1 - cur], VS[bx, 1 - cur], p0, p1,
+                        dense(st, X, V, XS[bx, 1 - cur], VS[bx, 1 - cur], p0, p1,
                               width, batch, tid, nthreads)
                         cur = 1 - cur
                     elif op == 1:
@@ -340,6 +342,7 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
                 scale_rows(V, math.sqrt(nb / f), width, batch, tid, nthreads)
                 cuda.syncthreads()
             cuda.syncthreads()                  # flag and scratch are reused by the next net
+        store_dev(states, sid, st)
 
     def rnn_kernel(states, steps, width, batch, sigma_w, sigma_u, sigma_b, x2, x_corr,
                    WS, US, BS, HS, AS, XIN, DS, q, c, logF, bad):
@@ -353,6 +356,8 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
         nthreads = cuda.blockDim.x
         bx = cuda.blockIdx.x
         sid = bx * nthreads + tid
+        st = cuda.local.array(2, uint64)
+        load_dev(states, sid, st)
         n_nets = q.shape[0]
         nb = float(width * batch)
         sw = sigma_w / math.sqrt(width)
@@ -370,18 +375,18 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
             D = DS[bx, 0]
             for i in range(tid, width, nthreads):
                 for j in range(width):
-                    W[i, j] = sw * normal(states, sid)
-                    U[i, j] = su * normal(states, sid)
-                bv[i] = sigma_b * normal(states, sid)
+                    W[i, j] = sw * normal(st)
+                    U[i, j] = su * normal(st)
+                bv[i] = sigma_b * normal(st)
                 for a in range(batch):
                     H[i, a] = 0.0
-                    D[i, a] = normal(states, sid)
+                    D[i, a] = normal(st)
             lf = 0.0
             for t in range(steps):
                 for i in range(tid, width, nthreads):
-                    g = normal(states, sid)
+                    g = normal(st)
                     for a in range(batch):
-                        xs[i, a] = ax * g + ex * normal(states, sid)
+                        xs[i, a] = ax * g + ex * normal(st)
                 cuda.syncthreads()              # H, xs, D complete before the products
                 D = DS[bx, cur]
                 Dn = DS[bx, 1 - cur]
@@ -417,6 +422,7 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
                         D[i, a] = dphi(x) * D[i, a] * r
                         H[i, a] = phi(x)
             cuda.syncthreads()                  # scratch is reused by the next net
+        store_dev(states, sid, st)
 
     st = xoroshiro128p_type[::1]
     f2 = float64[:, ::1]
