@@ -42,6 +42,15 @@ class Simulation:
     nonfinite : ndarray of bool
         Per layer: some net overflowed or became NaN at or before this layer.
     first_nonfinite_layer : int or None
+    log_grad : ndarray
+        Mean over nets of log grad (per net ½ Σ_a log ‖t^L_a‖²/‖t^l_a‖²): finite where grad
+        itself is outside float64 (a vanishing net's grad below 1e-308).
+    invalid : dict of str → ndarray of bool
+        Per quantity ``"q"``, ``"c"``, ``"grad"``: layers where some net's value could not
+        be represented (q underflowed below 1e-290, a gradient ratio outside float64) and
+        was left out of the mean; ``first_invalid_layer[k]`` is the first such layer (None
+        if none), and a warning says why.  Values are never silently garbage: a layer where
+        every net is invalid is NaN.
     raw : dict
         Per-net arrays ``q, c, grad, sat`` (n_nets, depth+1) and ``nonfinite``.
     params : dict
@@ -60,6 +69,9 @@ class Simulation:
     first_nonfinite_layer: int | None
     raw: dict = field(repr=False)
     params: dict
+    log_grad: np.ndarray | None = field(default=None, repr=False)
+    invalid: dict = field(default_factory=dict, repr=False)
+    first_invalid_layer: dict = field(default_factory=dict)
 
     @property
     def depth(self) -> int:
@@ -70,6 +82,9 @@ class Simulation:
         out = {k: getattr(self, k).tolist() for k in
                ("q", "c", "grad", "q_se", "c_se", "grad_se", "saturation", "nonfinite", "n_finite")}
         out["first_nonfinite_layer"] = self.first_nonfinite_layer
+        if self.log_grad is not None:
+            out["log_grad"] = self.log_grad.tolist()
+        out["first_invalid_layer"] = dict(self.first_invalid_layer)
         out["params"] = dict(self.params)
         return out
 
@@ -307,21 +322,71 @@ def _simulate_network(spec, sigma_w, sigma_b, *, depth, width, n_nets, q0, c0, w
     return Simulation(q=tr.q, c=tr.c, grad=tr.grad, q_se=q_se, c_se=c_se,
                       grad_se=grad_se, saturation=np.full_like(tr.q, np.nan),
                       nonfinite=nonfinite, n_finite=np.full(tr.q.shape, tr.n_nets),
-                      first_nonfinite_layer=first, raw={"rate": tr.rate, "rate_se": tr.rate_se},
+                      first_nonfinite_layer=first,
+                      raw={"rate": tr.rate, "rate_se": tr.rate_se, "per_net": tr.per_net},
                       params=params)
+
+
+#: Below this a mean square q is not a float64 value to trust: unit squares h² < 1e-308
+#: are subnormal or 0 (precision lost), so q̂ and ĉ (built from them) are garbage.
+Q_TINY = 1e-290
+#: |log| of a gradient ratio beyond which exp() leaves float64 (0 or inf).
+LOG_RANGE = 700.0
+
+
+def _invalid_masks(raw, nonfinite_net):
+    """Per-net masks (n_nets, depth+1) of values float64 cannot carry, and the reason per quantity.
+
+    * q (and c, built from the same units): q̂ < Q_TINY — underflow — except an exact 0
+      reached from a normal q (a relu net whose units all died: a true 0).  Once a net
+      underflowed, its later layers are computed from garbage and stay invalid.
+    * grad: the per-net ratio ‖t^L‖²/‖t^l‖² outside float64 (|log| > LOG_RANGE, or a tangent
+      that became exactly 0 because φ' = 0 on every unit).
+    """
+    q = np.asarray(raw["q"], dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        tiny = q < Q_TINY
+        prev_normal = np.concatenate([np.zeros((q.shape[0], 1), bool), q[:, :-1] >= Q_TINY], axis=1)
+        true_zero = (q == 0.0) & prev_normal
+        q_bad = np.logical_or.accumulate(tiny & ~true_zero, axis=1) & ~nonfinite_net
+    log_grad = raw.get("log_grad")
+    g = np.asarray(raw["grad"], dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lg = np.asarray(log_grad, dtype=np.float64) if log_grad is not None else np.log(g)
+        g_bad = (~(np.abs(lg) <= LOG_RANGE) | ~np.isfinite(g) | (g == 0.0)) & ~nonfinite_net
+    return {"q": q_bad, "c": q_bad, "grad": g_bad}
+
+
+_WHY = {
+    "q": "q underflowed below {tiny:g} (float64 cannot hold the net's true, smaller q)",
+    "c": "c is computed from units that underflowed (q < {tiny:g})",
+    "grad": "the gradient ratio left float64 (below 1e-304 or above 1e304, or φ' = 0 on every "
+            "unit so the tangent is exactly 0); log_grad still holds its logarithm where finite",
+}
 
 
 def _summarize(raw, params):
     nonfinite_net = np.asarray(raw["nonfinite"], dtype=bool)
+    bad = _invalid_masks(raw, nonfinite_net)
     masked = {}
     for k in ("q", "c", "grad", "sat"):
         a = np.array(raw[k], dtype=np.float64)
         a[nonfinite_net] = np.nan
+        if k in bad:
+            a[bad[k]] = np.nan
         masked[k] = a
     q, q_se, n_q = _mean_se(masked["q"])
     c, c_se, _ = _mean_se(masked["c"])
     grad, grad_se, _ = _mean_se(masked["grad"])
     sat, _, _ = _mean_se(masked["sat"])
+    if raw.get("log_grad") is not None:
+        lg = np.array(raw["log_grad"], dtype=np.float64)
+    else:
+        with np.errstate(divide="ignore"):
+            lg = np.log(np.array(raw["grad"], dtype=np.float64))
+    lg[nonfinite_net] = np.nan
+    lg[~np.isfinite(lg)] = np.nan
+    log_grad, _, _ = _mean_se(lg)
     nonfinite = nonfinite_net.any(axis=0)
     first = int(np.argmax(nonfinite)) if nonfinite.any() else None
     if first is not None:
@@ -330,7 +395,20 @@ def _summarize(raw, params):
                       f"layer {first} (φ = {params['phi']}, σw = {params['sigma_w']}); those nets "
                       "are excluded from the means from that layer on (see Simulation.nonfinite)",
                       VanishcalcWarning, stacklevel=3)
-    zero_c = np.isnan(raw["c"]) & ~nonfinite_net
+    invalid, first_invalid = {}, {}
+    for k in ("q", "c", "grad"):
+        invalid[k] = bad[k].any(axis=0)
+        first_invalid[k] = int(np.argmax(invalid[k])) if invalid[k].any() else None
+    for k in ("q", "grad"):
+        if first_invalid[k] is not None:
+            l = first_invalid[k]
+            layers = (f"from layer {l}" if k == "q" else
+                      f"at layers {_ranges(np.flatnonzero(invalid[k]))}")
+            also = " (and c with it)" if k == "q" else ""
+            warnings.warn(f"{k}{also}: {int(bad[k][:, l].sum())} of {params['n_nets']} nets "
+                          f"excluded {layers}: {_WHY[k].format(tiny=Q_TINY)}; see "
+                          f"Simulation.first_invalid_layer", VanishcalcWarning, stacklevel=3)
+    zero_c = np.isnan(raw["c"]) & ~nonfinite_net & ~bad["c"]
     if zero_c.any():
         layer = int(np.argmax(zero_c.any(axis=0)))
         warnings.warn(f"the correlation c is undefined (an input's pre-activations are all zero) "
@@ -338,7 +416,22 @@ def _summarize(raw, params):
                       VanishcalcWarning, stacklevel=3)
     return Simulation(q=q, c=c, grad=grad, q_se=q_se, c_se=c_se, grad_se=grad_se, saturation=sat,
                       nonfinite=nonfinite, n_finite=n_q, first_nonfinite_layer=first,
-                      raw={k: np.asarray(v) for k, v in raw.items()}, params=params)
+                      raw={k: np.asarray(v) for k, v in raw.items()}, params=params,
+                      log_grad=log_grad, invalid=invalid, first_invalid_layer=first_invalid)
+
+
+def _ranges(idx) -> str:
+    """'0–53, 60' from sorted layer indices."""
+    out, start, prev = [], None, None
+    for i in list(idx) + [None]:
+        if start is None:
+            start = prev = i
+        elif i is not None and i == prev + 1:
+            prev = i
+        else:
+            out.append(f"{start}" if start == prev else f"{start}–{prev}")
+            start = prev = i
+    return ", ".join(out)
 
 
 __all__ = ["simulate", "Simulation", "SimulationOverflowError"]
