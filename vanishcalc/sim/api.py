@@ -135,9 +135,9 @@ def _simulate_iv(spec, sigma_w, sigma_b, depth, width, n_nets, q0, c0, weights, 
     if progress is not None and not callable(progress):
         raise VanishcalcError(f"progress must be a callable progress(done, total) or None, "
                               f"got {progress!r}")
-    if n_nets * width * 4 * 8 > 8 * 2**30:
-        raise VanishcalcError(f"n_nets × width = {n_nets * width} needs more than 8 GiB of state; "
-                              "run fewer nets per call")
+    from . import limits        # sizes before any allocation (host memory, CPU time)
+    limits.require_dense("simulate", depth=depth, width=width, n_nets=n_nets,
+                         itemsize=np.dtype(dtype).itemsize, backend=backend)
     return act, sigma_w, sigma_b, depth, width, n_nets, q0, c0, weights, seed, backend, \
         dtype, progress
 
@@ -258,6 +258,9 @@ def simulate(spec, sigma_w=None, sigma_b=0.0, *, depth, width, n_nets=1, q0=1.0,
      progress) = _simulate_iv(spec, sigma_w, sigma_b, depth, width, n_nets, q0, c0, weights,
                               seed, backend, dtype, progress)
     module = _backend_module(backend)
+    if not module.__name__.endswith(".cpu"):
+        from . import limits
+        limits.require_dense_gpu("simulate", depth=depth, width=width, n_nets=n_nets)
     kwargs = dict(sigma_w=sigma_w, sigma_b=sigma_b, depth=depth, width=width, n_nets=n_nets,
                   q0=q0, c0=c0, orthogonal=weights == "orthogonal", seed=seed, dtype=dtype)
     if progress is not None and module.__name__.endswith(".cpu"):
@@ -305,7 +308,12 @@ def _simulate_network(spec, sigma_w, sigma_b, *, depth, width, n_nets, q0, c0, w
     from .composed import use_cuda_backend
     use_cuda = use_cuda_backend("simulate", backend)
     if use_cuda:
+        from . import limits
+        from .composed import _stack_iv
         from .cuda_composed import simulate_stack_cuda as run_stack
+        _, _, _, _, w, b, _, _, _, _ = _stack_iv(spec, depth, width, network_batch(spec, batch),
+                                                 n_nets, q0, c0, seed)
+        limits.require_stack_gpu("simulate", width=w, batch=b)
     else:
         from .composed import simulate_stack as run_stack
     batch = network_batch(spec, batch)

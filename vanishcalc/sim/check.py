@@ -247,11 +247,21 @@ def check(spec, sigma_w=None, sigma_b=0.0, *, depth, width, n_nets, q0=1.0, c0=0
     the simulated standard error is 0 (a fixed point that both sides sit on).
     """
     tolerance, allowance = _check_iv(n_nets, tolerance, allowance, depth)
+    from . import limits
     from .api import is_network, network_batch
+    width_ok = integer("check", "width", width, 1, "(units per layer)")
     if is_network(spec):
         # The theory must see the batch the kernels run at (BatchNorm's finite-batch map).
         batch = network_batch(spec, batch)
         spec = _with_batch(spec, batch)
+        limits.require_stack("check", depth=depth, width=width_ok, batch=integer(
+            "check", "batch", batch, 1), n_nets=n_nets, extra_per_cell=limits.CHECK_BYTES_PER_CELL,
+                             cpu=False)
+    else:
+        # check keeps per-net copies on top of what simulate allocates
+        limits.require_dense("check", depth=depth, width=width_ok, n_nets=n_nets,
+                             extra_per_cell=limits.CHECK_BYTES_PER_CELL, warn_time=False)
+    if is_network(spec):
         sim = simulate(spec, sigma_w, sigma_b, depth=depth, width=width, n_nets=n_nets, q0=q0,
                        c0=c0, weights=weights, seed=seed, backend=backend, batch=batch)
     else:
@@ -460,9 +470,14 @@ def check_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, n_nets, 
     CheckReport
     """
     from ..maps.rnn import RNNMeanField
-    from .composed import simulate_rnn
+    from . import limits
+    from .composed import _rnn_iv, simulate_rnn
     steps = integer("check_rnn", "steps", steps, 1, "(time steps)")
     tolerance, allowance = _check_iv(n_nets, tolerance, allowance, steps - 1)
+    _, _, steps_ok, width_ok, batch_ok, nets_ok, _ = _rnn_iv(
+        spec, sigma_w, sigma_u, sigma_b, steps, width, x2, x_corr, batch, n_nets, seed)
+    limits.require_rnn("check_rnn", steps=steps_ok, width=width_ok, batch=batch_ok, n_nets=nets_ok,
+                       extra_per_cell=limits.CHECK_BYTES_PER_CELL, cpu=False)
     tr = simulate_rnn(spec, sigma_w, sigma_u, sigma_b, steps=steps, width=width, x2=x2,
                       x_corr=x_corr, batch=batch, n_nets=n_nets, seed=seed, backend=backend)
     prop = RNNMeanField(spec, sigma_w, sigma_u, sigma_b, x2, x_corr).propagate(steps)

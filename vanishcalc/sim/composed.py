@@ -355,6 +355,9 @@ def _stack_iv(block, depth, width, batch, n_nets, q0, c0, seed):
     if OP_BN in ops and batch < 4:
         from ..maps.norm import batch_iv
         batch_iv("simulate_stack", batch)
+    from . import limits           # the host-side outputs, for both backends
+    limits.require_stack("simulate_stack", depth=depth, width=width, batch=batch, n_nets=n_nets,
+                         cpu=False)
     return act, ops, pars, depth, width, batch, n_nets, q0, c0, seed
 
 
@@ -372,6 +375,9 @@ def _rnn_iv(spec, sigma_w, sigma_u, sigma_b, steps, width, x2, x_corr, batch, n_
         raise VanishcalcError("simulate_rnn: x_corr must lie in [0, 1] (exchangeable inputs)")
     if step.drive <= 0:
         raise VanishcalcError("simulate_rnn: with σu = σb = 0 and h_0 = 0 the state stays 0")
+    from . import limits           # the host-side outputs, for both backends
+    limits.require_rnn("simulate_rnn", steps=steps, width=width, batch=batch, n_nets=n_nets,
+                       cpu=False)
     return activation(spec), step, steps, width, batch, n_nets, seed
 
 
@@ -392,8 +398,10 @@ def simulate_stack(block, *, depth, width, batch=64, n_nets=8, q0=1.0, c0=0.5,
         Same seed → identical results (independent of the thread count).
     """
     from .compile import cpu_cfuncs
+    from . import limits
     act, ops, pars, depth, width, batch, n_nets, q0, c0, seed = _stack_iv(
         block, depth, width, batch, n_nets, q0, c0, seed)
+    limits.require_stack("simulate_stack", depth=depth, width=width, batch=batch, n_nets=n_nets)
     phi, dphi = cpu_cfuncs(act)
     rng = seed_states(int(seed), int(n_nets))
     q = np.full((n_nets, depth + 1), np.nan)
@@ -425,13 +433,18 @@ def simulate_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, x2=1.
     (or use :func:`vanishcalc.sim.check.check_rnn`).  ``backend="cuda"`` runs the CUDA kernel
     of :mod:`vanishcalc.sim.cuda_composed`; ``"auto"`` picks it when a GPU is present.
     """
+    from . import limits
     if use_cuda_backend("simulate_rnn", backend):
         from .cuda_composed import simulate_rnn_cuda
+        _, _, _, w, b, _, _ = _rnn_iv(spec, sigma_w, sigma_u, sigma_b, steps, width, x2, x_corr,
+                                      batch, n_nets, seed)
+        limits.require_rnn_gpu("simulate_rnn", width=w, batch=b)
         return simulate_rnn_cuda(spec, sigma_w, sigma_u, sigma_b, steps=steps, width=width, x2=x2,
                                  x_corr=x_corr, batch=batch, n_nets=n_nets, seed=seed)
     from .compile import cpu_cfuncs
     act, step, steps, width, batch, n_nets, seed = _rnn_iv(
         spec, sigma_w, sigma_u, sigma_b, steps, width, x2, x_corr, batch, n_nets, seed)
+    limits.require_rnn("simulate_rnn", steps=steps, width=width, batch=batch, n_nets=n_nets)
     phi, dphi = cpu_cfuncs(act)
     rng = seed_states(int(seed), int(n_nets))
     q = np.full((n_nets, steps), np.nan)
