@@ -36,7 +36,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .compile import FASTMATH
+from .compile import FASTMATH, configure_threading
+
+configure_threading()        # fork-safe layer, before any parallel kernel runs (compile.py)
 
 _U11 = np.uint64(11)
 _U16 = np.uint64(16)
@@ -425,37 +427,43 @@ def run_dense(act, *, sigma_w, sigma_b, depth, width, n_nets, q0, c0, orthogonal
         ``log_grad[:, l] = ½ Σ_a log(‖t^depth_a‖² / ‖t^l_a‖²)`` (finite where grad is not
         representable).
     """
-    from .compile import cpu_cfuncs, saturation_reference
-    phi, dphi = cpu_cfuncs(act)
-    ref = saturation_reference(act) if sat_reference is None else sat_reference
-    sat_thresh = 1e-3 * ref
-    np_dtype = np.dtype(dtype)
-    rng = seed_states(int(seed), n_nets)
-    H = np.empty((n_nets, 2, width), dtype=np_dtype)
-    T = np.empty((n_nets, 2, width), dtype=np_dtype)
-    q = np.full((n_nets, depth + 1), np.nan)
-    c = np.full((n_nets, depth + 1), np.nan)
-    sat = np.full((n_nets, depth + 1), np.nan)
-    F = np.full((n_nets, 2, depth + 1), np.nan)
-    bad = np.zeros((n_nets, depth + 1), dtype=np.bool_)
-    _init_kernel(rng, H, T, float(q0), float(c0), q, c, F, bad)
-    bad[:, 1:] |= bad[:, :1]
-    if chunk is None:
-        # chunks of ~2e7 unit-layers keep progress reports and Ctrl-C responsive
-        chunk = depth if progress is None else max(1, min(depth, int(2e7 // max(1, n_nets * width))))
-    l0 = 0
-    while l0 < depth:
-        l1 = min(depth, l0 + chunk)
-        _dense_kernel(phi, dphi, rng, H, T, float(sigma_w), float(sigma_b), bool(orthogonal),
-                      float(sat_thresh), l0, l1, q, c, F, sat, bad)
-        l0 = l1
-        if progress is not None:
-            progress(l0, depth)
-    _final_saturation_kernel(dphi, H, T, float(sat_thresh), depth, sat, bad)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        log_ratio = F[:, :, depth:depth + 1] - F          # log ‖t^L‖²/‖t^l‖² per input
-        grad = np.mean(np.exp(log_ratio), axis=1)
-        log_grad = np.mean(log_ratio, axis=1)
-    grad[bad] = np.nan
-    log_grad[bad] = np.nan
-    return {"q": q, "c": c, "grad": grad, "log_grad": log_grad, "sat": sat, "nonfinite": bad}
+    from .compile import cpu_cfuncs, run_guarded, saturation_reference
+
+    def run():
+        phi, dphi = cpu_cfuncs(act)
+        ref = saturation_reference(act) if sat_reference is None else sat_reference
+        sat_thresh = 1e-3 * ref
+        np_dtype = np.dtype(dtype)
+        rng = seed_states(int(seed), n_nets)
+        H = np.empty((n_nets, 2, width), dtype=np_dtype)
+        T = np.empty((n_nets, 2, width), dtype=np_dtype)
+        q = np.full((n_nets, depth + 1), np.nan)
+        c = np.full((n_nets, depth + 1), np.nan)
+        sat = np.full((n_nets, depth + 1), np.nan)
+        F = np.full((n_nets, 2, depth + 1), np.nan)
+        bad = np.zeros((n_nets, depth + 1), dtype=np.bool_)
+        _init_kernel(rng, H, T, float(q0), float(c0), q, c, F, bad)
+        bad[:, 1:] |= bad[:, :1]
+        size = chunk
+        if size is None:
+            # chunks of ~2e7 unit-layers keep progress reports and Ctrl-C responsive
+            size = depth if progress is None else max(1, min(depth, int(2e7 // max(1, n_nets
+                                                                                 * width))))
+        l0 = 0
+        while l0 < depth:
+            l1 = min(depth, l0 + size)
+            _dense_kernel(phi, dphi, rng, H, T, float(sigma_w), float(sigma_b), bool(orthogonal),
+                          float(sat_thresh), l0, l1, q, c, F, sat, bad)
+            l0 = l1
+            if progress is not None:
+                progress(l0, depth)
+        _final_saturation_kernel(dphi, H, T, float(sat_thresh), depth, sat, bad)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+            log_ratio = F[:, :, depth:depth + 1] - F          # log ‖t^L‖²/‖t^l‖² per input
+            grad = np.mean(np.exp(log_ratio), axis=1)
+            log_grad = np.mean(log_ratio, axis=1)
+        grad[bad] = np.nan
+        log_grad[bad] = np.nan
+        return {"q": q, "c": c, "grad": grad, "log_grad": log_grad, "sat": sat,
+                "nonfinite": bad}
+    return run_guarded(f"{act.name} ({dtype})", run)
