@@ -14,8 +14,9 @@ independent of ``X``.  For Gaussian ``W`` the rows of ``W X`` are i.i.d.
 ``X = V R`` and ``Q V`` a Haar-random orthonormal frame.  So each layer draws ``4·N``
 normals and a ``4 × 4`` Cholesky factor instead of ``N²`` weights: the joint law of every
 (h^l, t^l) is *exactly* that of the explicit-weight network at any finite width (checked
-against the explicit-weight numpy simulator ``tests/reference/naive_sim.py``), memory is
-O(width) per net whatever the depth, and the cost is O(width) per layer instead of
+against the explicit-weight numpy simulator ``tests/reference/naive_sim.py``), the state is
+O(width) per net whatever the depth (the per-layer statistics returned are O(depth) per
+net), and the cost is O(width) per layer instead of
 O(width²), so no BLAS call is needed.  (This relies on fresh weights in every layer;
 a recurrent net that reuses ``W`` over time needs explicit weights.)
 

@@ -164,12 +164,18 @@ def _duration(s: float) -> str:
 
 
 def threads() -> int:
-    """Threads the CPU kernels run on (numba's setting, without importing numba needlessly)."""
+    """Threads the CPU kernels may run on.
+
+    Numba's configured maximum (``numba.config.NUMBA_NUM_THREADS``) when numba is loaded —
+    not ``numba.get_num_threads()``, which would start the thread pool and fix the
+    threading layer before ``compile.configure_threading`` chose a fork-safe one.
+    """
     import sys
-    if "numba" in sys.modules:
+    numba = sys.modules.get("numba")
+    if numba is not None:
         try:
-            return max(1, int(sys.modules["numba"].get_num_threads()))
-        except Exception:
+            return max(1, int(numba.config.NUMBA_NUM_THREADS))
+        except (AttributeError, TypeError, ValueError):
             pass
     return max(1, os.cpu_count() or 1)
 
