@@ -366,3 +366,14 @@ def test_simulate_vanishing_tanh_log_grad_finite_vs_theory():
     assert sim.first_invalid_layer["q"] is not None and sim.first_invalid_layer["q"] <= 52
     assert sim.first_invalid_layer["c"] == sim.first_invalid_layer["q"]
     assert np.isnan(sim.q[-1])
+
+
+def test_simulate_dead_relu_nets_are_true_zeros_not_flagged():
+    """A relu net whose units all die has a gradient that is exactly 0 — a true value, not
+    an underflow: it must not be flagged as 'outside float64' (tanh's would be)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sim = simulate("relu", 1.2, 0.1, depth=3, width=2, n_nets=2000, seed=6, c0=1.0)
+    dead = sim.raw["grad"][:, 0] == 0.0
+    assert dead.any()                               # some nets died at width 2
+    assert sim.first_invalid_layer["grad"] is None

@@ -269,7 +269,7 @@ def simulate(spec, sigma_w=None, sigma_b=0.0, *, depth, width, n_nets=1, q0=1.0,
     params = dict(phi=act.name, sigma_w=sigma_w, sigma_b=sigma_b, depth=depth, width=width,
                   n_nets=n_nets, q0=q0, c0=c0, weights=weights, seed=seed,
                   backend=module.__name__.rsplit(".", 1)[-1], dtype=dtype)
-    return _summarize(raw, params)
+    return _summarize(raw, params, has_flat_piece(act))
 
 
 def is_network(spec) -> bool:
@@ -342,14 +342,23 @@ Q_TINY = 1e-290
 LOG_RANGE = 700.0
 
 
-def _invalid_masks(raw, nonfinite_net):
+def has_flat_piece(act) -> bool:
+    """True if φ is constant on some interval (relu, hardtanh): there φ' = 0 exactly, so a
+    tangent that becomes exactly 0 (a dead relu net) is a true zero gradient, not underflow."""
+    from ..parse import X
+    return any(not p.expr.has(X) for p in act.pieces)
+
+
+def _invalid_masks(raw, nonfinite_net, flat_piece=False):
     """Per-net masks (n_nets, depth+1) of values float64 cannot carry, and the reason per quantity.
 
     * q (and c, built from the same units): q̂ < Q_TINY — underflow — except an exact 0
       reached from a normal q (a relu net whose units all died: a true 0).  Once a net
       underflowed, its later layers are computed from garbage and stay invalid.
     * grad: the per-net ratio ‖t^L‖²/‖t^l‖² outside float64 (|log| > LOG_RANGE, or a tangent
-      that became exactly 0 because φ' = 0 on every unit).
+      that became exactly 0 because φ' rounded to 0 on every unit).  When φ is constant on
+      an interval (``flat_piece``), a tangent that is exactly 0 is a true zero (a dead relu
+      net: 0 before it died, undefined 0/0 after, excluded as before) and not flagged.
     """
     q = np.asarray(raw["q"], dtype=np.float64)
     with np.errstate(invalid="ignore"):
@@ -361,7 +370,9 @@ def _invalid_masks(raw, nonfinite_net):
     g = np.asarray(raw["grad"], dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         lg = np.asarray(log_grad, dtype=np.float64) if log_grad is not None else np.log(g)
-        g_bad = (~(np.abs(lg) <= LOG_RANGE) | ~np.isfinite(g) | (g == 0.0)) & ~nonfinite_net
+        out_of_range = np.isfinite(lg) & (np.abs(lg) > LOG_RANGE)
+        died = ~np.isfinite(lg) | ~np.isfinite(g) | (g == 0.0)
+        g_bad = (out_of_range | (died & (not flat_piece))) & ~nonfinite_net
     return {"q": q_bad, "c": q_bad, "grad": g_bad}
 
 
@@ -373,9 +384,9 @@ _WHY = {
 }
 
 
-def _summarize(raw, params):
+def _summarize(raw, params, flat_piece=False):
     nonfinite_net = np.asarray(raw["nonfinite"], dtype=bool)
-    bad = _invalid_masks(raw, nonfinite_net)
+    bad = _invalid_masks(raw, nonfinite_net, flat_piece)
     masked = {}
     for k in ("q", "c", "grad", "sat"):
         a = np.array(raw[k], dtype=np.float64)

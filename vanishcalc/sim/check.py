@@ -283,9 +283,14 @@ def _per_net(sim):
         return raw["per_net"]
     if not all(k in raw for k in ("q", "c", "grad", "nonfinite")):
         return None
-    from .api import _invalid_masks
+    from ..activation import activation
+    from .api import _invalid_masks, has_flat_piece
     nonfinite = np.asarray(raw["nonfinite"], dtype=bool)
-    bad = _invalid_masks(raw, nonfinite)
+    try:
+        flat = has_flat_piece(activation(sim.params["phi"]))
+    except (VanishcalcError, KeyError, TypeError):
+        flat = False
+    bad = _invalid_masks(raw, nonfinite, flat)
     out = {}
     for k in STATS:
         a = np.array(raw[k], dtype=np.float64)
