@@ -201,3 +201,12 @@ def test_check_cli_exit_code_inconclusive(capsys):
                  "--nets", "64"])
     out = capsys.readouterr().out
     assert code == 3 and "INCONCLUSIVE" in out and "Would decide it" in out
+
+
+def test_check_exact_input_layer_rounding_is_not_a_failure():
+    """Layer 0 is exact by construction; its 'standard error' (3e-17) is rounding noise, and a
+    rounding difference of 1e-16 used to give z = 3.7 and FAILED (leaky_relu(0.2), seed 0)."""
+    rep = check("leaky_relu(0.2)", 1.4, depth=5, width=64, n_nets=8, seed=0)
+    assert rep.verdict != "FAILED", rep.summary()
+    for s in ("q", "c"):
+        assert abs(rep.z[s][0]) < 1e-3
