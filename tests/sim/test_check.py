@@ -210,3 +210,12 @@ def test_check_exact_input_layer_rounding_is_not_a_failure():
     assert rep.verdict != "FAILED", rep.summary()
     for s in ("q", "c"):
         assert abs(rep.z[s][0]) < 1e-3
+
+
+def test_check_grad_not_judged_where_the_q_trajectory_is_unresolved():
+    """gelu, depth 50, width 64: the nets' q has drifted (unresolved from layer ~9), so the χ
+    they multiply are not the theory's; grad at layer 47 used to FAIL with z = −5 against a
+    correct theory.  grad counts only where q is resolved at every later layer."""
+    rep = check("gelu", 1.6, 0.1, depth=50, width=64, n_nets=32, seed=1)
+    assert rep.verdict == "INCONCLUSIVE", rep.summary()
+    assert "q is unresolved" in next(r for r in rep.reasons if r.startswith("grad"))

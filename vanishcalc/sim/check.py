@@ -28,7 +28,9 @@ skewness of the ensemble mean, (e^{s²} + 2)√(e^{s²} − 1)/√n, is ≤ 1; o
 compared on the log scale that behaves: log E x is estimated as mean(log x) + s²/2 (the
 log-normal mean, standard error √(s²/n + s⁴/(2(n−1)))), with allowance κ·l/N + |k3|/6 (k3 the
 third cumulant of log x: the log-normal model's first neglected term), resolved when its band
-is below log 2.  ``FAILED``: some resolved comparison has |z| > tolerance.  ``PASSED``: none
+is below log 2.  grad_l = Π_{k≥l} χ(q_k) counts only where q is resolved at every layer
+k ≥ l (else the nets' χ are not the theory's).  ``FAILED``: some resolved comparison has
+|z| > tolerance.  ``PASSED``: none
 does and every layer is resolved.  ``INCONCLUSIVE`` otherwise, with the reason and the nets /
 width that would decide it.
 """
@@ -377,8 +379,18 @@ def _compare(th, sim, finite, width, allowance, tolerance, params):
                 band = np.sqrt(se_l ** 2 + a_l ** 2)
                 zl = (est - np.log(theta)) / band
             log_power = np.isfinite(zl) & (tolerance * band < LOG_BAND)
-        use_mean = finite_here & (exact | (power & tails_ok))
-        use_log = ~use_mean & log_power & finite_here
+        if s == "grad" and "q" in z:
+            # grad_l = Π_{k=l}^{L-1} χ(q̂_k): where the simulated q has drifted beyond what
+            # can be resolved at some k ≥ l, the χ the nets saw are not the theory's, and a
+            # difference in grad says nothing about the gradient map itself
+            q_unres = np.isnan(z["q"][:depth])
+            after = np.zeros(depth + 1, bool)
+            after[:depth] = np.logical_or.accumulate(q_unres[::-1])[::-1]
+            q_dep = after & ~exact
+        else:
+            q_dep = np.zeros(depth + 1, bool)
+        use_mean = finite_here & (exact | (power & tails_ok)) & ~q_dep
+        use_log = ~use_mean & log_power & finite_here & ~q_dep
         zs = np.where(use_mean, z_mean, np.where(use_log, zl, np.nan))
         sc = np.where(exact & use_mean, "exact", np.where(use_mean, "mean",
                                                           np.where(use_log, "log", "-")))
@@ -397,7 +409,7 @@ def _compare(th, sim, finite, width, allowance, tolerance, params):
                              else ")"))
         un = np.flatnonzero(np.isnan(zs))
         if un.size:
-            unresolved[s] = (un, finite_here, power, tails_ok, s2, ses[s], allow[s])
+            unresolved[s] = (un, finite_here, power, tails_ok, s2, ses[s], allow[s], q_dep)
     reasons = []
     if failed:
         verdict = FAILED
@@ -410,16 +422,16 @@ def _compare(th, sim, finite, width, allowance, tolerance, params):
         reasons.append("some simulated nets overflowed or became NaN (see "
                        "simulation.first_nonfinite_layer); those layers are not compared")
     n_nets = int(params.get("n_nets") or (next(iter(per.values())).shape[0] if per else 0))
-    for s, (un, finite_here, power, tails_ok, s2, se, a) in unresolved.items():
+    for s, (un, finite_here, power, tails_ok, s2, se, a, q_dep) in unresolved.items():
         reasons.append(_unresolved_reason(s, un, finite_here, power, tails_ok, s2, se, a, width,
-                                          n_nets, allowance, tolerance, spent[s], th[s]))
+                                          n_nets, allowance, tolerance, spent[s], th[s], q_dep))
     return CheckReport(theory=th, sim=sims, se=ses, allowance=allow, z=z, tolerance=tolerance,
                        passed=verdict == PASSED, worst=worst, simulation=sim, params=params,
                        verdict=verdict, reasons=reasons, scale=scale, log=logs)
 
 
 def _unresolved_reason(s, un, finite_here, power, tails_ok, s2, se, allow, width, n_nets,
-                       allowance, tolerance, spent, theta):
+                       allowance, tolerance, spent, theta, q_dep):
     """One sentence: which layers of s were not compared, why, and what would decide them."""
     from .api import _ranges
     where = _ranges(un)
@@ -448,6 +460,9 @@ def _unresolved_reason(s, un, finite_here, power, tails_ok, s2, se, allow, width
             hi *= 2
         widths.append(hi)                                 # s² ∝ 1/N
         nets.append(_nets_for_skew(float(s2[deep])))
+    if q_dep[deep]:
+        why.append("it is a product of χ(q_k) over layers k ≥ l, and q is unresolved at "
+                   "some of them (the χ the nets saw are not the theory's)")
     if not why:
         why.append("the log-scale band is not below log 2 either")
         nets.append(4 * n_nets)
