@@ -223,11 +223,16 @@ def simulate(spec, sigma_w=None, sigma_b=0.0, *, depth, width, n_nets=1, q0=1.0,
     ------
     VanishcalcError
         (a ``ValueError``) for any invalid argument, naming it.
+    SimulationTooLargeError
+        (a ``VanishcalcError``) before anything is allocated, when the run needs more memory
+        than this machine has (``sim/limits.py``); the message names a size that fits.
 
     Warns
     -----
     VanishcalcWarning
-        if a layer of some net overflowed or became NaN (first such layer named).
+        if a layer of some net overflowed or became NaN (first such layer named); per
+        quantity, if q (and c) underflowed or grad left float64 (``first_invalid_layer``,
+        ``log_grad``); if the run is estimated to take more than 2 minutes.
 
     Notes
     -----

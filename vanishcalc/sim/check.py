@@ -44,7 +44,7 @@ import numpy as np
 
 from ..errors import VanishcalcError
 from ..validate import integer, real
-from .api import Simulation, simulate
+from .api import simulate
 
 STATS = ("q", "c", "grad")
 
@@ -488,7 +488,7 @@ def check_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, n_nets, 
     x_corr).propagate(steps)``; simulation: :func:`vanishcalc.sim.composed.simulate_rnn`
     (``backend="cuda"`` runs :mod:`vanishcalc.sim.cuda_composed`).  The finite-width
     allowance and the z-scores are those of :func:`check` (notes/simulation.md,
-    notes/recurrent.md).
+    notes/recurrent.md), with the same three verdicts (PASSED / FAILED / INCONCLUSIVE).
 
     Returns
     -------
