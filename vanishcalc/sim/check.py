@@ -310,12 +310,6 @@ def _lognormal_skew(s2, n):
         return (e + 2.0) * np.sqrt(e - 1.0) / np.sqrt(n)
 
 
-def _nets_for_skew(s2):
-    """Nets that bring the log-normal skewness of the ensemble mean down to MAX_MEAN_SKEW."""
-    g1 = float(_lognormal_skew(s2, 1.0))
-    return math.inf if not math.isfinite(g1) else math.ceil((g1 / MAX_MEAN_SKEW) ** 2)
-
-
 def _log_stats(x):
     """Per layer over nets: n, variance s² and third cumulant k3 of log x, mean of log x.
 
@@ -409,7 +403,9 @@ def _compare(th, sim, finite, width, allowance, tolerance, params):
                              else ")"))
         un = np.flatnonzero(np.isnan(zs))
         if un.size:
-            unresolved[s] = (un, finite_here, power, tails_ok, s2, ses[s], allow[s], q_dep)
+            k3term = (a_l - allowance * spent[s] / width) if s != "c" else None
+            unresolved[s] = (un, finite_here, power, tails_ok, s2, ses[s], allow[s], q_dep,
+                             k3term)
     reasons = []
     if failed:
         verdict = FAILED
@@ -422,16 +418,49 @@ def _compare(th, sim, finite, width, allowance, tolerance, params):
         reasons.append("some simulated nets overflowed or became NaN (see "
                        "simulation.first_nonfinite_layer); those layers are not compared")
     n_nets = int(params.get("n_nets") or (next(iter(per.values())).shape[0] if per else 0))
-    for s, (un, finite_here, power, tails_ok, s2, se, a, q_dep) in unresolved.items():
+    for s, (un, finite_here, power, tails_ok, s2, se, a, q_dep, k3) in unresolved.items():
         reasons.append(_unresolved_reason(s, un, finite_here, power, tails_ok, s2, se, a, width,
-                                          n_nets, allowance, tolerance, spent[s], th[s], q_dep))
+                                          n_nets, allowance, tolerance, spent[s], th[s], q_dep,
+                                          k3))
     return CheckReport(theory=th, sim=sims, se=ses, allowance=allow, z=z, tolerance=tolerance,
                        passed=verdict == PASSED, worst=worst, simulation=sim, params=params,
                        verdict=verdict, reasons=reasons, scale=scale, log=logs)
 
 
+def _resolves(s, n, N, *, n0, N0, rel_se, spent, s2, k3term, tolerance, allowance):
+    """Would layer ``spent`` of s be resolved with n nets of width N?  Model: per-layer noise
+    and bias are O(1/N), so the log-variance s² and the allowance scale as N0/N, the third
+    cumulant as (N0/N)²; the ensemble's relative variance is e^{s²} − 1 (log-normal), else
+    the measured one scaled by (n0/n)(N0/N)."""
+    a = allowance * spent / N
+    if np.isfinite(s2):
+        s2n = s2 * N0 / N
+        var = math.expm1(min(s2n, 700.0)) / n
+        mean_ok = (tolerance * math.sqrt(var + a * a) < 1.0
+                   and float(_lognormal_skew(s2n, n)) <= MAX_MEAN_SKEW)
+        k3n = (k3term if np.isfinite(k3term) else 0.0) * (N0 / N) ** 2
+        log_band = math.sqrt(s2n / n + s2n ** 2 / (2 * max(n - 1, 1)) + (a + k3n) ** 2)
+        return mean_ok or (s != "c" and tolerance * log_band < LOG_BAND)
+    var = rel_se ** 2 * (n0 / n) * (N0 / N)
+    return tolerance * math.sqrt(var + a * a) < 1.0
+
+
+def _smallest(ok, start, cap):
+    """Smallest integer x in (start, cap] with ok(x), by doubling then bisection (None if none)."""
+    hi = start * 2
+    while hi <= cap and not ok(hi):
+        hi *= 2
+    if hi > cap:
+        return None
+    lo = hi // 2
+    while hi - lo > max(1, lo // 50):
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi
+
+
 def _unresolved_reason(s, un, finite_here, power, tails_ok, s2, se, allow, width, n_nets,
-                       allowance, tolerance, spent, theta, q_dep):
+                       allowance, tolerance, spent, theta, q_dep, k3term):
     """One sentence: which layers of s were not compared, why, and what would decide them."""
     from .api import _ranges
     where = _ranges(un)
@@ -440,43 +469,47 @@ def _unresolved_reason(s, un, finite_here, power, tails_ok, s2, se, allow, width
                 "finite there")
     deep = int(un[np.argmax(spent[un])])                  # the hardest layer to resolve
     ref = 1.0 if s == "c" else abs(float(theta[deep]))
-    why, widths, nets = [], [], []
+    why = []
     if tolerance * allow[deep] >= ref:
         why.append(f"the finite-width allowance κ·{spent[deep]}/N = "
                    f"{allowance * spent[deep] / width:.3g}{'' if s == 'c' else ' (relative)'} "
-                   f"makes the band "
-                   f"tolerance·√(se² + a²) wider than the value itself")
-        # the log scale needs tolerance·κ·l/N < log 2
-        widths.append(math.ceil(tolerance * allowance * spent[deep] / LOG_BAND) + 1)
-    elif tolerance * se[deep] >= 0.7 * ref:
-        why.append(f"the standard error {se[deep]:.3g} over {n_nets} nets is too large")
-        nets.append(math.ceil(n_nets * (tolerance * se[deep] / (0.7 * ref)) ** 2))
-    if s2 is not None and np.isfinite(s2[deep]) and not tails_ok[deep]:
-        why.append(f"the nets' log {s} has variance s² = {s2[deep]:.3g}, so the mean of "
+                   f"makes the band tolerance·√(se² + a²) wider than the value itself")
+    elif not power[deep]:
+        why.append(f"the standard error {se[deep]:.3g} over {n_nets} nets makes the band "
+                   "tolerance·√(se² + a²) wider than the value itself")
+    s2d = float(s2[deep]) if s2 is not None and s != "c" else math.nan
+    if np.isfinite(s2d) and not tails_ok[deep]:
+        why.append(f"the nets' log {s} has variance s² = {s2d:.3g}, so the mean of "
                    f"{n_nets} nets is ruled by a heavy tail (log-normal skewness of the mean "
-                   f"{float(_lognormal_skew(s2[deep], n_nets)):.3g} > {MAX_MEAN_SKEW:g})")
-        hi = width
-        while float(_lognormal_skew(s2[deep] * width / hi, n_nets)) > MAX_MEAN_SKEW and hi < 2**40:
-            hi *= 2
-        widths.append(hi)                                 # s² ∝ 1/N
-        nets.append(_nets_for_skew(float(s2[deep])))
+                   f"{float(_lognormal_skew(s2d, n_nets)):.3g} > {MAX_MEAN_SKEW:g}) and the log "
+                   "scale's band is not below log 2")
     if q_dep[deep]:
         why.append("it is a product of χ(q_k) over layers k ≥ l, and q is unresolved at "
                    "some of them (the χ the nets saw are not the theory's)")
     if not why:
         why.append("the log-scale band is not below log 2 either")
-        nets.append(4 * n_nets)
+    kw = dict(n0=n_nets, N0=width, rel_se=float(se[deep]) / ref if ref > 0 else math.inf,
+              spent=int(spent[deep]), s2=s2d, k3term=float(k3term[deep]) if k3term is not None
+              else math.nan, tolerance=tolerance, allowance=allowance)
+    if not np.isfinite(kw["rel_se"]):
+        return (f"{s}: unresolved at layers {where} (at layer {deep}: " + "; ".join(why) + ").")
     fix = []
-    if widths:
-        fix.append(f"width ≥ {max(widths)}")
-    feasible = [n for n in nets if math.isfinite(n) and n <= 10**7]
-    if nets and len(feasible) == len(nets) and not (tolerance * allow[deep] >= ref):
-        fix.append(f"n_nets ≥ {max(feasible)} at this width")
-    tail = ""
-    if nets and len(feasible) < len(nets):
-        tail = " (more nets cannot: the count needed exceeds 10^7)"
+    nets = _smallest(lambda n: _resolves(s, n, width, **kw), n_nets, 10**7)
+    wide = _smallest(lambda N: _resolves(s, n_nets, N, **kw), width, 2**24)
+    if wide is not None:
+        fix.append(f"width ≥ {wide} (with {n_nets} nets)")
+    if nets is not None:
+        fix.append(f"n_nets ≥ {nets} (at width {width})")
+    if not fix:
+        both = _smallest(lambda k: _resolves(s, n_nets * k, width * k, **kw), 1, 2**20)
+        if both is not None:
+            fix.append(f"width ≥ {width * both} and n_nets ≥ {n_nets * both}")
+    if q_dep[deep]:
+        fix.append("resolving q at the later layers")
+    decide = (" or ".join(fix) if fix else "a far larger ensemble than a model of its "
+              "finite-width scaling can name")
     return (f"{s}: unresolved at layers {where} (at layer {deep}: " + "; ".join(why)
-            + "). Would decide it: " + (" or ".join(fix) if fix else "a wider net") + tail + ".")
+            + f"). Would decide it (estimated): {decide}.")
 
 
 def check_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, n_nets, x2=1.0,
