@@ -322,3 +322,58 @@ def test_simulate_saturation_tanh_large_sigma_vs_gaussian_tail():
     expected = 2 * norm.sf(x0 / np.sqrt(sim.q[-1]))
     assert sim.saturation[-1] == pytest.approx(expected, abs=0.02)
     assert sim.saturation[-1] > 0.2
+
+
+# ---------------------------------------------------------------- no silent garbage (issue 11.3)
+
+@pytest.mark.parametrize("q0", [1e200, 1e-200])
+def test_simulate_relu_homogeneous_in_q0(q0):
+    """relu is homogeneous: scaling the inputs by √q0 scales every h and q by q0 and leaves c
+    and grad unchanged.  c used to be all 0 at q0 = 1e200 (s11·s22 overflowed) and NaN with a
+    'pre-activations are all zero' warning at q0 = 1e-200 (it underflowed)."""
+    kw = dict(depth=5, width=64, n_nets=4, seed=2)
+    ref = simulate("relu", 1.4, 0.0, q0=1.0, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sim = simulate("relu", 1.4, 0.0, q0=q0, **kw)
+    np.testing.assert_allclose(sim.c, ref.c, rtol=1e-12)
+    np.testing.assert_allclose(sim.q, q0 * ref.q, rtol=1e-12)
+    np.testing.assert_allclose(sim.grad, ref.grad, rtol=1e-12)
+
+
+def test_simulate_saturated_tanh_gradient_flagged_not_zero():
+    """tanh at q0 = 1e300: φ' underflows to 0 on every unit, so the gradient is below float64.
+    It used to come back as [0, nan, …] with first_nonfinite_layer = None and no warning."""
+    with pytest.warns(VanishcalcWarning, match="grad"):
+        sim = simulate("tanh", 1.5, 0.0, depth=5, width=32, n_nets=3, q0=1e300)
+    assert sim.first_invalid_layer["grad"] == 0
+    assert np.all(np.isnan(sim.grad[:-1]))          # never a silent 0
+
+
+def test_simulate_vanishing_tanh_log_grad_finite_vs_theory():
+    """σw = 1e-3, depth 400: grad per layer ≈ σw² E[tanh'²] → 1e-6 once q is tiny, so grad[l]
+    ≈ 1e-6^(400−l) leaves float64 below layer ~350.  The gradient used to be NaN from layer 54
+    with no warning; now the bad layers are flagged and log_grad (computed from per-layer
+    renormalized tangents) stays finite and matches Σ log χ = (400 − l)·log 1e-6 (q ≈ 0 from
+    layer 1 on, where E[tanh'(0)²] = 1)."""
+    with pytest.warns(VanishcalcWarning, match="grad"):
+        sim = simulate("tanh", 1e-3, 0.0, depth=400, width=64, n_nets=4, seed=1)
+    assert sim.first_invalid_layer["grad"] == 0 and np.isnan(sim.grad[54])
+    assert np.all(np.isfinite(sim.log_grad[1:]))
+    for l in (54, 200, 399):
+        assert sim.log_grad[l] == pytest.approx((400 - l) * math.log(1e-6), rel=1e-2)
+    # q underflows too (q_l ≈ 1e-6^l): flagged per quantity, with c
+    assert sim.first_invalid_layer["q"] is not None and sim.first_invalid_layer["q"] <= 52
+    assert sim.first_invalid_layer["c"] == sim.first_invalid_layer["q"]
+    assert np.isnan(sim.q[-1])
+
+
+def test_simulate_dead_relu_nets_are_true_zeros_not_flagged():
+    """A relu net whose units all die has a gradient that is exactly 0 — a true value, not
+    an underflow: it must not be flagged as 'outside float64' (tanh's would be)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sim = simulate("relu", 1.2, 0.1, depth=3, width=2, n_nets=2000, seed=6, c0=1.0)
+    dead = sim.raw["grad"][:, 0] == 0.0
+    assert dead.any()                               # some nets died at width 2
+    assert sim.first_invalid_layer["grad"] is None

@@ -129,3 +129,25 @@ def test_cuda_and_cpu_stacks_share_validation(bad):
             run(relu_bn_net(), **kw)
         messages.append(str(info.value))
     assert messages[0] == messages[1]
+
+
+def test_check_rnn_verdicts_failed_and_inconclusive():
+    from vanishcalc import check_rnn
+    from vanishcalc.maps.rnn import RNNMeanField
+    from vanishcalc.sim.check import _compare
+    from vanishcalc.sim.composed import simulate_rnn
+    tr = simulate_rnn("tanh", 1.2, 0.8, 0.2, steps=8, width=128, x_corr=0.3, batch=4, n_nets=16,
+                      seed=5)
+    wrong = RNNMeanField("tanh", 1.2 * 1.05, 0.8, 0.2, 1.0, 0.3).propagate(8)
+    th = {k: np.asarray(getattr(wrong, k), dtype=float) for k in ("q", "c", "grad")}
+    assert _compare(th, tr, True, 128, 1.0, 4.0, {"n_nets": 16}).verdict == "FAILED"
+    # a narrow, long, exploding relu RNN: products over 60 steps at width 8 cannot be resolved
+    rep = check_rnn("relu", 1.6, sigma_u=0.5, steps=60, width=8, n_nets=16, seed=1)
+    assert rep.verdict == "INCONCLUSIVE" and not rep.passed, rep.summary()
+
+
+def test_check_composed_network_inconclusive_when_too_deep_for_its_width():
+    # allowance 60/8 of the value: it could not have failed, so it must not say PASSED
+    report = check(relu_bn_net(), depth=60, width=8, n_nets=8, batch=8, seed=3)
+    assert report.verdict == "INCONCLUSIVE" and not report.passed
+    assert any("width ≥" in r for r in report.reasons)

@@ -43,6 +43,15 @@ class Simulation:
     nonfinite : ndarray of bool
         Per layer: some net overflowed or became NaN at or before this layer.
     first_nonfinite_layer : int or None
+    log_grad : ndarray
+        Mean over nets of log grad (per net ½ Σ_a log ‖t^L_a‖²/‖t^l_a‖²): finite where grad
+        itself is outside float64 (a vanishing net's grad below 1e-308).
+    invalid : dict of str → ndarray of bool
+        Per quantity ``"q"``, ``"c"``, ``"grad"``: layers where some net's value could not
+        be represented (q underflowed below 1e-290, a gradient ratio outside float64) and
+        was left out of the mean; ``first_invalid_layer[k]`` is the first such layer (None
+        if none), and a warning says why.  Values are never silently garbage: a layer where
+        every net is invalid is NaN.
     raw : dict
         Per-net arrays ``q, c, grad, sat`` (n_nets, depth+1) and ``nonfinite``.
     params : dict
@@ -61,6 +70,9 @@ class Simulation:
     first_nonfinite_layer: int | None
     raw: dict = field(repr=False)
     params: dict
+    log_grad: np.ndarray | None = field(default=None, repr=False)
+    invalid: dict = field(default_factory=dict, repr=False)
+    first_invalid_layer: dict = field(default_factory=dict)
 
     @property
     def depth(self) -> int:
@@ -71,6 +83,9 @@ class Simulation:
         out = {k: getattr(self, k).tolist() for k in
                ("q", "c", "grad", "q_se", "c_se", "grad_se", "saturation", "nonfinite", "n_finite")}
         out["first_nonfinite_layer"] = self.first_nonfinite_layer
+        if self.log_grad is not None:
+            out["log_grad"] = self.log_grad.tolist()
+        out["first_invalid_layer"] = dict(self.first_invalid_layer)
         out["params"] = dict(self.params)
         return out
 
@@ -113,9 +128,9 @@ def _simulate_iv(spec, sigma_w, sigma_b, depth, width, n_nets, q0, c0, weights, 
     if progress is not None and not callable(progress):
         raise VanishcalcError(f"progress must be a callable progress(done, total) or None, "
                               f"got {progress!r}")
-    if n_nets * width * 4 * 8 > 8 * 2**30:
-        raise VanishcalcError(f"n_nets × width = {n_nets * width} needs more than 8 GiB of state; "
-                              "run fewer nets per call")
+    from . import limits        # sizes before any allocation (host memory, CPU time)
+    limits.require_dense("simulate", depth=depth, width=width, n_nets=n_nets,
+                         itemsize=np.dtype(dtype).itemsize, backend=backend)
     return act, sigma_w, sigma_b, depth, width, n_nets, q0, c0, weights, seed, backend, \
         dtype, progress
 
@@ -201,11 +216,16 @@ def simulate(spec, sigma_w=None, sigma_b=0.0, *, depth, width, n_nets=1, q0=1.0,
     ------
     VanishcalcError
         (a ``ValueError``) for any invalid argument, naming it.
+    SimulationTooLargeError
+        (a ``VanishcalcError``) before anything is allocated, when the run needs more memory
+        than this machine has (``sim/limits.py``); the message names a size that fits.
 
     Warns
     -----
     VanishcalcWarning
-        if a layer of some net overflowed or became NaN (first such layer named).
+        if a layer of some net overflowed or became NaN (first such layer named); per
+        quantity, if q (and c) underflowed or grad left float64 (``first_invalid_layer``,
+        ``log_grad``); if the run is estimated to take more than 2 minutes.
 
     Notes
     -----
@@ -236,6 +256,9 @@ def simulate(spec, sigma_w=None, sigma_b=0.0, *, depth, width, n_nets=1, q0=1.0,
      progress) = _simulate_iv(spec, sigma_w, sigma_b, depth, width, n_nets, q0, c0, weights,
                               seed, backend, dtype, progress)
     module = _backend_module(backend)
+    if not module.__name__.endswith(".cpu"):
+        from . import limits
+        limits.require_dense_gpu("simulate", depth=depth, width=width, n_nets=n_nets)
     kwargs = dict(sigma_w=sigma_w, sigma_b=sigma_b, depth=depth, width=width, n_nets=n_nets,
                   q0=q0, c0=c0, orthogonal=weights == "orthogonal", seed=seed, dtype=dtype)
     if progress is not None and module.__name__.endswith(".cpu"):
@@ -244,7 +267,7 @@ def simulate(spec, sigma_w=None, sigma_b=0.0, *, depth, width, n_nets=1, q0=1.0,
     params = dict(phi=act.name, sigma_w=sigma_w, sigma_b=sigma_b, depth=depth, width=width,
                   n_nets=n_nets, q0=q0, c0=c0, weights=weights, seed=seed,
                   backend=module.__name__.rsplit(".", 1)[-1], dtype=dtype)
-    return _summarize(raw, params)
+    return _summarize(raw, params, has_flat_piece(act))
 
 
 def is_network(spec) -> bool:
@@ -283,7 +306,12 @@ def _simulate_network(spec, sigma_w, sigma_b, *, depth, width, n_nets, q0, c0, w
     from .composed import use_cuda_backend
     use_cuda = use_cuda_backend("simulate", backend)
     if use_cuda:
+        from . import limits
+        from .composed import _stack_iv
         from .cuda_composed import simulate_stack_cuda as run_stack
+        _, _, _, _, w, b, _, _, _, _ = _stack_iv(spec, depth, width, network_batch(spec, batch),
+                                                 n_nets, q0, c0, seed)
+        limits.require_stack_gpu("simulate", width=w, batch=b)
     else:
         from .composed import simulate_stack as run_stack
     batch = network_batch(spec, batch)
@@ -300,21 +328,82 @@ def _simulate_network(spec, sigma_w, sigma_b, *, depth, width, n_nets, q0, c0, w
     return Simulation(q=tr.q, c=tr.c, grad=tr.grad, q_se=q_se, c_se=c_se,
                       grad_se=grad_se, saturation=np.full_like(tr.q, np.nan),
                       nonfinite=nonfinite, n_finite=np.full(tr.q.shape, tr.n_nets),
-                      first_nonfinite_layer=first, raw={"rate": tr.rate, "rate_se": tr.rate_se},
+                      first_nonfinite_layer=first,
+                      raw={"rate": tr.rate, "rate_se": tr.rate_se, "per_net": tr.per_net},
                       params=params)
 
 
-def _summarize(raw, params):
+#: Below this a mean square q is not a float64 value to trust: unit squares h² < 1e-308
+#: are subnormal or 0 (precision lost), so q̂ and ĉ (built from them) are garbage.
+Q_TINY = 1e-290
+#: |log| of a gradient ratio beyond which exp() leaves float64 (0 or inf).
+LOG_RANGE = 700.0
+
+
+def has_flat_piece(act) -> bool:
+    """True if φ is constant on some interval (relu, hardtanh): there φ' = 0 exactly, so a
+    tangent that becomes exactly 0 (a dead relu net) is a true zero gradient, not underflow."""
+    from ..parse import X
+    return any(not p.expr.has(X) for p in act.pieces)
+
+
+def _invalid_masks(raw, nonfinite_net, flat_piece=False):
+    """Per-net masks (n_nets, depth+1) of values float64 cannot carry, and the reason per quantity.
+
+    * q (and c, built from the same units): q̂ < Q_TINY — underflow — except an exact 0
+      reached from a normal q (a relu net whose units all died: a true 0).  Once a net
+      underflowed, its later layers are computed from garbage and stay invalid.
+    * grad: the per-net ratio ‖t^L‖²/‖t^l‖² outside float64 (|log| > LOG_RANGE, or a tangent
+      that became exactly 0 because φ' rounded to 0 on every unit).  When φ is constant on
+      an interval (``flat_piece``), a tangent that is exactly 0 is a true zero (a dead relu
+      net: 0 before it died, undefined 0/0 after, excluded as before) and not flagged.
+    """
+    q = np.asarray(raw["q"], dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        tiny = q < Q_TINY
+        prev_normal = np.concatenate([np.zeros((q.shape[0], 1), bool), q[:, :-1] >= Q_TINY], axis=1)
+        true_zero = (q == 0.0) & prev_normal
+        q_bad = np.logical_or.accumulate(tiny & ~true_zero, axis=1) & ~nonfinite_net
+    log_grad = raw.get("log_grad")
+    g = np.asarray(raw["grad"], dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lg = np.asarray(log_grad, dtype=np.float64) if log_grad is not None else np.log(g)
+        out_of_range = np.isfinite(lg) & (np.abs(lg) > LOG_RANGE)
+        died = ~np.isfinite(lg) | ~np.isfinite(g) | (g == 0.0)
+        g_bad = (out_of_range | (died & (not flat_piece))) & ~nonfinite_net
+    return {"q": q_bad, "c": q_bad, "grad": g_bad}
+
+
+_WHY = {
+    "q": "q underflowed below {tiny:g} (float64 cannot hold the net's true, smaller q)",
+    "c": "c is computed from units that underflowed (q < {tiny:g})",
+    "grad": "the gradient ratio left float64 (below 1e-304 or above 1e304, or φ' = 0 on every "
+            "unit so the tangent is exactly 0); log_grad still holds its logarithm where finite",
+}
+
+
+def _summarize(raw, params, flat_piece=False):
     nonfinite_net = np.asarray(raw["nonfinite"], dtype=bool)
+    bad = _invalid_masks(raw, nonfinite_net, flat_piece)
     masked = {}
     for k in ("q", "c", "grad", "sat"):
         a = np.array(raw[k], dtype=np.float64)
         a[nonfinite_net] = np.nan
+        if k in bad:
+            a[bad[k]] = np.nan
         masked[k] = a
     q, q_se, n_q = _mean_se(masked["q"])
     c, c_se, _ = _mean_se(masked["c"])
     grad, grad_se, _ = _mean_se(masked["grad"])
     sat, _, _ = _mean_se(masked["sat"])
+    if raw.get("log_grad") is not None:
+        lg = np.array(raw["log_grad"], dtype=np.float64)
+    else:
+        with np.errstate(divide="ignore"):
+            lg = np.log(np.array(raw["grad"], dtype=np.float64))
+    lg[nonfinite_net] = np.nan
+    lg[~np.isfinite(lg)] = np.nan
+    log_grad, _, _ = _mean_se(lg)
     nonfinite = nonfinite_net.any(axis=0)
     first = int(np.argmax(nonfinite)) if nonfinite.any() else None
     if first is not None:
@@ -323,7 +412,20 @@ def _summarize(raw, params):
                       f"layer {first} (φ = {params['phi']}, σw = {params['sigma_w']}); those nets "
                       "are excluded from the means from that layer on (see Simulation.nonfinite)",
                       VanishcalcWarning, stacklevel=3)
-    zero_c = np.isnan(raw["c"]) & ~nonfinite_net
+    invalid, first_invalid = {}, {}
+    for k in ("q", "c", "grad"):
+        invalid[k] = bad[k].any(axis=0)
+        first_invalid[k] = int(np.argmax(invalid[k])) if invalid[k].any() else None
+    for k in ("q", "grad"):
+        if first_invalid[k] is not None:
+            l = first_invalid[k]
+            layers = (f"from layer {l}" if k == "q" else
+                      f"at layers {_ranges(np.flatnonzero(invalid[k]))}")
+            also = " (and c with it)" if k == "q" else ""
+            warnings.warn(f"{k}{also}: {int(bad[k][:, l].sum())} of {params['n_nets']} nets "
+                          f"excluded {layers}: {_WHY[k].format(tiny=Q_TINY)}; see "
+                          f"Simulation.first_invalid_layer", VanishcalcWarning, stacklevel=3)
+    zero_c = np.isnan(raw["c"]) & ~nonfinite_net & ~bad["c"]
     if zero_c.any():
         layer = int(np.argmax(zero_c.any(axis=0)))
         warnings.warn(f"the correlation c is undefined (an input's pre-activations are all zero) "
@@ -331,7 +433,22 @@ def _summarize(raw, params):
                       VanishcalcWarning, stacklevel=3)
     return Simulation(q=q, c=c, grad=grad, q_se=q_se, c_se=c_se, grad_se=grad_se, saturation=sat,
                       nonfinite=nonfinite, n_finite=n_q, first_nonfinite_layer=first,
-                      raw={k: np.asarray(v) for k, v in raw.items()}, params=params)
+                      raw={k: np.asarray(v) for k, v in raw.items()}, params=params,
+                      log_grad=log_grad, invalid=invalid, first_invalid_layer=first_invalid)
+
+
+def _ranges(idx) -> str:
+    """'0–53, 60' from sorted layer indices."""
+    out, start, prev = [], None, None
+    for i in list(idx) + [None]:
+        if start is None:
+            start = prev = i
+        elif i is not None and i == prev + 1:
+            prev = i
+        else:
+            out.append(f"{start}" if start == prev else f"{start}–{prev}")
+            start = prev = i
+    return ", ".join(out)
 
 
 __all__ = ["simulate", "Simulation", "SimulationOverflowError"]

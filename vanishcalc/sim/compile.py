@@ -343,12 +343,27 @@ def _cpu_functions_for_key(key: str, act: Activation):
 @functools.lru_cache(maxsize=256)
 def _cpu_cfuncs_for_key(key: str, act: Activation):
     import numba
+    from numba.core.caching import FunctionCache
     module = source_module(act)
     path_backed = getattr(module, "__file__", None) is not None
     sig = "float64(float64)"
-    phi = numba.cfunc(sig, cache=path_backed, fastmath=FASTMATH)(module.phi)
-    dphi = numba.cfunc(sig, cache=path_backed, fastmath=FASTMATH)(module.dphi)
-    return phi, dphi
+
+    def build():
+        phi = numba.cfunc(sig, cache=path_backed, fastmath=FASTMATH)(module.phi)
+        dphi = numba.cfunc(sig, cache=path_backed, fastmath=FASTMATH)(module.dphi)
+        return phi, dphi
+    with KERNEL_LOCK, compile_notice(act.name):
+        try:
+            return build()
+        except Exception:
+            if not path_backed:
+                raise
+            removed = purge_corrupted_caches([FunctionCache(module.phi),
+                                              FunctionCache(module.dphi)])
+            if not removed:
+                raise
+            _repaired(removed)
+            return build()
 
 
 def cpu_cfuncs(act):
@@ -435,3 +450,173 @@ def saturation_reference(act) -> float:
     if full > near * (1 + 1e-9):
         return _dphi_max_for_key(act.key, act, 3.0)
     return full
+
+
+# ---------------------------------------------------------------- running CPU kernels safely
+#
+# Three process-level hazards of Numba's CPU target, handled here once for every kernel:
+#
+# * fork: with GNU OpenMP as the threading layer, a child forked after a parallel kernel ran
+#   dies ("fork() called from a process already using GNU OpenMP").  configure_threading()
+#   asks for Numba's 'forksafe' layers (tbb, Intel OpenMP or workqueue — never GNU OpenMP)
+#   unless the user chose one (NUMBA_THREADING_LAYER).  workqueue is not thread-safe, so
+#   every kernel launch holds KERNEL_LOCK (re-created in a forked child).
+# * a corrupted on-disk cache (random bytes in a .nbi, a truncated .nbc) made every later
+#   call fail with UnpicklingError/EOFError until deleted by hand: run_guarded() checks our
+#   functions' cache files when a launch fails, deletes the corrupted ones, says so, and
+#   compiles again.
+# * compilation takes 10–30 s on first use: run_guarded() prints one line on stderr when
+#   Numba actually compiles (never when it loads from the cache).
+
+import contextlib  # noqa: E402
+import threading  # noqa: E402
+import warnings  # noqa: E402
+
+KERNEL_LOCK = threading.RLock()
+
+
+def _new_lock_in_child():
+    global KERNEL_LOCK
+    KERNEL_LOCK = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
+def configure_threading() -> str:
+    """Choose a fork-safe Numba threading layer before the first parallel launch.
+
+    Returns the configured layer name (``"forksafe"``, or the user's choice).  Has no effect
+    once a parallel kernel has run in this process (Numba fixes its layer then).
+    """
+    import numba
+    if os.environ.get("NUMBA_THREADING_LAYER") or numba.config.THREADING_LAYER != "default":
+        return numba.config.THREADING_LAYER
+    numba.config.THREADING_LAYER = "forksafe"
+    return "forksafe"
+
+
+COMPILE_SECONDS = "10–30 s"
+
+
+@functools.lru_cache(maxsize=1)
+def _notice_class():
+    from numba.core import event as ev
+
+    class CompileNotice(ev.Listener):
+        """Prints one stderr line when Numba starts compiling (not when loading a cache)."""
+
+        def __init__(self, label):
+            self.label = label
+            self.said = False
+
+        def on_start(self, event):
+            if not self.said:
+                self.said = True
+                print(f"vanishcalc: compiling simulation kernels for {self.label}, first use, "
+                      f"~{COMPILE_SECONDS} (cached on disk afterwards)", file=sys.stderr,
+                      flush=True)
+
+        def on_end(self, event):
+            pass
+    return CompileNotice
+
+
+@contextlib.contextmanager
+def compile_notice(label):
+    """Within the block, the first real Numba compilation prints a line on stderr.
+
+    Loading from the on-disk cache runs no compiler pass, so it stays silent.
+    """
+    from numba.core import event as ev
+    if getattr(_NOTICE, "active", False):      # an outer block announces (one line per call)
+        yield None
+        return
+    notice = _notice_class()(label)
+    _NOTICE.active = True
+    try:
+        with contextlib.ExitStack() as stack:
+            for kind in ("numba:compile", "numba:run_pass"):
+                stack.enter_context(ev.install_listener(kind, notice))
+            yield notice
+    finally:
+        _NOTICE.active = False
+
+
+_NOTICE = threading.local()
+
+
+def _cache_files(cache):
+    """(index path, data paths, corrupted?) of one Numba function cache."""
+    import glob
+    cf = getattr(cache, "_cache_file", None)
+    if cf is None:
+        return None
+    index = cf._index_path
+    data = glob.glob(os.path.join(glob.escape(cf._cache_path),
+                                  glob.escape(cf._data_name_pattern.split("{")[0]) + "*.nbc"))
+    try:
+        overloads = cf._load_index()
+    except FileNotFoundError:
+        return index, data, False
+    except Exception:                  # noqa: BLE001 - any unpickling failure is corruption
+        return index, data, True
+    for name in overloads.values():
+        try:
+            cf._load_data(name)
+        except FileNotFoundError:
+            continue
+        except Exception:              # noqa: BLE001
+            return index, data, True
+    return index, data, False
+
+
+def purge_corrupted_caches(caches) -> list:
+    """Delete the files of every corrupted cache among ``caches``; return the paths removed."""
+    removed = []
+    for cache in caches:
+        found = _cache_files(cache)
+        if found is None or not found[2]:
+            continue
+        for path in [found[0], *found[1]]:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+                removed.append(path)
+    return removed
+
+
+def _module_caches(module_names):
+    """The on-disk caches of the Numba functions defined in the named modules."""
+    out = []
+    for name in module_names:
+        module = sys.modules.get(name)
+        for obj in vars(module).values() if module is not None else ():
+            cache = getattr(obj, "_cache", None)
+            if getattr(cache, "_cache_file", None) is not None:
+                out.append(cache)
+    return out
+
+
+def _repaired(removed):
+    warnings.warn(f"vanishcalc: discarded {len(removed)} corrupted Numba cache file(s) "
+                  f"(e.g. {removed[0]}) and compiled again", VanishcalcWarning, stacklevel=4)
+
+
+def run_guarded(label, call, modules=("vanishcalc.sim.cpu", "vanishcalc.sim.composed")):
+    """``call()`` holding KERNEL_LOCK, announcing compilation, repairing a corrupted cache.
+
+    ``call`` must allocate its own arrays (it is run again after a repair).
+    """
+    with KERNEL_LOCK, compile_notice(label):
+        try:
+            return call()
+        except Exception:
+            removed = purge_corrupted_caches(_module_caches(modules))
+            if not removed:
+                raise
+            _repaired(removed)
+            return call()
+
+
+from ..errors import VanishcalcWarning  # noqa: E402

@@ -248,18 +248,23 @@ def simulate_stack(block, *, depth, width, batch=64, n_nets=8, q0=1.0, c0=0.5,
     seed : int
         Same seed → identical results (independent of the thread count).
     """
-    from .compile import cpu_cfuncs
+    from .compile import cpu_cfuncs, run_guarded
+    from . import limits
     act, ops, pars, depth, width, batch, n_nets, q0, c0, seed = _stack_iv(
         block, depth, width, batch, n_nets, q0, c0, seed)
+    limits.require_stack("simulate_stack", depth=depth, width=width, batch=batch, n_nets=n_nets)
     phi, dphi = cpu_cfuncs(act)
-    rng = seed_states(int(seed), int(n_nets))
-    q = np.full((n_nets, depth + 1), np.nan)
-    c = np.full((n_nets, depth + 1), np.nan)
-    logF = np.full((n_nets, depth + 1), np.nan)
-    bad = np.zeros((n_nets, depth + 1), dtype=np.bool_)
-    _stack_kernel(phi, dphi, rng, ops, pars, int(depth), int(width), int(batch), float(q0),
-                  float(c0), q, c, logF, bad)
-    return _trace(q, c, logF, bad)
+
+    def run():
+        rng = seed_states(int(seed), int(n_nets))
+        q = np.full((n_nets, depth + 1), np.nan)
+        c = np.full((n_nets, depth + 1), np.nan)
+        logF = np.full((n_nets, depth + 1), np.nan)
+        bad = np.zeros((n_nets, depth + 1), dtype=np.bool_)
+        _stack_kernel(phi, dphi, rng, ops, pars, int(depth), int(width), int(batch), float(q0),
+                      float(c0), q, c, logF, bad)
+        return q, c, logF, bad
+    return _trace(*run_guarded(f"composed networks ({act.name})", run))
 
 
 def simulate_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, x2=1.0, x_corr=0.0,
@@ -270,22 +275,30 @@ def simulate_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, x2=1.
     (or use :func:`vanishcalc.sim.check.check_rnn`).  ``backend="cuda"`` runs the CUDA kernel
     of :mod:`vanishcalc.sim.cuda_composed`; ``"auto"`` picks it when a GPU is present.
     """
+    from . import limits
     if use_cuda_backend("simulate_rnn", backend):
         from .cuda_composed import simulate_rnn_cuda
+        _, _, _, w, b, _, _ = _rnn_iv(spec, sigma_w, sigma_u, sigma_b, steps, width, x2, x_corr,
+                                      batch, n_nets, seed)
+        limits.require_rnn_gpu("simulate_rnn", width=w, batch=b)
         return simulate_rnn_cuda(spec, sigma_w, sigma_u, sigma_b, steps=steps, width=width, x2=x2,
                                  x_corr=x_corr, batch=batch, n_nets=n_nets, seed=seed)
-    from .compile import cpu_cfuncs
+    from .compile import cpu_cfuncs, run_guarded
     act, step, steps, width, batch, n_nets, seed = _rnn_iv(
         spec, sigma_w, sigma_u, sigma_b, steps, width, x2, x_corr, batch, n_nets, seed)
+    limits.require_rnn("simulate_rnn", steps=steps, width=width, batch=batch, n_nets=n_nets)
     phi, dphi = cpu_cfuncs(act)
-    rng = seed_states(int(seed), int(n_nets))
-    q = np.full((n_nets, steps), np.nan)
-    c = np.full((n_nets, steps), np.nan)
-    logF = np.full((n_nets, steps), np.nan)
-    bad = np.zeros((n_nets, steps), dtype=np.bool_)
-    _rnn_kernel(phi, dphi, rng, int(steps), int(width), int(batch), step.sigma_w, step.sigma_u,
-                step.sigma_b, step.x2, step.x_corr, q, c, logF, bad)
-    return _trace(q, c, logF, bad)
+
+    def run():
+        rng = seed_states(int(seed), int(n_nets))
+        q = np.full((n_nets, steps), np.nan)
+        c = np.full((n_nets, steps), np.nan)
+        logF = np.full((n_nets, steps), np.nan)
+        bad = np.zeros((n_nets, steps), dtype=np.bool_)
+        _rnn_kernel(phi, dphi, rng, int(steps), int(width), int(batch), step.sigma_w,
+                    step.sigma_u, step.sigma_b, step.x2, step.x_corr, q, c, logF, bad)
+        return q, c, logF, bad
+    return _trace(*run_guarded(f"RNNs ({act.name})", run))
 
 
 def measure_rate(act, *, gamma, beta, batch, width, depth, n_nets, seed=0, norm="bn"):

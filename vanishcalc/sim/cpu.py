@@ -14,8 +14,9 @@ independent of ``X``.  For Gaussian ``W`` the rows of ``W X`` are i.i.d.
 ``X = V R`` and ``Q V`` a Haar-random orthonormal frame.  So each layer draws ``4·N``
 normals and a ``4 × 4`` Cholesky factor instead of ``N²`` weights: the joint law of every
 (h^l, t^l) is *exactly* that of the explicit-weight network at any finite width (checked
-against the explicit-weight numpy simulator ``tests/reference/naive_sim.py``), memory is
-O(width) per net whatever the depth, and the cost is O(width) per layer instead of
+against the explicit-weight numpy simulator ``tests/reference/naive_sim.py``), the state is
+O(width) per net whatever the depth (the per-layer statistics returned are O(depth) per
+net), and the cost is O(width) per layer instead of
 O(width²), so no BLAS call is needed.  (This relies on fresh weights in every layer;
 a recurrent net that reuses ``W`` over time needs explicit weights.)
 
@@ -36,7 +37,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .compile import FASTMATH
+from .compile import FASTMATH, configure_threading
+
+configure_threading()        # fork-safe layer, before any parallel kernel runs (compile.py)
 
 _U11 = np.uint64(11)
 _U16 = np.uint64(16)
@@ -305,7 +308,15 @@ def _dense_step(st, X, h, t, L, Z, bias, sigma_w, sigma_b, orthogonal):
 
 @njit(cache=True, fastmath=FASTMATH)
 def _layer_stats(h, t, l, q, c, F):
-    """q[l], c[l], F[a, l] = ‖t_a‖²; returns False if any of them is not finite."""
+    """q[l], c[l], F[a, l] = log ‖t_a‖² accumulated; returns False if any is not finite.
+
+    The tangents enter with ‖t_a‖² = 1 (except at layer 0) and leave rescaled to 1, so that
+    F[a, l] = F[a, l−1] + log ‖t_a‖² is the log squared norm of the unscaled tangent: a
+    product of thousands of per-layer factors neither overflows nor underflows (the map is
+    linear in t, so the scale changes no law).  A tangent that is exactly 0 (φ' = 0 on
+    every unit, e.g. tanh at |h| > 19) gives F = −inf: the gradient is below float64.
+    c divides by √s11·√s22, not √(s11·s22), which over/underflows for q ≳ 1e154 or ≲ 1e-154.
+    """
     width = h.shape[1]
     s11 = 0.0
     s22 = 0.0
@@ -323,10 +334,20 @@ def _layer_stats(h, t, l, q, c, F):
         f1 += u * u
         f2 += v * v
     q[l] = (s11 + s22) / (2.0 * width)
-    den = math.sqrt(s11 * s22)
-    c[l] = s12 / den if den > 0.0 else np.nan       # undefined when an input is all zeros
-    F[0, l] = f1
-    F[1, l] = f2
+    den = math.sqrt(s11) * math.sqrt(s22)
+    c[l] = s12 / den if den > 0.0 else np.nan       # undefined when an input is all zero
+    prev1 = F[0, l - 1] if l > 0 else 0.0
+    prev2 = F[1, l - 1] if l > 0 else 0.0
+    F[0, l] = prev1 + (math.log(f1) if f1 > 0.0 else -np.inf)
+    F[1, l] = prev2 + (math.log(f2) if f2 > 0.0 else -np.inf)
+    if f1 > 0.0 and math.isfinite(f1):
+        s = 1.0 / math.sqrt(f1)
+        for i in range(width):
+            t[0, i] = t[0, i] * s
+    if f2 > 0.0 and math.isfinite(f2):
+        s = 1.0 / math.sqrt(f2)
+        for i in range(width):
+            t[1, i] = t[1, i] * s
     return (math.isfinite(s11) and math.isfinite(s22) and math.isfinite(s12)
             and math.isfinite(f1) and math.isfinite(f2))
 
@@ -403,36 +424,47 @@ def run_dense(act, *, sigma_w, sigma_b, depth, width, n_nets, q0, c0, orthogonal
     -------
     dict
         ``q``, ``c``, ``grad``, ``sat``: float64 (n_nets, depth+1); ``nonfinite``: bool
-        (n_nets, depth+1).  ``grad[:, l] = ½ Σ_a ‖t^depth_a‖² / ‖t^l_a‖²``.
+        (n_nets, depth+1).  ``grad[:, l] = ½ Σ_a ‖t^depth_a‖² / ‖t^l_a‖²``;
+        ``log_grad[:, l] = ½ Σ_a log(‖t^depth_a‖² / ‖t^l_a‖²)`` (finite where grad is not
+        representable).
     """
-    from .compile import cpu_cfuncs, saturation_reference
-    phi, dphi = cpu_cfuncs(act)
-    ref = saturation_reference(act) if sat_reference is None else sat_reference
-    sat_thresh = 1e-3 * ref
-    np_dtype = np.dtype(dtype)
-    rng = seed_states(int(seed), n_nets)
-    H = np.empty((n_nets, 2, width), dtype=np_dtype)
-    T = np.empty((n_nets, 2, width), dtype=np_dtype)
-    q = np.full((n_nets, depth + 1), np.nan)
-    c = np.full((n_nets, depth + 1), np.nan)
-    sat = np.full((n_nets, depth + 1), np.nan)
-    F = np.full((n_nets, 2, depth + 1), np.nan)
-    bad = np.zeros((n_nets, depth + 1), dtype=np.bool_)
-    _init_kernel(rng, H, T, float(q0), float(c0), q, c, F, bad)
-    bad[:, 1:] |= bad[:, :1]
-    if chunk is None:
-        # chunks of ~2e7 unit-layers keep progress reports and Ctrl-C responsive
-        chunk = depth if progress is None else max(1, min(depth, int(2e7 // max(1, n_nets * width))))
-    l0 = 0
-    while l0 < depth:
-        l1 = min(depth, l0 + chunk)
-        _dense_kernel(phi, dphi, rng, H, T, float(sigma_w), float(sigma_b), bool(orthogonal),
-                      float(sat_thresh), l0, l1, q, c, F, sat, bad)
-        l0 = l1
-        if progress is not None:
-            progress(l0, depth)
-    _final_saturation_kernel(dphi, H, T, float(sat_thresh), depth, sat, bad)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        grad = np.mean(F[:, :, depth:depth + 1] / F, axis=1)
-    grad[bad] = np.nan
-    return {"q": q, "c": c, "grad": grad, "sat": sat, "nonfinite": bad}
+    from .compile import cpu_cfuncs, run_guarded, saturation_reference
+
+    def run():
+        phi, dphi = cpu_cfuncs(act)
+        ref = saturation_reference(act) if sat_reference is None else sat_reference
+        sat_thresh = 1e-3 * ref
+        np_dtype = np.dtype(dtype)
+        rng = seed_states(int(seed), n_nets)
+        H = np.empty((n_nets, 2, width), dtype=np_dtype)
+        T = np.empty((n_nets, 2, width), dtype=np_dtype)
+        q = np.full((n_nets, depth + 1), np.nan)
+        c = np.full((n_nets, depth + 1), np.nan)
+        sat = np.full((n_nets, depth + 1), np.nan)
+        F = np.full((n_nets, 2, depth + 1), np.nan)
+        bad = np.zeros((n_nets, depth + 1), dtype=np.bool_)
+        _init_kernel(rng, H, T, float(q0), float(c0), q, c, F, bad)
+        bad[:, 1:] |= bad[:, :1]
+        size = chunk
+        if size is None:
+            # chunks of ~2e7 unit-layers keep progress reports and Ctrl-C responsive
+            size = depth if progress is None else max(1, min(depth, int(2e7 // max(1, n_nets
+                                                                                 * width))))
+        l0 = 0
+        while l0 < depth:
+            l1 = min(depth, l0 + size)
+            _dense_kernel(phi, dphi, rng, H, T, float(sigma_w), float(sigma_b), bool(orthogonal),
+                          float(sat_thresh), l0, l1, q, c, F, sat, bad)
+            l0 = l1
+            if progress is not None:
+                progress(l0, depth)
+        _final_saturation_kernel(dphi, H, T, float(sat_thresh), depth, sat, bad)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+            log_ratio = F[:, :, depth:depth + 1] - F          # log ‖t^L‖²/‖t^l‖² per input
+            grad = np.mean(np.exp(log_ratio), axis=1)
+            log_grad = np.mean(log_ratio, axis=1)
+        grad[bad] = np.nan
+        log_grad[bad] = np.nan
+        return {"q": q, "c": c, "grad": grad, "log_grad": log_grad, "sat": sat,
+                "nonfinite": bad}
+    return run_guarded(f"{act.name} ({dtype})", run)

@@ -44,6 +44,7 @@ class ComposedTrace:
     rate: np.ndarray
     rate_se: np.ndarray
     n_nets: int
+    per_net: dict | None = None     # per-net q, c, grad (n_nets, depth+1), NaN where excluded
 
     def mean_rate(self, skip=2):
         """Per-layer rate averaged over layers ≥ ``skip`` and nets, with its standard error
@@ -81,7 +82,8 @@ def trace(q, c, logF, bad):
     cm, cs = _mean_se(c)
     gm, gs = _mean_se(grad)
     rm, rs = _mean_se(rate)
-    tr = ComposedTrace(qm, cm, gm, qs, cs, gs, rm, rs, q.shape[0])
+    tr = ComposedTrace(qm, cm, gm, qs, cs, gs, rm, rs, q.shape[0],
+                       per_net={"q": q, "c": c, "grad": grad})
     object.__setattr__(tr, "_per_net", rate)
     object.__setattr__(tr, "_mean_rate", _pooled(rate[:, 2:]) if rate.shape[1] > 2 else
                        _pooled(rate))
@@ -146,6 +148,9 @@ def stack_iv(block, depth, width, batch, n_nets, q0, c0, seed):
     if OP_BN in ops and batch < 4:
         from ..maps.norm import batch_iv
         batch_iv("simulate_stack", batch)
+    from . import limits           # the host-side outputs, for both backends
+    limits.require_stack("simulate_stack", depth=depth, width=width, batch=batch, n_nets=n_nets,
+                         cpu=False)
     return act, ops, pars, depth, width, batch, n_nets, q0, c0, seed
 
 
@@ -162,6 +167,9 @@ def rnn_iv(spec, sigma_w, sigma_u, sigma_b, steps, width, x2, x_corr, batch, n_n
         raise VanishcalcError("simulate_rnn: x_corr must lie in [0, 1] (exchangeable inputs)")
     if step.drive <= 0:
         raise VanishcalcError("simulate_rnn: with σu = σb = 0 and h_0 = 0 the state stays 0")
+    from . import limits           # the host-side outputs, for both backends
+    limits.require_rnn("simulate_rnn", steps=steps, width=width, batch=batch, n_nets=n_nets,
+                       cpu=False)
     return activation(spec), step, steps, width, batch, n_nets, seed
 
 

@@ -1,12 +1,17 @@
 """``vanishcalc check SPEC --sigma-w W [--sigma-b B] --depth L --width N --nets K``.
 
 Simulates K random nets and compares q, c and the gradient with the mean-field theory layer
-by layer; prints the summary and exits 1 when the check fails (2 on bad input).
+by layer; prints the summary with its verdict.  Exit status: 0 PASSED, 1 FAILED,
+3 INCONCLUSIVE (the ensemble cannot resolve the theory: the summary says why and which nets or
+width would decide it), 2 bad input.
 """
 from __future__ import annotations
 
 
 def add_arguments(parser):
+    parser.epilog = ("exit status: 0 PASSED, 1 FAILED, 3 INCONCLUSIVE (the ensemble cannot "
+                     "resolve the theory; the summary names the nets or width that would), "
+                     "2 bad input")
     from . import count, number
     parser.add_argument("spec", metavar="PHI", help="zoo name or expression in x")
     parser.add_argument("--sigma-w", type=number, required=True, metavar="W",
@@ -50,4 +55,4 @@ def run(args) -> int:
     print(report.summary(max_rows=args.rows))
     for w in caught:
         print(f"warning: {w.message}")
-    return 0 if report.passed else 1
+    return report.exit_code

@@ -1,0 +1,86 @@
+"""Sizes are checked before anything is allocated (issue 11.1).
+
+Each request below is far beyond any machine (or beyond a limit set through
+VANISHCALC_MAX_MEMORY); the entry point must refuse it at once, with a
+SimulationTooLargeError (a VanishcalcError) naming the limit and a setting that fits — and
+that setting must pass the same check.  Before, depth = 10**9 allocated 15 GiB, and an RNN
+of width 10**5 died inside a Numba kernel with SystemError.
+"""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from vanishcalc import check, check_rnn, simulate
+from vanishcalc.errors import VanishcalcError
+from vanishcalc.maps import Activation, BatchNorm, Dense
+from vanishcalc.sim import limits
+from vanishcalc.sim.composed import simulate_rnn, simulate_stack
+from vanishcalc.sim.limits import SimulationTooLargeError
+
+
+def _refused(call):
+    t = time.perf_counter()
+    with pytest.raises(SimulationTooLargeError) as info:
+        call()
+    assert time.perf_counter() - t < 5.0          # refused before any work
+    assert isinstance(info.value, VanishcalcError)
+    msg = str(info.value)
+    assert "needs about" in msg and ("limit" in msg or "GPU memory" in msg), msg
+    return msg
+
+
+@pytest.mark.parametrize("backend", ["cpu", "cuda"])
+def test_simulate_depth_1e9_refused_with_a_depth_that_fits(backend):
+    msg = _refused(lambda: simulate("tanh", 1.0, depth=10**9, width=64, n_nets=4,
+                                    backend=backend))
+    depth = int(re.search(r"depth ≤ (\d+)", msg).group(1))
+    limits.require_dense("simulate", depth=depth, width=64, n_nets=4, warn_time=False)
+
+
+def test_check_depth_1e9_refused():
+    _refused(lambda: check("tanh", 1.0, depth=10**9, width=64, n_nets=4))
+
+
+def test_composed_stack_depth_1e9_refused():
+    net = [Dense(1.0), BatchNorm(1.0, 0.0), Activation("relu")]
+    _refused(lambda: simulate_stack(net, depth=10**9, width=64, batch=8, n_nets=4))
+    _refused(lambda: simulate(net, depth=10**9, width=64, n_nets=4, batch=8))
+    _refused(lambda: check(net, depth=10**9, width=64, n_nets=4, batch=8))
+
+
+def test_rnn_width_1e5_refused_not_systemerror():
+    msg = _refused(lambda: simulate_rnn("tanh", 1.0, 0.5, steps=3, width=10**5, n_nets=2))
+    assert "width ≤" in msg
+    _refused(lambda: check_rnn("tanh", 1.0, 0.5, steps=3, width=10**5, n_nets=2))
+
+
+def test_stack_width_1e6_refused():
+    msg = _refused(lambda: simulate_stack([Dense(1.0), Activation("tanh")], depth=2,
+                                          width=10**6, batch=4, n_nets=2))
+    assert "width ≤" in msg
+
+
+def test_max_memory_env_sets_the_limit(monkeypatch):
+    monkeypatch.setenv("VANISHCALC_MAX_MEMORY", "1M")
+    msg = _refused(lambda: simulate("tanh", 1.0, depth=10000, width=8, n_nets=4))
+    assert "VANISHCALC_MAX_MEMORY" in msg
+    monkeypatch.setenv("VANISHCALC_MAX_MEMORY", "lots")
+    with pytest.raises(VanishcalcError, match="VANISHCALC_MAX_MEMORY"):
+        simulate("tanh", 1.0, depth=2, width=8, n_nets=2)
+
+
+def test_long_run_warns_with_an_estimate(monkeypatch):
+    # 64 nets × width 4096 × depth 10^6: ~ hours on a CPU; warn (do not run: refuse by memory
+    # afterwards is not wanted either, so only the estimator is called)
+    with pytest.warns(Warning, match="will take about"):
+        limits.require_dense("simulate", depth=10**6, width=4096, n_nets=64)
+
+
+def test_parse_bytes():
+    assert limits._parse_bytes("8G") == 8 * 2**30
+    assert limits._parse_bytes("512MiB") == 512 * 2**20
+    assert limits._parse_bytes("1000") == 1000
+    assert limits._parse_bytes("x") is None
