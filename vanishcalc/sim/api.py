@@ -307,9 +307,9 @@ def _simulate_network(spec, sigma_w, sigma_b, *, depth, width, n_nets, q0, c0, w
     use_cuda = use_cuda_backend("simulate", backend)
     if use_cuda:
         from . import limits
-        from .composed import _stack_iv
+        from .program import stack_iv
         from .cuda_composed import simulate_stack_cuda as run_stack
-        _, _, _, _, w, b, _, _, _, _ = _stack_iv(spec, depth, width, network_batch(spec, batch),
+        _, _, _, _, w, b, _, _, _, _ = stack_iv(spec, depth, width, network_batch(spec, batch),
                                                  n_nets, q0, c0, seed)
         limits.require_stack_gpu("simulate", width=w, batch=b)
     else:
@@ -347,7 +347,7 @@ def has_flat_piece(act) -> bool:
     return any(not p.expr.has(X) for p in act.pieces)
 
 
-def _invalid_masks(raw, nonfinite_net, flat_piece=False):
+def invalid_masks(raw, nonfinite_net, flat_piece=False):
     """Per-net masks (n_nets, depth+1) of values float64 cannot carry, and the reason per quantity.
 
     * q (and c, built from the same units): q̂ < Q_TINY — underflow — except an exact 0
@@ -384,7 +384,7 @@ _WHY = {
 
 def _summarize(raw, params, flat_piece=False):
     nonfinite_net = np.asarray(raw["nonfinite"], dtype=bool)
-    bad = _invalid_masks(raw, nonfinite_net, flat_piece)
+    bad = invalid_masks(raw, nonfinite_net, flat_piece)
     masked = {}
     for k in ("q", "c", "grad", "sat"):
         a = np.array(raw[k], dtype=np.float64)
@@ -420,7 +420,7 @@ def _summarize(raw, params, flat_piece=False):
         if first_invalid[k] is not None:
             l = first_invalid[k]
             layers = (f"from layer {l}" if k == "q" else
-                      f"at layers {_ranges(np.flatnonzero(invalid[k]))}")
+                      f"at layers {layer_ranges(np.flatnonzero(invalid[k]))}")
             also = " (and c with it)" if k == "q" else ""
             warnings.warn(f"{k}{also}: {int(bad[k][:, l].sum())} of {params['n_nets']} nets "
                           f"excluded {layers}: {_WHY[k].format(tiny=Q_TINY)}; see "
@@ -437,7 +437,7 @@ def _summarize(raw, params, flat_piece=False):
                       log_grad=log_grad, invalid=invalid, first_invalid_layer=first_invalid)
 
 
-def _ranges(idx) -> str:
+def layer_ranges(idx) -> str:
     """'0–53, 60' from sorted layer indices."""
     out, start, prev = [], None, None
     for i in list(idx) + [None]:

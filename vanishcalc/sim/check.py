@@ -288,13 +288,13 @@ def _per_net(sim):
     if not all(k in raw for k in ("q", "c", "grad", "nonfinite")):
         return None
     from ..activation import activation
-    from .api import _invalid_masks, has_flat_piece
+    from .api import invalid_masks, has_flat_piece
     nonfinite = np.asarray(raw["nonfinite"], dtype=bool)
     try:
         flat = has_flat_piece(activation(sim.params["phi"]))
     except (VanishcalcError, KeyError, TypeError):
         flat = False
-    bad = _invalid_masks(raw, nonfinite, flat)
+    bad = invalid_masks(raw, nonfinite, flat)
     out = {}
     for k in STATS:
         a = np.array(raw[k], dtype=np.float64)
@@ -462,8 +462,8 @@ def _smallest(ok, start, cap):
 def _unresolved_reason(s, un, finite_here, power, tails_ok, s2, se, allow, width, n_nets,
                        allowance, tolerance, spent, theta, q_dep, k3term):
     """One sentence: which layers of s were not compared, why, and what would decide them."""
-    from .api import _ranges
-    where = _ranges(un)
+    from .api import layer_ranges
+    where = layer_ranges(un)
     if not np.all(finite_here[un]):
         return (f"{s}: not compared at layers {where}: the theory or the simulation is not "
                 "finite there")
@@ -529,10 +529,11 @@ def check_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, n_nets, 
     """
     from ..maps.rnn import RNNMeanField
     from . import limits
-    from .composed import _rnn_iv, simulate_rnn
+    from .composed import simulate_rnn
+    from .program import rnn_iv
     steps = integer("check_rnn", "steps", steps, 1, "(time steps)")
     tolerance, allowance = _check_iv(n_nets, tolerance, allowance, steps - 1)
-    _, _, steps_ok, width_ok, batch_ok, nets_ok, _ = _rnn_iv(
+    _, _, steps_ok, width_ok, batch_ok, nets_ok, _ = rnn_iv(
         spec, sigma_w, sigma_u, sigma_b, steps, width, x2, x_corr, batch, n_nets, seed)
     limits.require_rnn("check_rnn", steps=steps_ok, width=width_ok, batch=batch_ok, n_nets=nets_ok,
                        extra_per_cell=limits.CHECK_BYTES_PER_CELL, cpu=False)

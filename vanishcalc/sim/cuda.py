@@ -796,13 +796,17 @@ def _finish(sums, width):
         c = s12 / (np.sqrt(s11) * np.sqrt(s22))      # s11·s22 can overflow where each is finite
         g1 = np.exp(lf1[:, -1:] - lf1)
         g2 = np.exp(lf2[:, -1:] - lf2)
+        # As the CPU backend: ½ Σ_a log(F^L_a / F^l_a), finite where grad leaves float64.
+        log_grad = 0.5 * ((lf1[:, -1:] - lf1) + (lf2[:, -1:] - lf2))
     grad = 0.5 * (g1 + g2)
     nonfinite = (bad > 0) | ~np.isfinite(s11) | ~np.isfinite(s22)
     grad[nonfinite] = np.nan            # as the CPU backend: no gradient through a bad layer
+    log_grad[nonfinite] = np.nan
     return {
         "q": np.ascontiguousarray(q, dtype=np.float64),
         "c": np.ascontiguousarray(c, dtype=np.float64),
         "grad": np.ascontiguousarray(grad, dtype=np.float64),
+        "log_grad": np.ascontiguousarray(log_grad, dtype=np.float64),
         "sat": np.ascontiguousarray(sat / (2.0 * width), dtype=np.float64),
         "nonfinite": np.ascontiguousarray(nonfinite, dtype=bool),
     }
