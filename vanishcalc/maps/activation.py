@@ -150,7 +150,7 @@ class Nonlinearity(Layer):
             raise VanishcalcError(f"{self!r}: input second moment below mean² ({state})")
         v1, v2 = max(v1, 0.0), max(v2, 0.0)
         cov = state.cov - m * m
-        cc = cov / math.sqrt(v1 * v2) if v1 > 0 and v2 > 0 else 1.0
+        cc = cov / (math.sqrt(v1) * math.sqrt(v2)) if v1 > 0 and v2 > 0 else 1.0
         return shifted(self.act, float(m)), v1, v2, max(-1.0, min(1.0, cc))
 
     def moment_map(self, state: MomentState) -> MomentState:
@@ -158,7 +158,7 @@ class Nonlinearity(Layer):
         e1 = second_moment(act, v1)
         e2 = e1 if v2 == v1 else second_moment(act, v2)
         e12 = e1 if (cc == 1.0 and v1 == v2) else cross_moment(act, v1, v2, cc)
-        c = e12 / math.sqrt(e1 * e2) if e1 > 0 and e2 > 0 else 1.0
+        c = e12 / (math.sqrt(e1) * math.sqrt(e2)) if e1 > 0 and e2 > 0 else 1.0
         return state.replace(q1=e1, q2=e2, c=max(-1.0, min(1.0, c)), mean=None, is_gaussian=False)
 
     def grad_factor(self, state: MomentState) -> float:
@@ -180,7 +180,7 @@ class Nonlinearity(Layer):
         if e1 <= 0 or e2 <= 0:
             return 0.0
         dd = cross_moment(d, v1, v2, cc)
-        return math.sqrt(v1 * v2) * dd / math.sqrt(e1 * e2)
+        return math.sqrt(v1 / e1) * math.sqrt(v2 / e2) * dd
 
     def moments_expr(self, q, cov, symbolic=False):
         c = cov / q

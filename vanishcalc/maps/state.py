@@ -58,7 +58,9 @@ class MomentState:
     @property
     def cov(self) -> float:
         """E[h¹h²] = c·√(q1·q2)."""
-        return self.c * math.sqrt(self.q1 * self.q2)
+        # √q1·√q2, not √(q1·q2): the product under- or overflows for q below 1e-154 or
+        # above 1e154, though each factor is representable
+        return self.c * math.sqrt(self.q1) * math.sqrt(self.q2)
 
     def replace(self, **changes) -> "MomentState":
         return dataclasses.replace(self, **changes)
