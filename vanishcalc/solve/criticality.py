@@ -56,8 +56,9 @@ class CriticalPoint:
     """σw with χ1 = 1 at the given σb, the fixed point q* there, and the q-map's slope at q*.
 
     ``q_star`` is None when every q is a fixed point (positively homogeneous φ at σb = 0).
-    ``q_slope`` is ∂q'/∂q at q* = σw² d/dq E[φ(√q z)²]: below 1 the fixed point attracts
-    nearby q, so a deep network settles there; :func:`critical_sigma_w` returns no other kind.
+    ``q_slope`` is ∂q'/∂q at q* = σw² d/dq E[φ(√q z)²]: below 1 in magnitude the fixed
+    point attracts nearby q, so a deep network settles there; :func:`critical_sigma_w`
+    returns no other kind.
     It is exactly 1 (marginal) for the two limits that are still reached: every q of a
     positively homogeneous φ, and q* = 0 at σb = 0 when q decays to 0 from above (tanh: like
     1/(2l)).  ``limit`` names those ("homogeneous", "q*=0"), else None."""
@@ -162,7 +163,9 @@ def _zero_limit_point(act):
             drift = (q, dev)
             break
     sw = Value(1.0 / d0, error=1e-16 / d0, method="critical:q*=0")
-    if drift is None or drift[1] > 0:
+    # no measurable drift (relu6, hardtanh-like φ that are linear near 0): every small q is
+    # (nearly) fixed, as for a homogeneous φ — kept, like that case
+    if drift is not None and drift[1] > 0:
         where = ("" if drift is None else
                  f": at σw = {1 / d0:.6g} the q-map lies above the diagonal near 0 "
                  f"(q'/q − 1 = {drift[1]:+.3g} at q = {drift[0]:g}), so q grows away from 0")
@@ -175,66 +178,80 @@ def _zero_limit_point(act):
 
 
 class UnstableCriticalPointError(VanishcalcError):
-    """Every χ1 = 1 fixed point at the requested σb is unstable (q-map slope > 1)."""
+    """Every χ1 = 1 fixed point at the requested σb is unstable (|q-map slope| > 1)."""
 
 
-def _scan(act):
-    """The critical line on the Q_SCAN grid: (q, σw², σb², error of σb², slope, its error)
-    per grid point.
+#: The coarser grid the error messages describe the line on (stable range, saddle-nodes).
+Q_COARSE = (1e-2, 1e6, 17)
 
-    Grid points where a moment does not converge are left out (None); the scan stops where
-    φ or φ' overflows (huge q)."""
-    qs = np.logspace(math.log10(Q_SCAN[0]), math.log10(Q_SCAN[1]), Q_SCAN[2])
-    rows = []
-    for q in qs:
-        q = float(q)
+
+@functools.lru_cache(maxsize=16384)
+def _row(act, q):
+    """(q, σw², σb², error of σb², slope, its error) on the critical line at q; None where a
+    moment does not converge."""
+    try:
+        sw2, sb2, err = _line_with_error(act, q)
+        slope, e_slope = _line_slope(act, q)
+    except NotConvergedError:
+        return None
+    return (q, sw2, sb2, err, slope, e_slope)
+
+
+def _scan(act, grid=Q_SCAN):
+    """Rows (:func:`_row`) of the critical line on a log grid, lazily, in increasing q.
+
+    The scan stops where φ or φ' overflows (huge q); a failure at the first point (φ
+    unusable: jumps, constant) is raised."""
+    first = True
+    for q in np.logspace(math.log10(grid[0]), math.log10(grid[1]), grid[2]):
         try:
-            sw2, sb2, err = _line_with_error(act, q)
-            slope, e_slope = _line_slope(act, q)
-        except NotConvergedError:
-            rows.append(None)
-            continue
+            r = _row(act, float(q))
         except VanishcalcError:
-            if not any(rows):
-                raise                  # φ itself is unusable (jumps, constant): say why
-            break                      # overflow of φ or φ' at huge q: stop the scan
-        rows.append((q, sw2, sb2, err, slope, e_slope))
-    return rows
+            if first:
+                raise
+            return
+        first = False
+        yield r
 
 
 @functools.lru_cache(maxsize=256)
 def _saddle_nodes(act):
-    """Points of the critical line where the q-map slope crosses 1: (q*, σw, σb) each."""
-    rows = [r for r in _scan(act) if r is not None]
+    """Points of the critical line where the q-map slope crosses +1 (a saddle-node, or fold:
+    two fixed points merge) or −1 (a period doubling): (q*, σw, σb, slope ±1) each."""
+    rows = [r for r in _scan(act, Q_COARSE) if r is not None]
     out = []
     for r0, r1 in zip(rows[:-1], rows[1:]):
-        if (r0[4] < 1.0) != (r1[4] < 1.0):
-            try:
-                qc = brentq(lambda t: _line_slope(act, t)[0] - 1.0, r0[0], r1[0], rtol=1e-10)
-                sw2, sb2 = _line_at(act, qc)
-            except (VanishcalcError, ValueError):
-                continue
-            out.append((qc, math.sqrt(sw2), math.sqrt(max(sb2, 0.0))))
+        for edge in (1.0, -1.0):
+            if (r0[4] < edge) != (r1[4] < edge):
+                try:
+                    qc = brentq(lambda t: _line_slope(act, t)[0] - edge, r0[0], r1[0],
+                                rtol=1e-10)
+                    sw2, sb2 = _line_at(act, qc)
+                except (VanishcalcError, ValueError):
+                    continue
+                out.append((qc, math.sqrt(sw2), math.sqrt(max(sb2, 0.0)), edge))
     return tuple(out)
 
 
 def _stable_range_text(act):
-    """Where on the critical line fixed points are stable, for error messages."""
-    rows = [r for r in _scan(act) if r is not None]
+    """Where on the critical line fixed points are stable, for error messages (on the
+    coarse grid Q_COARSE: a description, not a certified range)."""
+    rows = [r for r in _scan(act, Q_COARSE) if r is not None]
     sn = _saddle_nodes(act)
-    stable = [r for r in rows if r[4] < 1.0 - MARGINAL and r[2] >= 0]
+    stable = [r for r in rows if abs(r[4]) < 1.0 - MARGINAL and r[2] >= 0]
     cite = ("(Hayou, Doucet & Rousseau 2019, 'On the impact of the activation function on deep "
             "neural networks training', discuss this for Swish's edge of chaos)")
-    fold = "; ".join(f"q* = {q:.4g}, σw = {w:.6g}, σb = {b:.4g}" for q, w, b in sn)
-    fold = (f"the critical fixed point changes stability at the saddle-node (fold) of the q-map, "
-            f"where its slope reaches 1: {fold}" if sn else "")
+    fold = "; ".join(f"{'saddle-node (fold)' if e > 0 else 'period doubling'} at q* = {q:.4g}, "
+                     f"σw = {w:.6g}, σb = {b:.4g}" for q, w, b, e in sn)
+    fold = (f"along the critical line the fixed point changes stability where the q-map slope "
+            f"reaches ±1: {fold}" if sn else "")
     if not stable:
-        return (f"no point of the critical line with q* in [{Q_SCAN[0]:g}, {rows[-1][0]:.3g}] "
+        return (f"no point of the critical line with q* in [{Q_COARSE[0]:g}, {rows[-1][0]:.3g}] "
                 f"is stable {cite}" + (f"; {fold}" if fold else ""))
     # the saddle-nodes bound the stable stretches of the line
-    sbs = [math.sqrt(r[2]) for r in stable] + [b for _, _, b in sn]
-    return (f"{fold}; stable critical points (q-map slope < 1) lie at σb in about "
-            f"[{min(sbs):.4g}, {max(sbs):.4g}] (q* in [{Q_SCAN[0]:g}, {rows[-1][0]:.3g}] "
+    sbs = [math.sqrt(r[2]) for r in stable] + [b for _, _, b, _ in sn]
+    return (f"{fold}; stable critical points (|q-map slope| < 1) lie at σb in about "
+            f"[{min(sbs):.4g}, {max(sbs):.4g}] (q* in [{Q_COARSE[0]:g}, {rows[-1][0]:.3g}] "
             f"scanned) {cite}")
 
 
@@ -262,7 +279,7 @@ def _root_point(act, sb, target, a, b):
 
 def critical_sigma_w(spec, sigma_b=0.0) -> CriticalPoint:
     """The weight scale σw at which χ1 = σw² E[φ'(√q* z)²] = 1 for bias scale σb, at a
-    stable fixed point q* (q-map slope < 1: the point a deep network actually settles at).
+    stable fixed point q* (|q-map slope| < 1: the point a deep network actually settles at).
 
     Parameters
     ----------
@@ -310,29 +327,30 @@ def critical_sigma_w(spec, sigma_b=0.0) -> CriticalPoint:
     if sb == 0.0 and phi0 == 0.0:
         return _zero_limit_point(act)
     target = sb * sb
-    rows = _scan(act)
-    roots, prev, unresolved = [], None, False
-    for r in rows:
+    roots, prev, unresolved, last = [], None, False, Q_SCAN[0]
+    for r in _scan(act):                   # in increasing q: the first stable root is returned
         if r is None:                      # brackets reach across it (Brent then meets it)
             unresolved = True
             continue
+        last = r[0]
         g = r[2] - target
         if abs(g) <= r[3]:                 # sign not certified at this grid point: skip it
             unresolved = True
             continue
         if prev is not None and (g > 0) != (prev[1] > 0):
-            roots.append(_root_point(act, sb, target, prev[0], r[0]))
+            p = _root_point(act, sb, target, prev[0], r[0])
+            # |slope| < 1: a slope below −1 repels too (q oscillates away: period doubling)
+            if abs(float(p.q_slope)) + p.q_slope.error < 1.0 - MARGINAL:
+                return p
+            roots.append(p)
         prev = (r[0], g)
-    stable = [p for p in roots if float(p.q_slope) + p.q_slope.error < 1.0 - MARGINAL]
-    if stable:
-        return stable[0]
-    last = next((r[0] for r in reversed(rows) if r is not None), Q_SCAN[0])
     if roots:
         pts = "; ".join(f"σw = {float(p.sigma_w):.6g} (q* = {float(p.q_star):.4g}, q-map slope "
                         f"{float(p.q_slope):.4g})" for p in roots)
         raise UnstableCriticalPointError(
             f"critical_sigma_w: φ = {act.name} has no stable critical point at σb = {sb:g}: "
-            f"χ1 = 1 at {pts}, but a q-map slope ≥ 1 makes the fixed point unstable, so a deep "
+            f"χ1 = 1 at {pts}, but a q-map slope of magnitude ≥ 1 makes the fixed point "
+            f"unstable, so a deep "
             f"network never settles there (it moves to another fixed point or diverges); "
             f"{_stable_range_text(act)}")
     if unresolved:
@@ -368,8 +386,8 @@ class PhaseDiagram:
     ``status``: 0 fixed point found, 1 q collapsed to 0, 2 q diverged (then q_star = inf and the
     other fields are NaN), 3 not converged within ``max_iter`` iterations (q-map slope near 1,
     e.g. tanh at σw = 1, σb = 0; all fields NaN — ``MeanField`` resolves such points), 4 the
-    iteration sits on a fixed point whose q-map slope exceeds 1 (unstable: no network settles
-    there; fields NaN).  ``q_slope``: ∂q'/∂q at q* (the ξq slope).  ``error``: largest quadrature error estimate met (absolute, in the
+    iteration sits on a fixed point whose q-map slope exceeds 1 in magnitude (unstable: no
+    network settles there; fields NaN).  ``q_slope``: ∂q'/∂q at q* (the ξq slope).  ``error``: largest quadrature error estimate met (absolute, in the
     Gaussian means; the Hermite-tail bound for ξc in the chaotic phase is ``c_tail``)."""
 
     sigma_w: np.ndarray
@@ -580,8 +598,8 @@ def _phase_chunk(act, sw2, sb2, zmax, n_hermite, max_iter):
         m0 = sw2 * second_moment(derivative_of(act), 0.0)
         chi1 = np.where(status == 1, m0, chi1)
         slope = np.where(status == 1, m0, slope)
-    # a fixed point the iteration sits on exactly but that repels (slope > 1) is not reached
-    unstable = (status == 0) & (slope > 1.0 + 1e-9)
+    # a fixed point the iteration sits on exactly but that repels (|slope| > 1) is not reached
+    unstable = (status == 0) & (np.abs(slope) > 1.0 + 1e-9)
     status[unstable] = 4
     ok = status < 2
     xi_q = _xi(slope)
