@@ -451,7 +451,7 @@ class BNAffine:
     note: str = ""
 
     def __repr__(self):
-        extra = f", note={self.note!r}" if self.note else ""
+        extra = f", {self.note.split(':')[0]}" if self.note else ""     # the gist; .note has all
         return (f"BNAffine({self.spec!r}: gamma={self.gamma:.6g}, beta={self.beta:.6g}, "
                 f"rate={float(self.rate):.6g} ± {self.rate.error:.1e}, "
                 f"saturated={self.saturated_fraction:.3g}, nonlinearity={self.nonlinearity:.3g}"
