@@ -244,3 +244,13 @@ def test_phase_diagram_streams_large_grids(monkeypatch):
     np.testing.assert_array_equal(whole.status, parts.status)
     np.testing.assert_allclose(parts.q_star, whole.q_star, rtol=1e-13)
     np.testing.assert_allclose(parts.xi_c, whole.xi_c, rtol=1e-9)
+
+
+def test_phase_diagram_long_run_warns_with_its_projected_duration(monkeypatch):
+    """Issue 11.1: a 1000 × 1000 diagram ran 184 s silently.  A run projected past the limit
+    (timed on its first chunk) warns; here the limit is 0 s and the chunk 4 points."""
+    from vanishcalc.solve import criticality
+    monkeypatch.setattr(criticality, "PHASE_CHUNK", 4)
+    monkeypatch.setattr(criticality, "PHASE_WARN_S", 0.0)
+    with pytest.warns(Warning, match="will take about"):
+        phase_diagram("tanh", [1.2, 1.5, 2.0], [0.1, 0.3])
