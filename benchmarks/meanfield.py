@@ -16,14 +16,16 @@ from vanishcalc.gaussian import bivariate as bv
 from vanishcalc.maps import activation as mact
 from vanishcalc.maps.meanfield import MeanField
 from vanishcalc.report.table import init_table
+from vanishcalc.solve import criticality as crit
 from vanishcalc.solve.criticality import phase_diagram
 
 PDF = lambda z: math.exp(-z * z / 2) / math.sqrt(2 * math.pi)  # noqa: E731
 
 
 def clear_caches():
-    for fn in (mact.second_moment, mact.first_moment, mact.cross_moment, mact.second_moment_slope,
-               bv._numeric_cached, bv._square_mean):
+    for fn in (mact.second_moment_with_error, mact.first_moment, mact.cross_moment,
+               mact.second_moment_slope_with_error, bv._numeric_cached, bv._square_mean,
+               crit._row, crit._saddle_nodes):
         fn.cache_clear()
 
 

@@ -183,3 +183,70 @@ def test_meanfield_bad_input_raises_valueerror(call):
 def test_propagate_and_repeat_accept_numpy_integers():
     assert MeanField("relu", 1.0).propagate(np.int64(2)).q.shape == (3,)
     assert repeat(Dense(1.0), np.int64(2)).depth == 2
+
+
+# ---------------------------------------------------------------- magnitudes far from 1 (issue 11.2)
+
+
+def test_relu_q_halves_exactly_far_below_1e_154():
+    """relu at σw = 1, σb = 0: q_l = 2^-l (E[relu(√q z)²] = q/2), and c follows the
+    arc-cosine map, which does not depend on q; q1·q2 underflowed to 0 below 1e-154 and
+    raised ZeroDivisionError."""
+    p = MeanField("relu", 1.0).propagate(600)
+    np.testing.assert_allclose(p.q, 2.0 ** -np.arange(601.0), rtol=1e-13)
+    c = 0.5
+    for _ in range(600):
+        c = _relu_c_next(c, 1.0, 0.0, 1.0)
+    assert p.c[600] == pytest.approx(c, rel=1e-12)
+    assert p.grad[0] == pytest.approx(2.0 ** -600, rel=1e-12)
+
+
+def test_tanh_vanishing_signal_stays_representable():
+    """tanh at σw = 0.5: q shrinks ×¼ per layer (to 1e-180 at 300) and raised ZeroDivisionError
+    below 1e-154; tanh is linear there, so q_{l+1}/q_l → σw² = 1/4 and χ → 1/4."""
+    p = MeanField("tanh", 0.5).propagate(300, c0=1.0)    # c0 = 1: one input (fast)
+    assert p.q[300] < 1e-175 and p.q[300] / p.q[299] == pytest.approx(0.25, rel=1e-12)
+    assert np.all(p.c == 1.0) and p.chi[-1] == pytest.approx(0.25, rel=1e-12)
+
+
+def test_gradient_beyond_double_range_is_kept_in_log_form():
+    """12,000 layers of a chaotic tanh net: the gradient ratio is e^1456, past the double range;
+    log_grad carries it (= Σ log χ_l, checked against a naive sum) and a warning says so."""
+    with pytest.warns(Warning, match="log_grad"):
+        p = MeanField("tanh", 1.5, 0.1).propagate(12000, c0=1.0)   # c = 1: one input, fast
+    assert math.isinf(p.grad[0])
+    assert p.log_grad[0] == pytest.approx(math.fsum(math.log(x) for x in p.chi), rel=1e-12)
+    assert p.log_grad[-1] == 0.0 and np.all(np.isfinite(p.log_grad))
+
+
+def test_underflowed_q_is_flagged():
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        p = MeanField("relu", 0.1).propagate(400)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "smallest normal double" in messages and "log_grad" in messages
+    assert p.first_subnormal_layer is not None and p.q[p.first_subnormal_layer] < 2.3e-308
+
+
+def test_cli_meanfield_deep_vanishing_net_prints_log_gradients(capsys):
+    from vanishcalc.cli import main
+    assert main(["meanfield", "relu", "--sigma-w", "0.1", "--depth", "400"]) == 0
+    out, err = capsys.readouterr()
+    assert "10^-" in out and "Traceback" not in err and "warning:" in err
+
+
+@pytest.mark.parametrize("q", [1e-6, 1e-8, 1e-12])
+def test_tiny_q_moments_from_the_series_match_mpmath(q):
+    """Issue 10.4: at q = 1e-8 quadrature of E[elu(√q z)²] came out 0.5 % high with a 5e-14
+    relative error estimate (e^x − 1 cancels); the series of φ² at 0 is used there."""
+    from vanishcalc.activation import activation
+    from vanishcalc.maps.activation import second_moment_with_error
+    v, err = second_moment_with_error(activation("elu"), q)
+    with mpmath.workdps(30):
+        ref = mpb.expect1(lambda x: x * x if x > 0 else (mpmath.exp(x) - 1) ** 2, q, (0,))
+    assert abs(v - float(ref)) <= err and err <= 1e-13 * v
+    vd, errd = second_moment_with_error(activation("elu").derivative(1), q)
+    with mpmath.workdps(30):
+        refd = mpb.expect1(lambda x: mpmath.mpf(1) if x > 0 else mpmath.exp(2 * x), q, (0,))
+    assert abs(vd - float(refd)) <= errd

@@ -67,3 +67,17 @@ def test_cli_table_and_meanfield(capsys):
     assert "chi1" in out and "xi_c" in out and len([l for l in out.splitlines() if l.strip().startswith(("0 ", "1 ", "2 "))]) == 3
     assert main(["meanfield", "tanh", "--sigma-w", "0"]) == 2
     assert "sigma_w" in capsys.readouterr().err
+
+
+def test_init_table_marks_q_star_zero_limits_and_refuses_unstable_points():
+    """Issue 10.3: silu's 'critical σw = 2' at σb = 0 was the q* = 0 limit of a fixed point
+    that repels (q' ≈ q + 3q²/4 at σw = 2), printed beside real values.  Now it is absent
+    with the reason; tanh's σw = 1 (q decays to 0: a real, marginal limit) is marked †."""
+    t = init_table(["tanh", "silu"])
+    tanh, silu = t.rows
+    assert tanh["critical_sigma_w"] == 1.0 and tanh["critical_q_star"] == 0.0
+    assert "q* = 0 limit" in t.notes["tanh.critical_sigma_w"]
+    assert silu["critical_sigma_w"] is None and "repels" in t.notes["silu.critical_sigma_w"]
+    md = t.to_markdown()
+    tanh_line = next(l for l in md.splitlines() if l.startswith("| tanh"))
+    assert "| 1 † | 0 † |" in tanh_line

@@ -83,8 +83,12 @@ def test_bn_affine_gauss_even_function_rate_two_at_small_gamma():
     with pytest.raises(ValueError, match="unreachable.*spans"):
         bn_affine("exp(-x**2)", rate=1.05)
     # a shifted β repairs it
-    a = bn_affine("exp(-x**2)", gamma=0.1, optimize="beta")
+    # (min_nonlinearity=0: the smallest rate over all β, the near-linear unit; the default
+    # floor 0.05 stops the descent earlier, at rate ≈ 1.05, issue 10.6)
+    a = bn_affine("exp(-x**2)", gamma=0.1, optimize="beta", min_nonlinearity=0.0)
     assert abs(a.beta) > 0.3 and float(a.rate) < 1.01
+    a = bn_affine("exp(-x**2)", gamma=0.1, optimize="beta")
+    assert abs(a.beta) > 0.3 and float(a.rate) < 1.1 and a.nonlinearity >= 0.05 - 1e-9
     b = bn_affine("exp(-x**2)", rate=1.05, beta=a.beta)
     assert abs(float(b.rate) - 1.05) < 1e-9
 
@@ -119,3 +123,83 @@ def test_bn_affine_bad_arguments():
         bn_affine("tanh", rate="a")
     with pytest.raises(VanishcalcError):
         bn_affine("tanh", gamma=1.0, optimize="gamma")
+
+
+# ---------------------------------------------------------------- issues 10.6, 11.1, 11.4
+
+
+def test_bn_rate_tanh_large_gamma_vs_mpmath():
+    """Issue 11.4: γ = 1e4 returned 0 ± 0 (tanh switches within |z| < 1e-4, between the
+    quadrature's nodes).  Reference: mpmath in x = γz ~ N(0, γ²), split at the unit scale;
+    it grows like γ·E-density(0)·∫sech⁴ = γ·(4/3)/√(2π) ≈ 0.532γ."""
+    g = 1e4
+    with mpmath.workdps(30):
+        gm = mpmath.mpf(g)
+        pts = [-mpmath.inf, -4 * gm, -16, -1, 0, 1, 16, 4 * gm, mpmath.inf]
+        d2 = gm ** 2 * mpmath.quad(lambda x: mpmath.sech(x) ** 4 * mpmath.npdf(x, 0, gm), pts)
+        var = mpmath.quad(lambda x: mpmath.tanh(x) ** 2 * mpmath.npdf(x, 0, gm), pts)
+        ref = float(d2 / var)
+    v = bn_gradient_rate("tanh", gamma=g)
+    assert abs(float(v) - ref) <= v.error and v.error <= 1e-9 * ref
+    assert ref == pytest.approx(4 / 3 / math.sqrt(2 * math.pi) * g, rel=1e-3)
+
+
+def test_bn_affine_relu_optimize_beta_stops_at_the_nonlinearity_floor():
+    """Issue 10.6: relu's rate falls to 1 as β grows (the unit turns linear); β = 6 (the edge
+    of the search range, nonlinearity 5e-11) was returned as 'optimal'.  Now β is where the
+    nonlinearity share 1 − Cov(φ, z)²/Var φ reaches the floor 0.05, and the note says so.
+    Reference: mpmath moments of relu(z + β) (Cov(relu(z + β), z) = Φ(β))."""
+    a = bn_affine("relu", gamma=1.0, optimize="beta")
+    assert "no interior optimum" in a.note and a.nonlinearity == pytest.approx(0.05, abs=1e-9)
+    b = a.beta
+    with mpmath.workdps(30):
+        bm = mpmath.mpf(b)        # relu(z + β) = 0 below z = −β: integrate from there
+        m1 = mpmath.quad(lambda z: (z + bm) * mpmath.npdf(z), [-bm, 0, 8, mpmath.inf])
+        m2 = mpmath.quad(lambda z: (z + bm) ** 2 * mpmath.npdf(z), [-bm, 0, 8, mpmath.inf])
+        nl = 1 - mpmath.ncdf(bm) ** 2 / (m2 - m1 ** 2)
+    assert float(nl) == pytest.approx(0.05, abs=1e-9)
+    assert -6 < b < 6
+    tanh = bn_affine("tanh", gamma=1.0, optimize="beta")
+    assert "interior minimum" in tanh.note and abs(tanh.beta) < 1e-6
+
+
+def test_bn_affine_relu_rate_does_not_depend_on_gamma():
+    with pytest.raises(VanishcalcError, match="does not depend on gamma") as info:
+        bn_affine("relu", rate=1.05)
+    assert "pi/(-1 + pi)" in str(info.value)
+
+
+def test_cli_bn_messages_use_cli_option_names(capsys):
+    """Issue 10.6: the CLI advised a rate 'in [1.46694, 1.46694]' and spelled Python keywords."""
+    from vanishcalc.cli import main
+    assert main(["bn", "relu", "--rate", "1.05"]) == 2
+    err = capsys.readouterr().err
+    assert "--gamma" in err and "--beta" in err and "gamma=" not in err and "beta=" not in err
+    assert "[1.46694, 1.46694]" not in err
+    assert main(["bn", "relu", "--optimize", "beta"]) == 0
+    out = capsys.readouterr().out
+    assert "--min-nonlinearity 0.05" in out and "beta  = 6" not in out
+
+
+def test_bn_affine_unbounded_derivative_saturation_is_relative_to_the_bulk():
+    """Issue 11.4: x² reported saturated = 1 (every |φ'| is small next to an unbounded max).
+    Against max|φ'| on |x| ≤ 3 (= 6): P(|2z| < 6e-3) = erf(0.003/√2)."""
+    a = bn_affine("x**2")
+    # the reference is sim/'s grid maximum over |x| ≤ 3 (5.997 here, not 6): 1e-3 relative
+    assert a.saturated_fraction == pytest.approx(math.erf(0.003 / math.sqrt(2)), rel=1e-3)
+
+
+def test_bn_gradient_rate_refuses_sizes_that_cannot_fit(monkeypatch, capsys):
+    """Issue 11.1: batch = 64, depth = 10**9 tried 119 GiB; --batch 1e9 printed a traceback.
+    The size is checked against the machine's memory first (here 8 GiB) and the error names
+    a setting that fits."""
+    from vanishcalc.cli import main
+    from vanishcalc.solve import budget
+    monkeypatch.setattr(budget, "available_memory", lambda: 8 << 30)
+    with pytest.raises(budget.MemoryBudgetError, match="depth to at most"):
+        bn_gradient_rate("tanh", batch=64, depth=10 ** 9)
+    with pytest.raises(budget.MemoryBudgetError, match="omit batch"):
+        bn_gradient_rate("tanh", batch=10 ** 9)
+    assert main(["bn", "tanh", "--batch", "1000000000"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "omit --batch" in err

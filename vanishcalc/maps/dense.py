@@ -15,7 +15,7 @@ import math
 
 from ..validate import real
 from .layer import Layer, _fmt
-from .state import MomentState
+from .state import MomentState, geometric_mean
 
 
 def _dense_iv(where, sigma_w, sigma_b):
@@ -45,7 +45,7 @@ class Dense(Layer):
         q1 = self.sigma_w2 * state.q1 + self.sigma_b2
         q2 = self.sigma_w2 * state.q2 + self.sigma_b2
         cov = self.sigma_w2 * state.cov + self.cov_b2
-        c = max(-1.0, min(1.0, cov / math.sqrt(q1 * q2))) if q1 > 0 and q2 > 0 else 1.0
+        c = max(-1.0, min(1.0, cov / geometric_mean(q1, q2))) if q1 > 0 and q2 > 0 else 1.0
         return state.replace(q1=q1, q2=q2, c=c, mean=0.0, is_gaussian=True)
 
     def grad_factor(self, state: MomentState) -> float:
@@ -58,7 +58,8 @@ class Dense(Layer):
         out = self.moment_map(state)
         if out.q1 <= 0 or out.q2 <= 0:
             return 0.0
-        return self.sigma_w2 * math.sqrt(state.q1 * state.q2 / (out.q1 * out.q2))
+        # ratios of square roots: q1·q2 underflows below q ~ 1e-154 (see MomentState.cov)
+        return self.sigma_w2 * geometric_mean(state.q1 / out.q1, state.q2 / out.q2)
 
     def moments_expr(self, q, cov, symbolic=False):
         import sympy

@@ -20,12 +20,14 @@ Formulas (notation of shared/README.md; derivations in notes/mean-field.md):
 from __future__ import annotations
 
 import math
+import sys
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import brentq
 
-from ..errors import DivergenceError, NotConvergedError, VanishcalcError
+from ..errors import DivergenceError, NotConvergedError, VanishcalcError, VanishcalcWarning
 from ..value import Value
 from ..validate import integer, real
 from .activation import Nonlinearity
@@ -45,12 +47,19 @@ class Propagation:
 
     ``q``, ``c``: second moment and correlation; ``grad``: expected squared gradient norm
     at layer l relative to the last layer (``grad[-1] == 1``); ``chi``: the per-block
-    backward factors (length depth)."""
+    backward factors (length depth); ``log_grad``: the natural log of ``grad``, finite
+    where ``grad`` itself over- or underflows a double (beyond e^±709: a gradient product
+    over thousands of layers); ``grad`` is then ±inf or 0 and ``propagate`` warns.
+    ``first_subnormal_layer``: the first layer whose q fell below the smallest normal double
+    (2.2e-308; q then has fewer than 16 significant digits, and 0 means it underflowed),
+    None if none did."""
 
     q: np.ndarray
     c: np.ndarray
     grad: np.ndarray
     chi: np.ndarray
+    log_grad: np.ndarray | None = None
+    first_subnormal_layer: int | None = None
 
 
 def _meanfield_iv(spec, sigma_w, sigma_b):
@@ -302,10 +311,31 @@ class MeanField:
             qs.append(state.q1)
             cs.append(state.c)
         chi = np.asarray(chis, dtype=float)
-        grad = np.ones(depth + 1)
-        if depth:
-            grad[:-1] = np.cumprod(chi[::-1])[::-1]
-        return Propagation(q=np.asarray(qs), c=np.asarray(cs), grad=grad, chi=chi)
+        # The product of depth factors leaves the double range long before any factor does
+        # (χ = 1.1 over 8,000 layers is e^762): sum logs, exponentiate once, and say so.
+        log_grad = np.zeros(depth + 1)
+        with np.errstate(divide="ignore"):      # a factor 0 (a dead layer) gives log −inf
+            if depth:
+                log_grad[:-1] = np.cumsum(np.log(chi[::-1]))[::-1]
+        with np.errstate(over="ignore", under="ignore"):
+            grad = np.exp(log_grad)
+        q = np.asarray(qs)
+        bad = np.nonzero((grad == 0) & np.isfinite(log_grad) | np.isinf(grad))[0]
+        if bad.size:
+            l = int(bad[-1])
+            warnings.warn(f"{self!r}: the gradient norm ratio at layer {l} is e^{log_grad[l]:.6g}, "
+                          f"outside the double range, so grad[{l}] is {grad[l]:g}; use "
+                          "Propagation.log_grad (its natural log, finite)", VanishcalcWarning,
+                          stacklevel=2)
+        sub = np.nonzero(q < sys.float_info.min)[0]
+        first_sub = int(sub[0]) if sub.size else None
+        if first_sub is not None:
+            warnings.warn(f"{self!r}: q fell below the smallest normal double (2.2e-308) at layer "
+                          f"{first_sub} (q = {q[first_sub]:g}): from there q carries fewer than 16 "
+                          "digits, and q = 0 means it underflowed (the signal has vanished)",
+                          VanishcalcWarning, stacklevel=2)
+        return Propagation(q=q, c=np.asarray(cs), grad=grad, chi=chi, log_grad=log_grad,
+                           first_subnormal_layer=first_sub)
 
     # ---------------------------------------------------------------- symbolic forms
 

@@ -58,7 +58,7 @@ import math
 from ..errors import VanishcalcError
 from ..validate import integer, real
 from .layer import Layer, _fmt
-from .state import MomentState
+from .state import MomentState, geometric_mean
 
 
 def _affine_iv(where, gamma, beta):
@@ -177,7 +177,7 @@ class LayerNorm(Layer):
 
     def moment_map(self, state: MomentState) -> MomentState:
         m, v1, v2 = self._centered(state)
-        c_hat = max(-1.0, min(1.0, (state.cov - m * m) / math.sqrt(v1 * v2)))
+        c_hat = max(-1.0, min(1.0, (state.cov - m * m) / geometric_mean(v1, v2)))
         g2, b = self.gamma ** 2, self.beta
         q = g2 + b * b
         return state.replace(q1=q, q2=q, c=max(-1.0, min(1.0, (g2 * c_hat + b * b) / q)),

@@ -27,6 +27,13 @@ from dataclasses import dataclass
 from ..errors import VanishcalcError
 
 
+def geometric_mean(a: float, b: float) -> float:
+    """√(a·b) for a, b ≥ 0 without forming a·b (it under- or overflows for values below 1e-154
+    or above 1e154, each representable), and exactly a when a == b (so c = cov/√(q1q2) of two
+    identical inputs is exactly 1)."""
+    return a if a == b else math.sqrt(a) * math.sqrt(b)
+
+
 @dataclass(frozen=True)
 class MomentState:
     """Second moments, correlation and mean of two inputs' units at one layer."""
@@ -58,7 +65,7 @@ class MomentState:
     @property
     def cov(self) -> float:
         """E[h¹h²] = c·√(q1·q2)."""
-        return self.c * math.sqrt(self.q1 * self.q2)
+        return self.c * geometric_mean(self.q1, self.q2)
 
     def replace(self, **changes) -> "MomentState":
         return dataclasses.replace(self, **changes)

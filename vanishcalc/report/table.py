@@ -54,13 +54,20 @@ class InitTable:
             return [f"- {ROUNDED_NOTE} (e.g. selu's λ, α); the csv and json formats carry them in full"]
         return []
 
+    def _marked(self, row, col) -> str:
+        """The cell, with † when a note explains a number in it (e.g. a q* = 0 limit)."""
+        text = self._cell(row[col])
+        noted = (f"{row['name']}.{col}" in self.notes or
+                 (col == "critical_q_star" and f"{row['name']}.critical_sigma_w" in self.notes))
+        return text + " †" if noted and row[col] is not None else text
+
     def to_markdown(self) -> str:
         head = "| " + " | ".join(HEADERS[c] for c in COLUMNS) + " |"
         sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
-        body = ["| " + " | ".join(self._cell(r[c]).replace("|", "\\|") for c in COLUMNS) + " |"
+        body = ["| " + " | ".join(self._marked(r, c).replace("|", "\\|") for c in COLUMNS) + " |"
                 for r in self.rows]
-        foot = ([f"\nσb = {self.sigma_b:g}."] + [f"- {k}: {v}" for k, v in self.notes.items()]
-                + self._rounded_note())
+        foot = ([f"\nσb = {self.sigma_b:g}. † and —: see the note for that cell."] +
+                [f"- {k}: {v}" for k, v in self.notes.items()] + self._rounded_note())
         return "\n".join([head, sep, *body, *foot]) + "\n"
 
     def to_csv(self) -> str:
@@ -93,7 +100,7 @@ class InitTable:
 
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{html.escape(HEADERS[c])}</th>" for c in COLUMNS)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(self._cell(r[c]))}</td>" for c in COLUMNS)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(self._marked(r, c))}</td>" for c in COLUMNS)
                        + "</tr>" for r in self.rows)
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -157,6 +164,12 @@ def init_table(specs=None, sigma_b=0.0) -> InitTable:
             row["critical_q_star"] = None if cp.q_star is None else float(cp.q_star)
             if cp.q_star is None:
                 notes[f"{act.name}.critical_q_star"] = "every q is a fixed point (positively homogeneous φ)"
+            if cp.limit == "q*=0":
+                # not a fixed point with q* > 0 like the other rows: say so next to the number
+                notes[f"{act.name}.critical_sigma_w"] = (
+                    f"q* = 0 limit: at σb = 0 χ1 = 1 only as q* → 0; at this σw q decays to 0 "
+                    f"with depth (q-map slope → 1, marginal), the edge of chaos of "
+                    f"Poole et al. 2016 at σb = 0, not a fixed point with q* > 0")
         if g is not None:
             mf = MeanField(act, float(g), sb)
             q = attempt("q_star", mf.q_star)

@@ -16,36 +16,58 @@ A given σb is one 1-D root of σb²(q*) = σb², exact up to the quadrature.  P
 homogeneous φ (relu, leaky relu, linear: φ = a·x on x < 0, b·x on x > 0) have
 σb²(q*) ≡ 0: the line degenerates to the point σw = √(2/(a² + b²)), σb = 0 (relu: √2), where
 every q is a fixed point; asking for σb > 0 raises.
+
+Only stable points count: a root is kept when the q-map slope there,
+σw² d/dq E[φ(√q z)²] = E[(z² − 1)φ(√q* z)²]/(2q* E[φ'(√q* z)²]), is below 1, since a deep
+network settles only at a fixed point that attracts.  silu/swish and gelu violate this at
+small σb (slope up to 1.1): there the χ1 = 1 point is unstable and the network ends at
+another fixed point (ordered) or diverges.  The slope crosses 1 at a saddle-node of the
+q-map on the line (silu: q* ≈ 14, σb ≈ 0.75); the errors name it (Hayou, Doucet & Rousseau
+2019 on Swish).  Tiny q* use the series of φ² at 0 (vanishcalc.maps.activation).
 """
 from __future__ import annotations
 
+import functools
 import math
+import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import sympy
 from scipy.optimize import brentq
 
 from ..activation import activation
-from ..errors import VanishcalcError
+from ..errors import NotConvergedError, VanishcalcError, VanishcalcWarning
 from ..gaussian import bivariate as _bv
 from ..gaussian.numeric import GAUSS, KRONROD, NODES, std_normal_pdf
-from ..maps.activation import derivative_of, second_moment
+from ..maps.activation import (derivative_of, second_moment, second_moment_slope_with_error,
+                               second_moment_with_error)
 from ..validate import integer, real
 from ..value import Value
+from .budget import memory_limit, require_memory
 
 __all__ = ["critical_sigma_w", "critical_line", "phase_diagram", "CriticalPoint", "CriticalLine",
-           "PhaseDiagram"]
+           "PhaseDiagram", "UnstableCriticalPointError"]
 
 
 @dataclass(frozen=True)
 class CriticalPoint:
-    """σw with χ1 = 1 at the given σb, and the fixed point q* there.
+    """σw with χ1 = 1 at the given σb, the fixed point q* there, and the q-map's slope at q*.
 
-    ``q_star`` is None when every q is a fixed point (positively homogeneous φ at σb = 0)."""
+    ``q_star`` is None when every q is a fixed point (positively homogeneous φ at σb = 0).
+    ``q_slope`` is ∂q'/∂q at q* = σw² d/dq E[φ(√q z)²]: below 1 in magnitude the fixed
+    point attracts nearby q, so a deep network settles there; :func:`critical_sigma_w`
+    returns no other kind.
+    It is exactly 1 (marginal) for the two limits that are still reached: every q of a
+    positively homogeneous φ, and q* = 0 at σb = 0 when q decays to 0 from above (tanh: like
+    1/(2l)).  ``limit`` names those ("homogeneous", "q*=0"), else None."""
 
     sigma_w: Value
     sigma_b: float
     q_star: Value | None
+    q_slope: Value | None = None
+    limit: str | None = None
 
     def __iter__(self):            # σw, q* = critical_sigma_w(...)
         return iter((self.sigma_w, self.q_star))
@@ -53,9 +75,13 @@ class CriticalPoint:
 
 @dataclass(frozen=True)
 class CriticalLine:
+    """σw, q* and the q-map slope at q* (< 1: stable; 1 in the two marginal limits of
+    :class:`CriticalPoint`) for each σb."""
+
     sigma_b: np.ndarray
     sigma_w: np.ndarray
     q_star: np.ndarray
+    q_slope: np.ndarray | None = None
 
 
 def _grid(where, name, values, **bounds):
@@ -70,16 +96,190 @@ def _grid(where, name, values, **bounds):
 
 def _line_at(act, q):
     """(σw², σb²) on the critical line at fixed point q > 0."""
-    d2 = second_moment(derivative_of(act), q)
+    sw2, sb2, _ = _line_with_error(act, q)
+    return sw2, sb2
+
+
+def _line_with_error(act, q):
+    """(σw², σb², error of σb²) on the critical line at fixed point q > 0."""
+    d2, e_d2 = second_moment_with_error(derivative_of(act), q)
     if d2 == 0.0:
         raise VanishcalcError(f"critical_sigma_w: E[φ'(√q z)²] = 0 at q = {q:g} for φ = {act.name} "
                               "(φ is constant there): χ1 = 0 for every σw, no critical point")
+    m2, e_m2 = second_moment_with_error(act, q)
     sw2 = 1.0 / d2
-    return sw2, q - sw2 * second_moment(act, q)
+    sb2 = q - sw2 * m2
+    # σb² = q − E[φ²]/E[φ'²]: first-order propagation of both errors, plus the rounding of
+    # the difference (a few ulp of its larger term)
+    err = sw2 * e_m2 + sw2 * m2 * e_d2 / d2 + 4 * np.finfo(float).eps * max(q, sw2 * m2)
+    return sw2, sb2, err
+
+
+def _line_slope(act, q):
+    """(q-map slope σw² d/dq E[φ²], its error) on the critical line at q."""
+    d2, e_d2 = second_moment_with_error(derivative_of(act), q)
+    ds, e_ds = second_moment_slope_with_error(act, q)
+    slope = ds / d2
+    return slope, abs(slope) * (e_ds / max(abs(ds), 1e-300) + e_d2 / d2) + 4e-16 * abs(slope)
+
+
+#: |q-map slope − 1| below this is "marginal": neither certified stable nor unstable.
+MARGINAL = 1e-9
+#: The q* range scanned for critical points (log grid, then Brent).  Beyond q* = 1e6 (a
+#: pre-activation std of 1000) a unit-width feature of φ is 1e-3 wide in z, finer than the
+#: quadrature's panels resolve (gelu there came out as relu, with a false root at q* = 3e6).
+Q_SCAN = (1e-8, 1e6, 57)
+
+
+def _homogeneous_point(act, ab, sb):
+    a, b = (float(v) for v in ab)
+    if a == 0 and b == 0:
+        raise VanishcalcError(f"critical_sigma_w: φ = {act.name} is zero; no critical point")
+    if sb > 0:
+        raise VanishcalcError(
+            f"critical_sigma_w: φ = {act.name} is positively homogeneous, so σb²(q*) ≡ 0 on "
+            f"the critical line; the line is the single point σw = √(2/(a²+b²)) = "
+            f"{math.sqrt(2 / (a * a + b * b)):.6g}, σb = 0 — pass sigma_b=0")
+    sw = Value.from_exact(sympy.sqrt(2 / (ab[0] ** 2 + ab[1] ** 2)), method="exact:homogeneous")
+    # σw² E[φ(√q z)²] = q for every q: the q-map is the identity, slope exactly 1
+    return CriticalPoint(sw, 0.0, None, Value.from_exact(sympy.Integer(1),
+                                                         method="exact:homogeneous"),
+                         limit="homogeneous")
+
+
+def _zero_limit_point(act):
+    """σb = 0, φ(0) = 0: χ1 = 1 only as q* → 0, at σw0 = 1/√lim E[φ'(√q z)²].  Slope 1 there;
+    kept when q decays to 0 from above at σw0 (q-map below the diagonal for small q > 0)."""
+    d0 = math.sqrt(second_moment(derivative_of(act), 0.0))
+    if d0 == 0:
+        raise VanishcalcError(f"critical_sigma_w: φ'(0) = 0 for {act.name}; no critical "
+                              "point at σb = 0")
+    sw2 = 1.0 / (d0 * d0)
+    drift = None
+    for q in (1e-3, 1e-2, 1e-1):
+        m2, e = second_moment_with_error(act, q)
+        dev = sw2 * m2 / q - 1.0          # Q(q)/q − 1 at σw0
+        if abs(dev) > 1e3 * (sw2 * e / q + 1e-15):
+            drift = (q, dev)
+            break
+    sw = Value(1.0 / d0, error=1e-16 / d0, method="critical:q*=0")
+    # no measurable drift (relu6, hardtanh-like φ that are linear near 0): every small q is
+    # (nearly) fixed, as for a homogeneous φ — kept, like that case
+    if drift is not None and drift[1] > 0:
+        where = ("" if drift is None else
+                 f": at σw = {1 / d0:.6g} the q-map lies above the diagonal near 0 "
+                 f"(q'/q − 1 = {drift[1]:+.3g} at q = {drift[0]:g}), so q grows away from 0")
+        raise UnstableCriticalPointError(
+            f"critical_sigma_w: φ = {act.name} has no stable critical point at σb = 0. χ1 = 1 "
+            f"only in the limit q* = 0 (σw = {1 / d0:.6g}), and that fixed point repels{where}; "
+            f"{_stable_range_text(act)}")
+    return CriticalPoint(sw, 0.0, Value(0.0, exact=0, error=0.0, method="critical:q*=0"),
+                         Value(1.0, exact=1, error=0.0, method="critical:q*=0"), limit="q*=0")
+
+
+class UnstableCriticalPointError(VanishcalcError):
+    """Every χ1 = 1 fixed point at the requested σb is unstable (|q-map slope| > 1)."""
+
+
+#: The coarser grid the error messages describe the line on (stable range, saddle-nodes).
+Q_COARSE = (1e-2, 1e6, 17)
+
+
+@functools.lru_cache(maxsize=16384)
+def _row(act, q):
+    """(q, σw², σb², error of σb², slope, its error) on the critical line at q; None where a
+    moment does not converge."""
+    try:
+        sw2, sb2, err = _line_with_error(act, q)
+        slope, e_slope = _line_slope(act, q)
+    except NotConvergedError:
+        return None
+    return (q, sw2, sb2, err, slope, e_slope)
+
+
+def _scan(act, grid=Q_SCAN):
+    """Rows (:func:`_row`) of the critical line on a log grid, lazily, in increasing q.
+
+    The scan stops where φ or φ' overflows (huge q); a failure at the first point (φ
+    unusable: jumps, constant) is raised."""
+    first = True
+    for q in np.logspace(math.log10(grid[0]), math.log10(grid[1]), grid[2]):
+        try:
+            r = _row(act, float(q))
+        except VanishcalcError:
+            if first:
+                raise
+            return
+        first = False
+        yield r
+
+
+@functools.lru_cache(maxsize=256)
+def _saddle_nodes(act):
+    """Points of the critical line where the q-map slope crosses +1 (a saddle-node, or fold:
+    two fixed points merge) or −1 (a period doubling): (q*, σw, σb, slope ±1) each."""
+    rows = [r for r in _scan(act, Q_COARSE) if r is not None]
+    out = []
+    for r0, r1 in zip(rows[:-1], rows[1:]):
+        for edge in (1.0, -1.0):
+            if (r0[4] < edge) != (r1[4] < edge):
+                try:
+                    qc = brentq(lambda t: _line_slope(act, t)[0] - edge, r0[0], r1[0],
+                                rtol=1e-10)
+                    sw2, sb2 = _line_at(act, qc)
+                except (VanishcalcError, ValueError):
+                    continue
+                out.append((qc, math.sqrt(sw2), math.sqrt(max(sb2, 0.0)), edge))
+    return tuple(out)
+
+
+def _stable_range_text(act):
+    """Where on the critical line fixed points are stable, for error messages (on the
+    coarse grid Q_COARSE: a description, not a certified range)."""
+    rows = [r for r in _scan(act, Q_COARSE) if r is not None]
+    sn = _saddle_nodes(act)
+    stable = [r for r in rows if abs(r[4]) < 1.0 - MARGINAL and r[2] >= 0]
+    cite = ("(Hayou, Doucet & Rousseau 2019, 'On the impact of the activation function on deep "
+            "neural networks training', discuss this for Swish's edge of chaos)")
+    fold = "; ".join(f"{'saddle-node (fold)' if e > 0 else 'period doubling'} at q* = {q:.4g}, "
+                     f"σw = {w:.6g}, σb = {b:.4g}" for q, w, b, e in sn)
+    fold = (f"along the critical line the fixed point changes stability where the q-map slope "
+            f"reaches ±1: {fold}" if sn else "")
+    if not stable:
+        return (f"no point of the critical line with q* in [{Q_COARSE[0]:g}, {rows[-1][0]:.3g}] "
+                f"is stable {cite}" + (f"; {fold}" if fold else ""))
+    # the saddle-nodes bound the stable stretches of the line
+    sbs = [math.sqrt(r[2]) for r in stable] + [b for _, _, b, _ in sn]
+    return (f"{fold}; stable critical points (|q-map slope| < 1) lie at σb in about "
+            f"[{min(sbs):.4g}, {max(sbs):.4g}] (q* in [{Q_COARSE[0]:g}, {rows[-1][0]:.3g}] "
+            f"scanned) {cite}")
+
+
+def _root_point(act, sb, target, a, b):
+    """The critical point with σb²(q*) = target for q* in the bracket [a, b]."""
+    root = brentq(lambda t: _line_at(act, t)[1] - target, a, b,
+                  xtol=1e-300, rtol=8.9e-16, maxiter=200)
+    sw2, sb2, e_sb2 = _line_with_error(act, root)
+    slope, e_slope = _line_slope(act, root)
+    d2, e_d2 = second_moment_with_error(derivative_of(act), root)
+    dd2, e_dd2 = second_moment_slope_with_error(derivative_of(act), root)
+    m2 = second_moment(act, root)
+    # dσb²/dq = 1 − slope + σw⁴ E[φ²] dE[φ'²]/dq (differentiate q − E[φ²]/E[φ'²])
+    dsb2 = 1.0 - slope + sw2 * sw2 * m2 * dd2
+    e_q = (e_sb2 + abs(sb2 - target) + 8.9e-16 * root) / max(abs(dsb2), 1e-300) + 8.9e-16 * root
+    sw = math.sqrt(sw2)
+    # σw = E[φ'²]^{-1/2}: dσw/dq = −σw³ dE[φ'²]/dq / 2
+    e_sw = 0.5 * sw ** 3 * (abs(dd2) * e_q + e_d2) + 2.2e-16 * sw
+    return CriticalPoint(
+        Value(sw, error=e_sw, error_kind="estimate", method="critical:line-root"), sb,
+        Value(root, error=e_q, error_kind="estimate", method="critical:line-root"),
+        Value(slope, error=e_slope, error_kind="estimate",
+              method="critical:q-map-slope"))
 
 
 def critical_sigma_w(spec, sigma_b=0.0) -> CriticalPoint:
-    """The weight scale σw at which χ1 = σw² E[φ'(√q* z)²] = 1 for bias scale σb.
+    """The weight scale σw at which χ1 = σw² E[φ'(√q* z)²] = 1 for bias scale σb, at a
+    stable fixed point q* (|q-map slope| < 1: the point a deep network actually settles at).
 
     Parameters
     ----------
@@ -91,17 +291,26 @@ def critical_sigma_w(spec, sigma_b=0.0) -> CriticalPoint:
     Returns
     -------
     CriticalPoint
-        ``sigma_w`` and ``q_star`` (unpacks as ``sw, q = critical_sigma_w(...)``).
+        ``sigma_w``, ``q_star`` and ``q_slope`` (unpacks as ``sw, q = critical_sigma_w(...)``).
+        If several stable fixed points have χ1 = 1 at this σb, the one with the smallest q*.
 
     Raises
     ------
+    UnstableCriticalPointError (a VanishcalcError)
+        if every χ1 = 1 fixed point at this σb is unstable (silu/swish and gelu at small σb:
+        the q-map slope there exceeds 1, so a network moves away to another fixed point or
+        diverges).  The message names the saddle-node where stability changes and the σb
+        range with stable critical points.
     VanishcalcError
         if φ has no critical point at this σb (relu-like φ at σb > 0; σb beyond the range
         σb²(q*) covers for q* ∈ [1e-8, 1e8]).
+    NotConvergedError
+        if a root lies where the Gaussian moments cannot be certified.
 
     References
     ----------
-    Schoenholz et al. 2017, arXiv:1611.01232, §3 and Fig. 1; Poole et al. 2016, eq. 8.
+    Schoenholz et al. 2017, arXiv:1611.01232, §3 and Fig. 1; Poole et al. 2016, eq. 8;
+    Hayou, Doucet & Rousseau 2019, arXiv:1902.06853 (stability of the edge of chaos; Swish).
 
     Examples
     --------
@@ -113,61 +322,58 @@ def critical_sigma_w(spec, sigma_b=0.0) -> CriticalPoint:
     sb = real("critical_sigma_w", "sigma_b", sigma_b, nonneg=True, why="(the bias std)")
     ab = _bv._abrelu(act)
     if ab is not None:
-        a, b = (float(v) for v in ab)
-        if a == 0 and b == 0:
-            raise VanishcalcError(f"critical_sigma_w: φ = {act.name} is zero; no critical point")
-        if sb > 0:
-            raise VanishcalcError(
-                f"critical_sigma_w: φ = {act.name} is positively homogeneous, so σb²(q*) ≡ 0 on "
-                f"the critical line; the line is the single point σw = √(2/(a²+b²)) = "
-                f"{math.sqrt(2 / (a * a + b * b)):.6g}, σb = 0 — pass sigma_b=0")
-        sw = Value.from_exact(__import__("sympy").sqrt(2 / (ab[0] ** 2 + ab[1] ** 2)),
-                              method="exact:homogeneous")
-        return CriticalPoint(sw, 0.0, None)
+        return _homogeneous_point(act, ab, sb)
     phi0 = float(act.numpy(np.zeros(1))[0])
     if sb == 0.0 and phi0 == 0.0:
-        # q* → 0: χ1 → σw²·E[φ'(√q z)²] → σw²·(a² + b²)/2 with a, b the one-sided slopes
-        # at 0 (equal unless 0 is a kink, e.g. relu6 behaves like relu there).
-        d0 = math.sqrt(second_moment(derivative_of(act), 0.0))
-        if d0 == 0:
-            raise VanishcalcError(f"critical_sigma_w: φ'(0) = 0 for {act.name}; no critical "
-                                  "point at σb = 0")
-        return CriticalPoint(Value(1.0 / d0, error=1e-16 / d0, method="critical:q*=0"), 0.0,
-                             Value(0.0, exact=0, error=0.0, method="critical:q*=0"))
+        return _zero_limit_point(act)
     target = sb * sb
-    qs = np.logspace(-8, 8, 65)
-    prev = None
-    for q in qs:
-        try:
-            g = _line_at(act, float(q))[1] - target
-        except VanishcalcError:
-            if prev is None:          # φ itself is unusable (jumps, constant): say why
-                raise
-            # the expectations fail far out (overflow of φ or φ' at huge q): stop the scan
-            qs = qs[qs < q]
-            break
-        if prev is not None and (g >= 0) != (prev[1] >= 0):
-            root = brentq(lambda t: _line_at(act, t)[1] - target, prev[0], float(q),
-                          xtol=1e-300, rtol=8.9e-16, maxiter=200)
-            sw2, _ = _line_at(act, root)
-            return CriticalPoint(Value(math.sqrt(sw2), error=1e-14 * math.sqrt(sw2),
-                                       error_kind="estimate", method="critical:line-root"),
-                                 sb, Value(root, error=4e-15 * root, error_kind="estimate",
-                                           method="critical:line-root"))
-        prev = (float(q), g)
+    roots, prev, unresolved, last = [], None, False, Q_SCAN[0]
+    for r in _scan(act):                   # in increasing q: the first stable root is returned
+        if r is None:                      # brackets reach across it (Brent then meets it)
+            unresolved = True
+            continue
+        last = r[0]
+        g = r[2] - target
+        if abs(g) <= r[3]:                 # sign not certified at this grid point: skip it
+            unresolved = True
+            continue
+        if prev is not None and (g > 0) != (prev[1] > 0):
+            p = _root_point(act, sb, target, prev[0], r[0])
+            # |slope| < 1: a slope below −1 repels too (q oscillates away: period doubling)
+            if abs(float(p.q_slope)) + p.q_slope.error < 1.0 - MARGINAL:
+                return p
+            roots.append(p)
+        prev = (r[0], g)
+    if roots:
+        pts = "; ".join(f"σw = {float(p.sigma_w):.6g} (q* = {float(p.q_star):.4g}, q-map slope "
+                        f"{float(p.q_slope):.4g})" for p in roots)
+        raise UnstableCriticalPointError(
+            f"critical_sigma_w: φ = {act.name} has no stable critical point at σb = {sb:g}: "
+            f"χ1 = 1 at {pts}, but a q-map slope of magnitude ≥ 1 makes the fixed point "
+            f"unstable, so a deep "
+            f"network never settles there (it moves to another fixed point or diverges); "
+            f"{_stable_range_text(act)}")
+    if unresolved:
+        raise NotConvergedError(
+            f"critical_sigma_w: φ = {act.name} at σb = {sb:g}: no critical point found for q* in "
+            f"[{Q_SCAN[0]:g}, {last:.3g}], but the Gaussian moments could not be certified at some "
+            "q* of the scan, where a root may hide")
     raise VanishcalcError(f"critical_sigma_w: φ = {act.name} has no critical point at σb = {sb:g}: "
                           f"σb²(q*) on the critical line never reaches σb² for q* in "
-                          f"[1e-8, {qs[-1] if len(qs) else 1e-8:.3g}]")
+                          f"[{Q_SCAN[0]:g}, {last:.3g}]")
 
 
 def critical_line(spec, sigma_b_values) -> CriticalLine:
-    """σw and q* on the critical line χ1 = 1 for each σb in ``sigma_b_values``."""
+    """σw, q* and the q-map slope on the critical line χ1 = 1 for each σb in
+    ``sigma_b_values``: stable fixed points only (see :func:`critical_sigma_w`, which raises
+    :class:`UnstableCriticalPointError` for a σb without one)."""
     act = activation(spec)
     sbs = _grid("critical_line", "sigma_b_values", sigma_b_values, nonneg=True)
     pts = [critical_sigma_w(act, float(s)) for s in sbs]
     return CriticalLine(sigma_b=sbs, sigma_w=np.array([float(p.sigma_w) for p in pts]),
                         q_star=np.array([math.inf if p.q_star is None else float(p.q_star)
-                                         for p in pts]))
+                                         for p in pts]),
+                        q_slope=np.array([float(p.q_slope) for p in pts]))
 
 
 # ---------------------------------------------------------------- vectorized phase diagram
@@ -179,7 +385,9 @@ class PhaseDiagram:
 
     ``status``: 0 fixed point found, 1 q collapsed to 0, 2 q diverged (then q_star = inf and the
     other fields are NaN), 3 not converged within ``max_iter`` iterations (q-map slope near 1,
-    e.g. tanh at σw = 1, σb = 0; all fields NaN — ``MeanField`` resolves such points).  ``error``: largest quadrature error estimate met (absolute, in the
+    e.g. tanh at σw = 1, σb = 0; all fields NaN — ``MeanField`` resolves such points), 4 the
+    iteration sits on a fixed point whose q-map slope exceeds 1 in magnitude (unstable: no
+    network settles there; fields NaN).  ``q_slope``: ∂q'/∂q at q* (the ξq slope).  ``error``: largest quadrature error estimate met (absolute, in the
     Gaussian means; the Hermite-tail bound for ξc in the chaotic phase is ``c_tail``)."""
 
     sigma_w: np.ndarray
@@ -192,6 +400,7 @@ class PhaseDiagram:
     status: np.ndarray
     error: float
     c_tail: float
+    q_slope: np.ndarray | None = None
 
 
 def _batch_nodes(act, q, zmax, width=1.0):
@@ -273,6 +482,22 @@ def _phase_iv(spec, sigma_w_grid, sigma_b_grid, n_hermite, max_iter):
             integer(w, "n_hermite", n_hermite, 1), integer(w, "max_iter", max_iter, 1))
 
 
+#: Grid points processed together: bounds the (points × quadrature nodes) work arrays.
+PHASE_CHUNK = 4096
+#: A phase diagram projected to run longer than this (seconds) warns after its first chunk.
+PHASE_WARN_S = 60.0
+
+
+def _phase_memory(n, m, nh, smooth):
+    """Bytes phase_diagram needs for n grid points, m quadrature nodes, nh Hermite terms, and
+    the chunk size that keeps it there: the outputs (≈ 12 float arrays of n), the Hermite
+    table H and its weighted copy (m × (nh+1), smooth φ only), and per chunk ≈ 8 arrays of
+    chunk × m and 4 of chunk × (nh+1)."""
+    per_point = 8 * (8 * m + 4 * (nh + 1))
+    fixed = 8 * 12 * n + (16 * m * (nh + 1) if smooth else 0)
+    return fixed, per_point
+
+
 def phase_diagram(spec, sigma_w_grid, sigma_b_grid, *, n_hermite=60, max_iter=100) -> PhaseDiagram:
     """q*, χ1, ξq, ξc (and c*) of the plain network on a σw × σb grid, vectorized.
 
@@ -283,13 +508,63 @@ def phase_diagram(spec, sigma_w_grid, sigma_b_grid, *, n_hermite=60, max_iter=10
     phase use the Mehler (Hermite) expansion E[φ(u1)φ(u2)] = Σ a_n² cⁿ at q*, truncated at
     ``n_hermite`` terms; the neglected mass E[φ²] − Σ a_n² bounds the c-map error (``c_tail``).
     In the ordered phase c* = 1 and χc = χ1.  See notes/mean-field.md for accuracy figures.
+
+    Only stable fixed points are reported: a point whose q-map slope at the converged q
+    exceeds 1 gets status 4 (NaN fields).  The grid is processed in chunks of
+    ``PHASE_CHUNK`` points (memory stays bounded for any grid size); arguments that cannot
+    fit in this machine's memory raise :class:`~vanishcalc.solve.budget.MemoryBudgetError`
+    before anything is allocated, and a run projected past a minute warns after its first
+    chunk with the expected duration.
     """
     act, sw, sb, n_hermite, max_iter = _phase_iv(spec, sigma_w_grid, sigma_b_grid, n_hermite,
                                                  max_iter)
+    zmax = _tight_zmax(act, 64.0)
+    n = sw.size * sb.size
+    m = _batch_nodes(act, np.ones(1), zmax)[0].shape[1]
+    fixed, per_point = _phase_memory(n, m, n_hermite, not act.kinks)
+    limit = memory_limit()
+    chunk = int(min(PHASE_CHUNK, max(1, n), max(1, (0.5 * limit - fixed) // per_point)))
+    need = fixed + chunk * per_point
+    if need > limit:
+        nh_fit = int(max(0, (0.5 * limit - 8 * 12 * n) / (16 * m + 32) - 1))
+        require_memory("phase_diagram", need,
+                       f"lower n_hermite to at most {nh_fit} (the default is 60), or use a "
+                       f"smaller grid than {sw.size} × {sb.size}")
     SW, SB = np.meshgrid(sw, sb, indexing="ij")
     sw2, sb2 = (SW ** 2).ravel(), (SB ** 2).ravel()
+    out = {k: np.empty(n) for k in ("q", "chi1", "xi_q", "xi_c", "c", "slope")}
+    status = np.empty(n, dtype=int)
+    err = tail = 0.0
+    t0 = time.perf_counter()
+    for s0 in range(0, n, chunk):
+        sl = slice(s0, min(n, s0 + chunk))
+        res = _phase_chunk(act, sw2[sl], sb2[sl], zmax, n_hermite, max_iter)
+        for k in out:
+            out[k][sl] = res[k]
+        status[sl] = res["status"]
+        err, tail = max(err, res["error"]), max(tail, res["c_tail"])
+        if s0 == 0 and n > chunk:
+            projected = (time.perf_counter() - t0) * n / chunk
+            if projected > PHASE_WARN_S:
+                warnings.warn(f"phase_diagram: {sw.size} × {sb.size} = {n} grid points will take "
+                              f"about {projected:.0f} s (measured on the first {chunk}); "
+                              "memory stays bounded (chunks)", VanishcalcWarning, stacklevel=2)
+    shape = SW.shape
+    ok = status < 2
+    nan = np.where(ok, 1.0, np.nan)
+    q_star = np.where(ok, out["q"], np.where(status == 2, np.inf, np.nan))
+    return PhaseDiagram(sigma_w=sw, sigma_b=sb, q_star=q_star.reshape(shape),
+                        chi1=(out["chi1"] * nan).reshape(shape),
+                        xi_q=(out["xi_q"] * nan).reshape(shape),
+                        xi_c=(out["xi_c"] * nan).reshape(shape),
+                        c_star=(out["c"] * nan).reshape(shape),
+                        status=status.reshape(shape), error=err, c_tail=tail,
+                        q_slope=(out["slope"] * nan).reshape(shape))
+
+
+def _phase_chunk(act, sw2, sb2, zmax, n_hermite, max_iter):
+    """Fixed points, slopes and depth scales for one chunk of grid points (flat arrays)."""
     n = sw2.size
-    zmax = _tight_zmax(act, 64.0)
     q = np.ones(n)
     status = np.zeros(n, dtype=int)
     active = np.ones(n, dtype=bool)
@@ -323,6 +598,10 @@ def phase_diagram(spec, sigma_w_grid, sigma_b_grid, *, n_hermite=60, max_iter=10
         m0 = sw2 * second_moment(derivative_of(act), 0.0)
         chi1 = np.where(status == 1, m0, chi1)
         slope = np.where(status == 1, m0, slope)
+    # a fixed point the iteration sits on exactly but that repels (|slope| > 1) is not reached
+    unstable = (status == 0) & (np.abs(slope) > 1.0 + 1e-9)
+    status[unstable] = 4
+    ok = status < 2
     xi_q = _xi(slope)
     c_star = np.ones(n)
     chic = chi1.copy()
@@ -331,14 +610,8 @@ def phase_diagram(spec, sigma_w_grid, sigma_b_grid, *, n_hermite=60, max_iter=10
     if np.any(chaotic):
         c_star[chaotic], chic[chaotic], tail = _chaotic_c(act, qs[chaotic], sw2[chaotic],
                                                            sb2[chaotic], e2[chaotic], zmax, n_hermite)
-    xi_c = _xi(chic)
-    shape = SW.shape
-    nan = np.where(ok, 1.0, np.nan)
-    q_star = np.where(ok, q, np.where(status == 2, np.inf, np.nan))
-    return PhaseDiagram(sigma_w=sw, sigma_b=sb, q_star=q_star.reshape(shape),
-                        chi1=(chi1 * nan).reshape(shape), xi_q=(xi_q * nan).reshape(shape),
-                        xi_c=(xi_c * nan).reshape(shape), c_star=(c_star * nan).reshape(shape),
-                        status=status.reshape(shape), error=err, c_tail=tail)
+    return dict(q=q, chi1=chi1, xi_q=xi_q, xi_c=_xi(chic), c=c_star, slope=slope, status=status,
+                error=err, c_tail=tail)
 
 
 def _xi(slope):

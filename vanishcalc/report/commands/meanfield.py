@@ -1,6 +1,12 @@
 """``vanishcalc meanfield SPEC --sigma-w W [--sigma-b B] [--depth L]``: q*, χ1, depth scales."""
 from __future__ import annotations
 
+import math
+import sys
+import warnings
+
+from ...errors import VanishcalcWarning
+
 
 def add_arguments(parser):
     from . import count, number
@@ -17,10 +23,31 @@ def add_arguments(parser):
                         help="correlation of the two inputs (default 0.5)")
 
 
+def _grad_cell(grad, log_grad) -> str:
+    """grad[l], or 10^x written out when the double under- or overflowed (log_grad is finite)."""
+    if (grad == 0 or math.isinf(grad)) and math.isfinite(log_grad):
+        return f"10^{log_grad / math.log(10):.6f}"
+    return f"{grad:.15g}"
+
+
 def run(args) -> int:
     from ...maps.meanfield import MeanField
     mf = MeanField(args.spec, args.sigma_w, args.sigma_b)
-    # everything is computed before anything is printed: bad input gives only the error line
+    # everything is computed before anything is printed: bad input gives only the error line;
+    # warnings (an underflowed q, a gradient beyond the double range) become one stderr line each
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", VanishcalcWarning)
+        lines = _lines(mf, args)
+    print("\n".join(lines))
+    for w in caught:
+        if issubclass(w.category, VanishcalcWarning):
+            print(f"vanishcalc meanfield: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return 0
+
+
+def _lines(mf, args):
     q = mf.q_star(args.q0)
     lines = [f"{mf!r}",
              f"q*    = {float(q)!r}  ({q.method})",
@@ -33,7 +60,6 @@ def run(args) -> int:
     if args.depth is not None:
         p = mf.propagate(args.depth, q0=args.q0, c0=args.c0)
         lines.append(f"{'layer':>5} {'q':>22} {'c':>22} {'grad':>22}")
-        lines += [f"{l:>5d} {p.q[l]:>22.15g} {p.c[l]:>22.15g} {p.grad[l]:>22.15g}"
-                  for l in range(len(p.q))]
-    print("\n".join(lines))
-    return 0
+        lines += [f"{l:>5d} {p.q[l]:>22.15g} {p.c[l]:>22.15g} "
+                  f"{_grad_cell(p.grad[l], p.log_grad[l]):>22}" for l in range(len(p.q))]
+    return lines
