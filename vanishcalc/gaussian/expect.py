@@ -24,6 +24,7 @@ import sympy
 
 from ..activation import Activation, activation
 from ..errors import NonFiniteError, NotConvergedError, VanishcalcError, VanishcalcWarning
+from ..validate import real
 from ..value import Value
 from . import numeric, symbolic, tails
 
@@ -31,16 +32,12 @@ DEFAULT_RTOL = 1e-14
 
 
 def _expect_iv(q, rtol, exact_timeout):
-    try:
-        qf = float(q)
-    except (TypeError, ValueError):
-        raise VanishcalcError(f"q must be a real number, got {q!r}") from None
-    if not math.isfinite(qf) or qf < 0:
-        raise VanishcalcError(f"q must be finite and ≥ 0 (it is a variance), got {q!r}")
+    qf = real("expect", "q", q, nonneg=True, why="(it is a variance)")
+    rtol = real("expect", "rtol", rtol, lo=0.0, hi=1.0)
     if not (0 < rtol < 1):
-        raise VanishcalcError(f"rtol must be in (0, 1), got {rtol!r}")
-    if exact_timeout is not None and exact_timeout < 0:
-        raise VanishcalcError(f"exact_timeout must be ≥ 0 seconds, got {exact_timeout!r}")
+        raise VanishcalcError(f"expect: rtol = {rtol!r} must lie in (0, 1)")
+    if exact_timeout is not None:
+        real("expect", "exact_timeout", exact_timeout, nonneg=True, why="(seconds)")
     return qf
 
 

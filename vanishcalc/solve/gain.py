@@ -8,8 +8,9 @@ import sympy
 
 from ..activation import activation
 from ..errors import VanishcalcError
-from ..gaussian.expect import _expect_iv, expect
+from ..gaussian.expect import expect
 from ..gaussian.symbolic import exact_q
+from ..validate import real
 from ..value import Value
 
 CONVENTIONS = ("second_moment", "std", "backward")
@@ -59,7 +60,7 @@ def gain(spec, convention="second_moment", q=1.0) -> Value:
     """
     if convention not in CONVENTIONS:
         raise VanishcalcError(f"convention must be one of {', '.join(CONVENTIONS)}; got {convention!r}")
-    qf = _expect_iv(q, 0.5, None)
+    qf = real("gain", "q", q, nonneg=True, why="(the variance of the pre-activation)")
     if qf == 0:
         raise VanishcalcError("q must be > 0 for a gain (the pre-activation must carry signal)")
     return _gain_cached(activation(spec), convention, qf)
