@@ -26,7 +26,7 @@ from ..activation import Activation, activation
 from ..errors import NonFiniteError, NotConvergedError, VanishcalcError, VanishcalcWarning
 from ..validate import real
 from ..value import Value
-from . import numeric, symbolic, tails
+from . import numeric, scales, symbolic, tails
 
 DEFAULT_RTOL = 1e-14
 
@@ -132,8 +132,14 @@ def _at_zero(act):
 
 
 def _numeric(act, q, rtol):
-    plan = tails.plan(act, q)
     sq = math.sqrt(q)
+    label = f"E[{act.name}(√q·z)] at q = {q:g}"
+    sc = scales.of_activation(act)
+    # Narrow features (in z) are probed by the tail planner too: a bump at z = 12 far
+    # narrower than every probe spacing must still lie inside the integration range.
+    centres = [cx / sq for cx, wx in sc.features if wx / sq < 0.5]
+    plan = tails.plan(act, q, extra=centres)
+    scales.check_trig_phases(sc, sq, plan.z_max, label)
     f = act.numpy
     breaks = [k / sq for k in act.kinks]
 
@@ -145,9 +151,9 @@ def _numeric(act, q, rtol):
             y[bad] = [_mp_integrand(act, sq, zz) for zz in z[bad]]
         return y
 
-    edges = numeric.panel_edges(plan.z_max, breaks)
-    value, error, l1 = numeric.adaptive_gk(integrand, edges, rtol=rtol,
-                                           label=f"E[{act.name}(√q·z)] at q = {q:g}")
+    edges = scales.mesh(sc, sq, plan.z_max, breaks, label)
+    value, error, l1 = numeric.adaptive_gk(integrand, edges, rtol=rtol, label=label,
+                                           max_panels=scales.MAX_PANELS, second_rule=True)
     for loc, weight in act.deltas:
         value += float(weight) * math.exp(-float(loc) ** 2 / (2 * q)) / math.sqrt(2 * math.pi * q)
     return value, error + plan.tail_error, l1
@@ -159,6 +165,11 @@ def _mp_integrand(act, sq, z):
         if p.lo <= float(x) <= p.hi:
             try:
                 v = tails.mp_eval(p.expr, x)
+            except tails._Unresolvable:
+                raise NotConvergedError(
+                    f"E[{act.name}(√q·z)] cannot be certified: at x = {float(x):.4g} a sine or cosine "
+                    "has an argument above 1e15, whose phase no double (or 30-digit) evaluation "
+                    "resolves") from None
             except tails._TooLarge:
                 return math.inf
             return float(v * mpmath.npdf(z))

@@ -46,10 +46,12 @@ for w, xg in zip(_WG, _gauss_pos):
     GAUSS[np.isclose(NODES, -xg)] = w
 
 EPS = np.finfo(float).eps
+_G10_NODES = NODES[GAUSS > 0]
+_G10_WEIGHTS = GAUSS[GAUSS > 0]
 
 
 def adaptive_gk(g, edges, *, rtol=1e-14, atol=0.0, max_panels=20000, max_rounds=60,
-                label="integrand"):
+                label="integrand", second_rule=False):
     """Integrate a vectorized ``g`` over [edges[0], edges[-1]] split at ``edges``.
 
     Parameters
@@ -62,6 +64,9 @@ def adaptive_gk(g, edges, *, rtol=1e-14, atol=0.0, max_panels=20000, max_rounds=
         Stop when the summed error estimate is ≤ max(atol, rtol·∫|g|).
     label : str
         What is being integrated, for error messages (e.g. "E[tanh(√q z)²] at q = 2").
+    second_rule : bool
+        Raise the error to at least the disagreement with an independent rule on the final
+        panels (``_second_rule``); costs about one more evaluation of every final panel.
 
     Returns
     -------
@@ -82,27 +87,29 @@ def adaptive_gk(g, edges, *, rtol=1e-14, atol=0.0, max_panels=20000, max_rounds=
     done_val = 0.0
     done_err = 0.0
     done_l1 = 0.0
+    retired = []
     for rounds in range(1, max_rounds + 1):
         half = 0.5 * (hi - lo)
         mid = 0.5 * (hi + lo)
         x = mid[:, None] + half[:, None] * NODES[None, :]
-        with np.errstate(all="ignore"):
-            y = np.asarray(g(x), dtype=float)
-        if not np.all(np.isfinite(y)):
-            bad = x[~np.isfinite(y)][0]
-            raise NonFiniteError(f"{label} is not finite at z = {bad:.6g} (an overflow: "
-                                 "lower σw, q or the depth)")
+        y = _evaluate(g, x, label)
         kron = half * (y @ KRONROD)
         gauss = half * (y @ GAUSS)
         l1 = half * (np.abs(y) @ KRONROD)
         # |K − G| plus a rounding floor of a few ulp of the panel's ∫|g| (21-term dot
-        # products in double accumulate ~√21 ulp; QUADPACK's 50 ulp would cap rtol at 1e-14).
-        err = np.abs(kron - gauss) + 4 * EPS * l1
+        # products in double accumulate ~√21 ulp; QUADPACK's 50 ulp would cap rtol at 1e-14),
+        # plus an absolute floor where values are subnormal doubles (q ≈ 1e-320), whose
+        # relative precision is far below 53 bits.
+        err = np.abs(kron - gauss) + 4 * EPS * l1 + _SUBNORMAL_FLOOR * (hi - lo)
         total_l1 = done_l1 + l1.sum()
         target = max(atol, rtol * total_l1)
         total_err = done_err + err.sum()
         if total_err <= target:
-            return done_val + kron.sum(), total_err, total_l1
+            retired.append((lo, hi))
+            value = done_val + kron.sum()
+            if second_rule:
+                total_err = _second_rule(g, retired, value, total_err, label)
+            return value, total_err, total_l1
         # Panels already good enough for their share of the target are retired.  The share
         # follows both the panel's length and its ∫|g|: a share by length alone is smaller
         # than the rounding floor (∝ ∫|g|) where g is large, and those panels were bisected
@@ -113,8 +120,11 @@ def adaptive_gk(g, edges, *, rtol=1e-14, atol=0.0, max_panels=20000, max_rounds=
         done_val += kron[good].sum()
         done_err += err[good].sum()
         done_l1 += l1[good].sum()
+        retired.append((lo[good], hi[good]))
         lo, hi = lo[~good], hi[~good]
         if lo.size == 0:
+            if second_rule:
+                done_err = _second_rule(g, retired, done_val, done_err, label)
             return done_val, done_err, done_l1
         if 2 * lo.size > max_panels:
             break
@@ -126,6 +136,45 @@ def adaptive_gk(g, edges, *, rtol=1e-14, atol=0.0, max_panels=20000, max_rounds=
         f"quadrature of {label} did not reach the tolerance: error estimate {error:.3g} "
         f"for value {value:.6g} after {rounds} rounds",
         best=(value, error))
+
+
+# Absolute error of one subnormal double operation is half of 2^-1074; a few operations per
+# value and the Gaussian weight's own rounding stay below this per unit length of z.
+_SUBNORMAL_FLOOR = 64 * 2.0 ** -1074
+# The second rule splits every final panel at this fraction (not the midpoint, so that no
+# node of it coincides with a Kronrod node of the first rule or of its bisections).
+_SPLIT = (math.sqrt(5) - 1) / 2
+
+
+def _evaluate(g, x, label):
+    with np.errstate(all="ignore"):
+        y = np.asarray(g(x), dtype=float)
+    if not np.all(np.isfinite(y)):
+        bad = x[~np.isfinite(y)][0]
+        raise NonFiniteError(f"{label} is not finite at z = {bad:.6g} (an overflow: "
+                             "lower σw, q or the depth)")
+    return y
+
+
+def _second_rule(g, panels, value, error, label):
+    """The error, raised to at least the disagreement with an independent second rule.
+
+    The second rule is the 10-point Gauss rule on each final panel split unevenly in two:
+    its 20 nodes differ from every node the adaptive K21/G10 pair used, so a feature that
+    the first rule resolved only by luck (or resolved wrongly) moves the two apart.
+    """
+    lo = np.concatenate([p[0] for p in panels])
+    hi = np.concatenate([p[1] for p in panels])
+    if lo.size == 0:
+        return error
+    cut = lo + _SPLIT * (hi - lo)
+    a = np.concatenate([lo, cut])
+    b = np.concatenate([cut, hi])
+    half = 0.5 * (b - a)
+    x = (0.5 * (a + b))[:, None] + half[:, None] * _G10_NODES[None, :]
+    y = _evaluate(g, x, label)
+    other = float((half * (y @ _G10_WEIGHTS)).sum())
+    return max(error, abs(other - value))
 
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)

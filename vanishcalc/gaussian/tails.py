@@ -21,6 +21,7 @@ import sympy
 
 from ..errors import DivergenceError, NotConvergedError
 from ..parse import X
+from . import bounds
 
 PROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 _EXP_CAP = mpmath.mpf(10) ** 8     # exp of more than this at a probe is super-Gaussian growth
@@ -29,6 +30,22 @@ _DROP = 40.0                       # nats below the peak where the integrand is 
 
 class _TooLarge(Exception):
     pass
+
+
+class _Unresolvable(_TooLarge):
+    """sin/cos/tan of an argument so large that its phase is unknowable at working precision."""
+
+
+_TRIG_CAP = mpmath.mpf(10) ** 15
+
+
+def _trig(fn):
+    def capped(a):
+        if abs(a) > _TRIG_CAP:
+            # mpmath would carry every digit of a (e^(9e6) has 4e6) to find a mod 2π.
+            raise _Unresolvable
+        return fn(a)
+    return capped
 
 
 def _cap_exp(arg):
@@ -42,7 +59,7 @@ def _cap_exp(arg):
 _MP = {
     sympy.exp: _cap_exp,
     sympy.log: lambda a: mpmath.log(a),
-    sympy.sin: mpmath.sin, sympy.cos: mpmath.cos, sympy.tan: mpmath.tan,
+    sympy.sin: _trig(mpmath.sin), sympy.cos: _trig(mpmath.cos), sympy.tan: _trig(mpmath.tan),
     sympy.tanh: mpmath.tanh, sympy.atan: mpmath.atan,
     sympy.sinh: lambda a: (_cap_exp(a) - _cap_exp(-a)) / 2,
     sympy.cosh: lambda a: (_cap_exp(a) + _cap_exp(-a)) / 2,
@@ -97,7 +114,12 @@ def _log_integrand(act, q, z):
     try:
         v = mp_eval(piece.expr, x)
     except _TooLarge:
-        return math.inf
+        # Past what mpmath can evaluate (exp(exp(x)), sin(e^(e^x))): bound |φ(x)| instead.
+        # tanh, erf, sin, sigmoid, exp(−positive) are bounded whatever their argument.
+        top = bounds.bound(piece.expr, float(x), float(x))
+        if not math.isfinite(top):
+            return math.inf
+        return (math.log(top) if top > 0 else -math.inf) - z * z / 2
     except (ZeroDivisionError, ValueError, OverflowError):
         return math.nan
     if isinstance(v, mpmath.mpc):
@@ -108,8 +130,11 @@ def _log_integrand(act, q, z):
     return float(mpmath.log(av)) - z * z / 2
 
 
-def plan(act, q: float) -> TailPlan:
+def plan(act, q: float, extra=()) -> TailPlan:
     """Decide the integration range for E[φ(√q z)], or raise DivergenceError.
+
+    ``extra`` are further points (in z) to look at besides the fixed probes: the centres of
+    narrow features, which the range must include where the integrand there matters.
 
     Raises
     ------
@@ -131,7 +156,11 @@ def plan(act, q: float) -> TailPlan:
                 raise DivergenceError(
                     f"E[{act.name}(√q·z)] does not exist at q = {q:g}: φ grows faster than any "
                     f"Gaussian tail (an exponential argument exceeds 1e8 at x = {sign * z * math.sqrt(q):.4g})")
+    with mpmath.workdps(30):
+        extra_L = [(z, _log_integrand(act, q, z)) for z in extra if abs(z) < 1e300]
+    extra_L = [(z, v) for z, v in extra_L if not math.isnan(v)]
     finite = [v for L in sides.values() for v in L if v > -math.inf]
+    finite += [v for _, v in extra_L if -math.inf < v < math.inf]
     log_peak = max(finite) if finite else 0.0
     cut = []
     tail = 0.0
@@ -154,7 +183,21 @@ def plan(act, q: float) -> TailPlan:
             raise NotConvergedError(
                 f"E[{act.name}(√q·z)] at q = {q:g} exists but its tails are too heavy to cut "
                 f"within |z| ≤ {PROBES[-1]}", best=None)
-        cut.append(PROBES[idx])
-        if L[idx] > -math.inf:
-            tail += math.exp(L[idx])
-    return TailPlan(z_max=float(max(max(cut), 8)), tail_error=tail, log_peak=log_peak)
+        side_cut, side_tail = float(PROBES[idx]), (math.exp(L[idx]) if L[idx] > -math.inf else 0.0)
+        # Where φ is bounded on this side (|φ| ≤ M), the integrand is below M·e^{−z²/2}: a
+        # cut from that envelope is often far tighter than the next power-of-2 probe, which
+        # matters when every panel is costly (fast oscillation needs panels per period).
+        piece = act.pieces[-1] if sign > 0 else act.pieces[0]
+        top = bounds.bound(piece.expr, piece.lo, piece.hi)
+        if 0 < top < math.inf:
+            z_env = math.sqrt(max(2 * (math.log(top) - log_peak + _DROP), 0.0))
+            if z_env < side_cut:
+                side_cut = z_env
+                side_tail = top * math.erfc(z_env / math.sqrt(2)) / 2
+        cut.append(side_cut)
+        tail += side_tail
+    z_max = float(max(max(cut), 8))
+    for z, v in extra_L:
+        if v > log_peak - _DROP and abs(z) + 1 > z_max:
+            z_max = abs(z) + 1.0
+    return TailPlan(z_max=z_max, tail_error=tail, log_peak=log_peak)
