@@ -82,6 +82,18 @@ def of_activation(act) -> Scales:
                   tuple(u for s in parts for u in s.trig_args))
 
 
+def decades(act, sq=1.0):
+    """How many decades the scales of φ at x = sq·z (sq, feature widths, constants) lie from 1."""
+    out = abs(math.log10(sq)) if sq > 0 else 0.0
+    for _, w in of_activation(act).features:
+        out = max(out, abs(math.log10(w / sq)))
+    for p in act.pieces:
+        for c in p.expr.atoms(sympy.Number):
+            if c != 0 and c.is_finite:
+                out = max(out, abs(float(sympy.log(abs(c), 10))))
+    return int(math.ceil(out))
+
+
 def _poly_coeffs(u):
     try:
         poly = sympy.Poly(sympy.expand(u), X)

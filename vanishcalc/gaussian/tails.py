@@ -48,12 +48,27 @@ def _trig(fn):
     return capped
 
 
+# A larger cap for *values* (not growth tests): softplus(x) at x = 1e15 (q = 1e30) needs
+# exp(1e15), an ordinary mpf; exp(exp(1e15)) would need a 1e15-digit exponent.
+VALUE_EXP_CAP = mpmath.mpf(10) ** 30
+_cap = [_EXP_CAP]
+
+
 def _cap_exp(arg):
-    if arg > _EXP_CAP:
+    if arg > _cap[0]:
         raise _TooLarge
-    if arg < -_EXP_CAP:
+    if arg < -_cap[0]:
         return mpmath.mpf(0)
     return mpmath.exp(arg)
+
+
+def mp_value(expr, x):
+    """``mp_eval`` with the value cap: for numbers, where the growth cap is too strict."""
+    _cap[0] = VALUE_EXP_CAP
+    try:
+        return mp_eval(expr, x)
+    finally:
+        _cap[0] = _EXP_CAP
 
 
 _MP = {
@@ -112,8 +127,18 @@ def _log_integrand(act, q, z):
     x = mpmath.sqrt(q) * z
     piece = act.pieces[-1] if z > 0 else act.pieces[0]
     try:
-        v = mp_eval(piece.expr, x)
-    except _TooLarge:
+        try:
+            v = mp_eval(piece.expr, x)
+        except _Unresolvable:
+            raise
+        except _TooLarge:
+            if math.isfinite(bounds.bound(piece.expr, float(x), float(x))):
+                raise
+            # Unbounded here: evaluate with the value cap (softplus(1e15) = 1e15).
+            v = mp_value(piece.expr, x)
+            if abs(v) > mpmath.exp(_EXP_CAP):
+                return math.inf      # growth beyond e^(1e8): super-Gaussian
+    except (_TooLarge, MemoryError):
         # Past what mpmath can evaluate (exp(exp(x)), sin(e^(e^x))): bound |φ(x)| instead.
         # tanh, erf, sin, sigmoid, exp(−positive) are bounded whatever their argument.
         top = bounds.bound(piece.expr, float(x), float(x))
