@@ -22,6 +22,7 @@ from . import scales, symbolic, tails
 
 ORDER = 12          # terms a₀ … a₁₁
 MAX_RATIO = 1e-2    # √q·Z / R at most this: each further term is ≥ 100× smaller
+MAX_Q = 1e-6       # above it quadrature is accurate and faster
 _Z = 40.0           # |z| beyond which the Gaussian weight is below e^-800
 
 
@@ -42,6 +43,8 @@ def applicable(act, q):
     # A feature at c of width w bounds the radius of convergence by about max(|c|, w)
     # (tanh(a(x − c)) has poles at c ± iπ/(2a)).  Arguments that are not polynomials have
     # polynomial arguments further in (tanh(e^x): e^x has the scale 1).
+    if q > MAX_Q and not math.isfinite(radius):
+        return False        # a polynomial (relu's x) at moderate q: quadrature is faster
     return reach <= MAX_RATIO * radius
 
 

@@ -13,6 +13,7 @@ growth instead of making mpmath build a number with 10^9566 digits in its expone
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -83,12 +84,19 @@ _MP = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
+def _mp_number(expr, prec):
+    # evalf was half the tail planner's time; a constant is converted once per precision.
+    with mpmath.workprec(prec):
+        return mpmath.mpf(sympy.N(expr, mpmath.mp.dps + 5))
+
+
 def mp_eval(expr, x):
     """Evaluate a smooth (Piecewise-free) expression at mpf ``x`` with capped exponentials."""
     if expr is X:
         return x
     if expr.is_Number or expr.is_NumberSymbol:
-        return mpmath.mpf(sympy.N(expr, mpmath.mp.dps + 5))
+        return _mp_number(expr, mpmath.mp.prec)
     if expr.is_Add:
         return mpmath.fsum(mp_eval(a, x) for a in expr.args)
     if expr.is_Mul:
