@@ -36,16 +36,24 @@ def assert_covers(ours, truth, tol, what, slack=0.0):
     assert diff <= tol, f"{what}: error {diff:.3g} > tolerance {tol:.3g}"
 
 
+def _mp(v):
+    # The parser reads a typed decimal as that exact decimal (3.05 is 61/20, not the double
+    # nearest to it), so the reference does too.
+    return mpmath.mpf(repr(v)) if isinstance(v, float) else mpmath.mpf(v)
+
+
 def bump(a, c, q):
     """E[exp(−a(x − c)²)], x ~ N(0, q): a Gaussian integral, 1/√(1+2aq)·exp(−ac²/(1+2aq))."""
-    a, c, q = mpmath.mpf(a), mpmath.mpf(c), mpmath.mpf(q)
-    return 1 / mpmath.sqrt(1 + 2 * a * q) * mpmath.exp(-a * c * c / (1 + 2 * a * q))
+    with mpmath.workdps(40):
+        a, c, q = _mp(a), _mp(c), _mp(q)
+        return 1 / mpmath.sqrt(1 + 2 * a * q) * mpmath.exp(-a * c * c / (1 + 2 * a * q))
 
 
 def erf_step(a, c, q):
     """E[erf(a(x − c))] = erf(−ac/√(1 + 2a²q)) (differentiate in c: a Gaussian integral)."""
-    a, c, q = mpmath.mpf(a), mpmath.mpf(c), mpmath.mpf(q)
-    return mpmath.erf(-a * c / mpmath.sqrt(1 + 2 * a * a * q))
+    with mpmath.workdps(40):
+        a, c, q = _mp(a), _mp(c), _mp(q)
+        return mpmath.erf(-a * c / mpmath.sqrt(1 + 2 * a * a * q))
 
 
 def cos_gauss(a, b, q):

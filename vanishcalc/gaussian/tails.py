@@ -231,6 +231,8 @@ def plan(act, q: float, extra=()) -> TailPlan:
         tail += side_tail
     z_max = float(max(max(cut), 8))
     for z, v in extra_L:
-        if v > log_peak - _DROP and abs(z) + 1 > z_max:
-            z_max = abs(z) + 1.0
+        # Past a feature that matters, the Gaussian factor alone falls by more than
+        # 10·|z| + 50 nats within 10 more units of z (if φ grows no further there).
+        if v > log_peak - _DROP and abs(z) + 10 > z_max:
+            z_max = abs(z) + 10.0
     return TailPlan(z_max=z_max, tail_error=tail, log_peak=log_peak)
