@@ -135,7 +135,8 @@ def _expect_cached(act: Activation, q: float, rtol: float, exact: bool, exact_ti
 def _exact_value(closed, approx, method):
     """A Value holding the closed form, with the float from a *strict* 30-digit evaluation
     (``Value.from_exact``'s plain evalf returns noise where the form cancels 100 digits)."""
-    return Value(approx, exact=closed, error=_rounding(approx), error_kind="bound", method=method)
+    err = 0.0 if closed == 0 else _rounding(approx)
+    return Value(approx, exact=closed, error=err, error_kind="bound", method=method)
 
 
 def _from_series(act, q):
