@@ -269,3 +269,29 @@ def test_expect_sin_x_squared_vs_fresnel_closed_form(q):
     v = expect("sin(x**2)", q)
     assert abs(float(v) - ref) <= max(v.error, 1e-16)
     assert v.error <= 1e-13
+
+
+# ---------------------------------------------------------------- issue 11: processes, arguments
+
+
+def _gain_sin_sin(_):
+    from vanishcalc import gain
+    return float(gain("sin(sin(x))"))
+
+
+def test_expect_works_inside_daemonic_pool_workers():
+    # sympy.integrate's budget used to fork a child, which a Pool worker may not do
+    # ("daemonic processes are not allowed to have children").
+    import multiprocessing
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        got = pool.map(_gain_sin_sin, [0, 1])
+    expr = sympy.sin(sympy.sin(X)) ** 2
+    ref = 1 / mpmath.sqrt(gauss_expect(expr, 1, (), dps=30).value)
+    for g in got:
+        assert abs(g - float(ref)) <= 1e-13
+
+
+@pytest.mark.parametrize("value", ["a", [1], True])
+def test_expect_bad_exact_timeout_names_the_argument(value):
+    with pytest.raises(VanishcalcError, match="exact_timeout"):
+        expect("tanh", exact_timeout=value)

@@ -141,3 +141,21 @@ def test_gain_bad_input_names_problem(kwargs, error, piece):
 def test_gain_backward_of_step_is_documented_error():
     with pytest.raises(VanishcalcError):
         gain("Heaviside(x)", "backward")
+
+
+@pytest.mark.parametrize("spec, q, closed", [
+    # Issue #10.2: both raised "the moment it divides by is 0".  E[e^{−2a x²}] at variance q
+    # is 1/√(1 + 4aq) (a Gaussian integral), so g = √(q·√(1 + 4aq)).
+    ("exp(-x**2)", 1e8, sympy.sqrt(10 ** 8 * sympy.sqrt(1 + 4 * 10 ** 8))),
+    ("exp(-5e7*x**2)", 1.0, (1 + 4 * 5 * 10 ** 7) ** sympy.Rational(1, 4)),
+])
+def test_gain_narrow_gaussian_at_extreme_scale_vs_closed_form(spec, q, closed):
+    g = gain(spec, q=q)
+    ref = float(sympy.N(closed, 30))
+    assert abs(float(g) - ref) <= g.error + 2 ** -52 * ref
+    assert float(g) == pytest.approx(ref, rel=1e-15)
+
+
+def test_gain_rejects_non_numeric_q_by_name():
+    with pytest.raises(VanishcalcError, match="q"):
+        gain("tanh", q="a")

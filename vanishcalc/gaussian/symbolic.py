@@ -23,6 +23,8 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import queue
+import signal
+import threading
 
 import sympy
 from sympy import erf, exp, oo, pi, sqrt
@@ -216,7 +218,9 @@ _SYMPY_SAFE = (sympy.exp, sympy.erf, sympy.erfc, sympy.sin, sympy.cos, sympy.sin
 
 
 def _integrate_with_budget(g, lo, hi, q, timeout):
-    """``sympy.integrate`` in a forked child, killed after ``timeout`` seconds."""
+    """``sympy.integrate`` under a budget of ``timeout`` seconds: in a forked child that is
+    killed when time is up, or, inside a daemonic process (which may not fork), under a
+    timer signal."""
     if timeout is None or timeout <= 0:
         return None
     funcs = {type(f) for f in g.atoms(sympy.Function)}
@@ -225,6 +229,17 @@ def _integrate_with_budget(g, lo, hi, q, timeout):
     if any(p.exp.is_negative or not p.exp.is_number for p in g.atoms(sympy.Pow) if p.has(X)):
         return None
     integrand = g * exp(-X ** 2 / (2 * q)) / sqrt(2 * pi * q)
+    if multiprocessing.current_process().daemon:
+        # A daemonic process (a multiprocessing.Pool worker) may not start children.
+        result = _integrate_with_alarm(integrand, lo, hi, timeout)
+    else:
+        result = _integrate_in_child(integrand, lo, hi, timeout)
+    if result is None or result.has(sympy.Integral) or not result.is_finite:
+        return None
+    return result
+
+
+def _integrate_in_child(integrand, lo, hi, timeout):
     try:
         ctx = multiprocessing.get_context("fork")
     except ValueError:
@@ -240,9 +255,43 @@ def _integrate_with_budget(g, lo, hi, q, timeout):
         if proc.is_alive():
             proc.kill()
         proc.join(1)
-    if result is None or result.has(sympy.Integral) or not result.is_finite:
-        return None
     return result
+
+
+class _Alarm(Exception):
+    pass
+
+
+def _integrate_with_alarm(integrand, lo, hi, timeout):
+    """``sympy.integrate`` in this process, interrupted by SIGALRM after ``timeout`` seconds.
+
+    Only where a timer signal is ours to use: the main thread, on a platform with
+    ``setitimer``, with no SIGALRM handler installed by someone else.  Elsewhere there is
+    no safe budget, and the closed form is skipped (the numeric value is still returned).
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or not hasattr(signal, "setitimer")
+            or signal.getsignal(signal.SIGALRM) not in (signal.SIG_DFL, None)):
+        return None
+
+    def on_alarm(signum, frame):
+        raise _Alarm
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, float(timeout))
+        try:
+            return sympy.integrate(integrand, (X, lo, hi))
+        except _Alarm:
+            return None
+        except Exception:  # noqa: BLE001 — any failure just means "no closed form"
+            return None
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except _Alarm:      # the alarm fired between integrate's return and the disarm
+        return None
+    finally:
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _integrate_child(integrand, lo, hi, out):

@@ -13,6 +13,7 @@ growth instead of making mpmath build a number with 10^9566 digits in its expone
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ import sympy
 
 from ..errors import DivergenceError, NotConvergedError, expectation_label
 from ..parse import X
+from . import bounds
 
 PROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 _EXP_CAP = mpmath.mpf(10) ** 8     # exp of more than this at a probe is super-Gaussian growth
@@ -31,18 +33,49 @@ class _TooLarge(Exception):
     pass
 
 
+class _Unresolvable(_TooLarge):
+    """sin/cos/tan of an argument so large that its phase is unknowable at working precision."""
+
+
+_TRIG_CAP = mpmath.mpf(10) ** 15
+
+
+def _trig(fn):
+    def capped(a):
+        if abs(a) > _TRIG_CAP:
+            # mpmath would carry every digit of a (e^(9e6) has 4e6) to find a mod 2π.
+            raise _Unresolvable
+        return fn(a)
+    return capped
+
+
+# A larger cap for *values* (not growth tests): softplus(x) at x = 1e15 (q = 1e30) needs
+# exp(1e15), an ordinary mpf; exp(exp(1e15)) would need a 1e15-digit exponent.
+VALUE_EXP_CAP = mpmath.mpf(10) ** 30
+_cap = [_EXP_CAP]
+
+
 def _cap_exp(arg):
-    if arg > _EXP_CAP:
+    if arg > _cap[0]:
         raise _TooLarge
-    if arg < -_EXP_CAP:
+    if arg < -_cap[0]:
         return mpmath.mpf(0)
     return mpmath.exp(arg)
+
+
+def mp_value(expr, x):
+    """``mp_eval`` with the value cap: for numbers, where the growth cap is too strict."""
+    _cap[0] = VALUE_EXP_CAP
+    try:
+        return mp_eval(expr, x)
+    finally:
+        _cap[0] = _EXP_CAP
 
 
 _MP = {
     sympy.exp: _cap_exp,
     sympy.log: lambda a: mpmath.log(a),
-    sympy.sin: mpmath.sin, sympy.cos: mpmath.cos, sympy.tan: mpmath.tan,
+    sympy.sin: _trig(mpmath.sin), sympy.cos: _trig(mpmath.cos), sympy.tan: _trig(mpmath.tan),
     sympy.tanh: mpmath.tanh, sympy.atan: mpmath.atan,
     sympy.sinh: lambda a: (_cap_exp(a) - _cap_exp(-a)) / 2,
     sympy.cosh: lambda a: (_cap_exp(a) + _cap_exp(-a)) / 2,
@@ -51,12 +84,19 @@ _MP = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
+def _mp_number(expr, prec):
+    # evalf was half the tail planner's time; a constant is converted once per precision.
+    with mpmath.workprec(prec):
+        return mpmath.mpf(sympy.N(expr, mpmath.mp.dps + 5))
+
+
 def mp_eval(expr, x):
     """Evaluate a smooth (Piecewise-free) expression at mpf ``x`` with capped exponentials."""
     if expr is X:
         return x
     if expr.is_Number or expr.is_NumberSymbol:
-        return mpmath.mpf(sympy.N(expr, mpmath.mp.dps + 5))
+        return _mp_number(expr, mpmath.mp.prec)
     if expr.is_Add:
         return mpmath.fsum(mp_eval(a, x) for a in expr.args)
     if expr.is_Mul:
@@ -95,9 +135,24 @@ def _log_integrand(act, q, z):
     x = mpmath.sqrt(q) * z
     piece = act.pieces[-1] if z > 0 else act.pieces[0]
     try:
-        v = mp_eval(piece.expr, x)
-    except _TooLarge:
-        return math.inf
+        try:
+            v = mp_eval(piece.expr, x)
+        except _Unresolvable:
+            raise
+        except _TooLarge:
+            if math.isfinite(bounds.bound(piece.expr, float(x), float(x))):
+                raise
+            # Unbounded here: evaluate with the value cap (softplus(1e15) = 1e15).
+            v = mp_value(piece.expr, x)
+            if abs(v) > mpmath.exp(_EXP_CAP):
+                return math.inf      # growth beyond e^(1e8): super-Gaussian
+    except (_TooLarge, MemoryError):
+        # Past what mpmath can evaluate (exp(exp(x)), sin(e^(e^x))): bound |φ(x)| instead.
+        # tanh, erf, sin, sigmoid, exp(−positive) are bounded whatever their argument.
+        top = bounds.bound(piece.expr, float(x), float(x))
+        if not math.isfinite(top):
+            return math.inf
+        return (math.log(top) if top > 0 else -math.inf) - z * z / 2
     except (ZeroDivisionError, ValueError, OverflowError):
         return math.nan
     if isinstance(v, mpmath.mpc):
@@ -108,8 +163,11 @@ def _log_integrand(act, q, z):
     return float(mpmath.log(av)) - z * z / 2
 
 
-def plan(act, q: float) -> TailPlan:
+def plan(act, q: float, extra=()) -> TailPlan:
     """Decide the integration range for E[φ(√q z)], or raise DivergenceError.
+
+    ``extra`` are further points (in z) to look at besides the fixed probes: the centres of
+    narrow features, which the range must include where the integrand there matters.
 
     Raises
     ------
@@ -131,7 +189,11 @@ def plan(act, q: float) -> TailPlan:
                 raise DivergenceError(
                     f"{expectation_label(act.name)} does not exist at q = {q:g}: φ grows faster than any "
                     f"Gaussian tail (an exponential argument exceeds 1e8 at x = {sign * z * math.sqrt(q):.4g})")
+    with mpmath.workdps(30):
+        extra_L = [(z, _log_integrand(act, q, z)) for z in extra if abs(z) < 1e300]
+    extra_L = [(z, v) for z, v in extra_L if not math.isnan(v)]
     finite = [v for L in sides.values() for v in L if v > -math.inf]
+    finite += [v for _, v in extra_L if -math.inf < v < math.inf]
     log_peak = max(finite) if finite else 0.0
     cut = []
     tail = 0.0
@@ -154,7 +216,23 @@ def plan(act, q: float) -> TailPlan:
             raise NotConvergedError(
                 f"{expectation_label(act.name)} at q = {q:g} exists but its tails are too heavy to cut "
                 f"within |z| ≤ {PROBES[-1]}", best=None)
-        cut.append(PROBES[idx])
-        if L[idx] > -math.inf:
-            tail += math.exp(L[idx])
-    return TailPlan(z_max=float(max(max(cut), 8)), tail_error=tail, log_peak=log_peak)
+        side_cut, side_tail = float(PROBES[idx]), (math.exp(L[idx]) if L[idx] > -math.inf else 0.0)
+        # Where φ is bounded on this side (|φ| ≤ M), the integrand is below M·e^{−z²/2}: a
+        # cut from that envelope is often far tighter than the next power-of-2 probe, which
+        # matters when every panel is costly (fast oscillation needs panels per period).
+        piece = act.pieces[-1] if sign > 0 else act.pieces[0]
+        top = bounds.bound(piece.expr, piece.lo, piece.hi)
+        if 0 < top < math.inf:
+            z_env = math.sqrt(max(2 * (math.log(top) - log_peak + _DROP), 0.0))
+            if z_env < side_cut:
+                side_cut = z_env
+                side_tail = top * math.erfc(z_env / math.sqrt(2)) / 2
+        cut.append(side_cut)
+        tail += side_tail
+    z_max = float(max(max(cut), 8))
+    for z, v in extra_L:
+        # Past a feature that matters, the Gaussian factor alone falls by more than
+        # 10·|z| + 50 nats within 10 more units of z (if φ grows no further there).
+        if v > log_peak - _DROP and abs(z) + 10 > z_max:
+            z_max = abs(z) + 10.0
+    return TailPlan(z_max=z_max, tail_error=tail, log_peak=log_peak)

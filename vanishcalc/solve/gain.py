@@ -7,9 +7,11 @@ import math
 import sympy
 
 from ..activation import activation
+from ..parse import X
 from ..errors import VanishcalcError
-from ..gaussian.expect import _expect_iv, expect
+from ..gaussian.expect import expect
 from ..gaussian.symbolic import exact_q
+from ..validate import real
 from ..value import Value
 
 CONVENTIONS = ("second_moment", "std", "backward")
@@ -59,7 +61,7 @@ def gain(spec, convention="second_moment", q=1.0) -> Value:
     """
     if convention not in CONVENTIONS:
         raise VanishcalcError(f"convention must be one of {', '.join(CONVENTIONS)}; got {convention!r}")
-    qf = _expect_iv(q, 0.5, None)
+    qf = real("gain", "q", q, nonneg=True, why="(the variance of the pre-activation)")
     if qf == 0:
         raise VanishcalcError("q must be > 0 for a gain (the pre-activation must carry signal)")
     return _gain_cached(activation(spec), convention, qf)
@@ -76,6 +78,10 @@ def _gain_cached(act, convention, q):
                 "Dirac mass there and E[φ'(√q z)²] is infinite")
         m2 = expect(act.derivative(1).map(lambda e: e ** 2, f"{act.name}'²"), q)
         return _inv_sqrt(m2, 1, "backward", act)
+    if q < TINY_Q:
+        # E[φ(√q z)²] ≈ q·E[φ'(0)² z²] is a subnormal double below q ≈ 1e-308 and loses
+        # its bits; E[φ(√q z)²]/q = E[ψ(z)] with ψ(x) = φ(√q x)²/q is of order 1.
+        return _gain_scaled(act, convention, qe)
     m2 = expect(act.map(lambda e: e ** 2, f"{act.name}²"), q)
     if convention == "second_moment":
         return _inv_sqrt(m2, qe, convention, act)
@@ -84,11 +90,25 @@ def _gain_cached(act, convention, q):
     var_err = m2.error + 2 * abs(float(m1)) * m1.error + m1.error ** 2
     exact = None
     if m1.exact is not None and m2.exact is not None:
-        exact = m2.exact - m1.exact ** 2
-        var = float(sympy.N(exact, 30))
-        var_err = abs(var) * 2.0 ** -52
+        try:
+            # strict: E[φ²] − E[φ]² can cancel far beyond 30 digits (elu at q = 1e-200),
+            # and a non-strict evalf then returns noise with no warning.
+            var = float((m2.exact - m1.exact ** 2).evalf(30, strict=True, maxn=4000))
+            exact = m2.exact - m1.exact ** 2
+            var_err = abs(var) * 2.0 ** -52
+        except (sympy.core.evalf.PrecisionExhausted, TypeError, ValueError):
+            pass
     v = Value(var, exact=exact, error=var_err, method=m2.method)
     return _inv_sqrt(v, qe, convention, act)
+
+
+TINY_Q = 1e-150
+
+
+def _gain_scaled(act, convention, qe):
+    """The gain at tiny q from the moments of φ(√q x)/√q at unit variance."""
+    scaled = activation(act.expr.subs(X, sympy.sqrt(qe) * X) / sympy.sqrt(qe))
+    return _gain_cached(scaled, convention, 1.0)
 
 
 def _inv_sqrt(moment, qe, convention, act):
@@ -98,7 +118,14 @@ def _inv_sqrt(moment, qe, convention, act):
                               f"by is {float(moment):.3g} ± {moment.error:.1e}, not positive")
     if moment.exact is not None:
         expr = sympy.sqrt(qe / moment.exact)
-        return Value.from_exact(expr, method=f"{convention}:{moment.method}")
+        try:
+            # strict, as in expect(): a plain evalf of a form that cancels returns noise.
+            g = float(expr.evalf(30, strict=True, maxn=4000))
+        except (sympy.core.evalf.PrecisionExhausted, TypeError, ValueError):
+            g = None
+        if g is not None:
+            return Value(g, exact=expr, error=abs(g) * 2.0 ** -53, error_kind="bound",
+                         method=f"{convention}:{moment.method}")
     g = math.sqrt(float(qe) / float(moment))
     err = g * moment.error / (2 * float(moment)) * 1.01 + g * 2.0 ** -52
     return Value(g, error=err, error_kind=moment.error_kind, method=f"{convention}:{moment.method}")
