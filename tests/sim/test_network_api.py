@@ -120,7 +120,7 @@ def test_cuda_and_cpu_stacks_share_validation(bad):
     # The CUDA driver validates with the CPU function's checks (before looking for a GPU),
     # so a bad argument gets the same named error on both backends.
     from vanishcalc.sim.composed import simulate_stack
-    from vanishcalc.sim.cuda_composed import simulate_stack_cuda
+    from vanishcalc.sim.cuda.composed import simulate_stack_cuda
     kw = dict(depth=2, width=8, batch=4, n_nets=2)
     kw.update(bad)
     messages = []

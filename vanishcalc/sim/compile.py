@@ -5,7 +5,7 @@ text defining ``phi(x)`` and ``dphi(x)``: only ``math.<fn>`` calls, ``abs``/``ma
 float arithmetic and ``if``/``else``.  Kinked functions branch on their kinks and use the
 smooth formula of each piece (φ' is differentiated piece by piece, so no Heaviside or
 DiracDelta object is ever printed).  The same text compiles with ``numba.njit`` (here) and
-with ``numba.cuda.jit(device=True)`` (``sim/cuda.py``).
+with ``numba.cuda.jit(device=True)`` (``sim/cuda/runtime.py``).
 
 Numerical care taken while printing:
 
@@ -603,7 +603,8 @@ def _repaired(removed):
                   f"(e.g. {removed[0]}) and compiled again", VanishcalcWarning, stacklevel=4)
 
 
-def run_guarded(label, call, modules=("vanishcalc.sim.cpu", "vanishcalc.sim.composed")):
+def run_guarded(label, call, modules=("vanishcalc.sim.cpu.rng", "vanishcalc.sim.cpu.dense",
+                                      "vanishcalc.sim.cpu.composed")):
     """``call()`` holding KERNEL_LOCK, announcing compilation, repairing a corrupted cache.
 
     ``call`` must allocate its own arrays (it is run again after a repair).

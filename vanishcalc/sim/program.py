@@ -1,15 +1,17 @@
-"""Composed stacks and RNNs, backend-neutral: the op program, validation and the trace.
+"""The network program, backend-neutral: the op list, validation and the trace.
 
-Both backends of composed-network simulation use this module: ``sim/composed.py`` (Numba CPU
-kernels, and the public ``simulate_stack`` / ``simulate_rnn``) and ``sim/cuda_composed.py``
-(CUDA kernels).  It imports neither, so the two backends do not import each other.
+Both backends run this program: ``sim/cpu/composed.py`` (Numba CPU kernels) and
+``sim/cuda/composed.py`` (CUDA kernels).  It imports neither (arrows point down only:
+api → cpu | cuda → program), so the two backends never import each other.
 
 * :func:`program`: a block of layers → (φ, op codes, parameters), the program the kernels run;
+  each op code (OP_DENSE, OP_BN, OP_LN, OP_ACT) has one body per backend;
 * :func:`stack_iv`, :func:`rnn_iv`: argument validation, identical for both backends;
-* :func:`trace`: per-net arrays (q, c, log F, non-finite flags) → :class:`ComposedTrace`;
-* :func:`use_cuda_backend`: the ``backend=`` rule.
+* :func:`trace`: per-net arrays (q, c, log F, non-finite flags) → :class:`ComposedTrace`.
 
-Model and estimators: ``sim/composed.py``'s docstring, ``notes/normalization.md``,
+The ``backend=`` rule is the front door's (``sim/api.py``: :func:`~vanishcalc.sim.api.use_cuda_backend`).
+
+Model and estimators: ``sim/cpu/composed.py``'s docstring, ``notes/normalization.md``,
 ``notes/recurrent.md``, ``notes/cuda-composed.md``.
 """
 from __future__ import annotations
@@ -173,17 +175,5 @@ def rnn_iv(spec, sigma_w, sigma_u, sigma_b, steps, width, x2, x_corr, batch, n_n
     return activation(spec), step, steps, width, batch, n_nets, seed
 
 
-def use_cuda_backend(where, backend) -> bool:
-    """True for backend "cuda", or "auto" with a GPU present; "cpu" → False; else an error."""
-    if backend == "cpu":
-        return False
-    if backend == "cuda":
-        return True
-    if backend == "auto":
-        from .cuda import cuda_available     # importing sim/cuda never imports numba.cuda
-        return cuda_available()
-    raise VanishcalcError(f"{where}: backend = {backend!r} is unknown; use 'cpu', 'cuda' or 'auto'")
-
-
 __all__ = ["ComposedTrace", "OP_ACT", "OP_BN", "OP_DENSE", "OP_LN", "program", "rnn_iv",
-           "stack_iv", "trace", "use_cuda_backend"]
+           "stack_iv", "trace"]

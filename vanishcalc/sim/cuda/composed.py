@@ -1,9 +1,9 @@
 """CUDA kernels for composed stacks (Dense / BatchNorm / LayerNorm / Activation) and RNNs.
 
-The CUDA twin of ``sim/composed.py``: the same model, the same estimators, the same
-:class:`~vanishcalc.sim.composed.ComposedTrace` (built by ``program.trace``), different
+The CUDA twin of ``sim/cpu/composed.py``: the same model, the same estimators, the same
+:class:`~vanishcalc.sim.program.ComposedTrace` (built by ``program.trace``), different
 random streams.  float64 only.  Imported lazily; ``numba.cuda`` is reached through
-``sim/cuda.py`` (``import_cuda``), never imported at module import.
+``runtime.import_cuda``, never imported at module import.
 
 Layout (see ``notes/cuda-composed.md``)
 ---------------------------------------
@@ -34,7 +34,7 @@ owner of row i), reused for all steps; H, A, the step's inputs and the tangent D
 buffers) in global scratch.
 
 Kernels are compiled once per process per ``(act.key, simulator)`` (explicit signatures)
-and cached; φ, φ' are ``cuda.py``'s device functions built from ``compile.python_source``.
+and cached; φ, φ' are ``runtime.device_functions`` built from ``compile.python_source``.
 """
 from __future__ import annotations
 
@@ -43,14 +43,13 @@ import threading
 
 import numpy as np
 
-from ..activation import activation
-from . import cuda as _vcuda
-# sim/cuda.py's helpers, shared on purpose (one RNG seeding, one device-function builder, one
-# simulator lock patch); the validation and the trace are the CPU backend's (sim/program.py).
-from .cuda import (CudaUnavailableError, compile_kernels, device_functions, next_pow2,
-                   quiet_simulator,
-                   require_device, rng_device_functions, rng_states, simulator_enabled)
-from .program import ComposedTrace, rnn_iv, stack_iv, trace
+from ...activation import activation
+# The validation and the trace are backend-neutral (sim/program.py); the runtime and the RNG
+# are shared with the dense-net kernel (runtime.py, rng.py).
+from ..program import ComposedTrace, rnn_iv, stack_iv, trace
+from .rng import rng_device_functions, rng_states
+from .runtime import (CudaUnavailableError, compile_kernels, device_functions, import_cuda,
+                      next_pow2, quiet_simulator, require_device, simulator_enabled)
 
 #: Most threads per block (units are strided over threads beyond this).
 MAX_THREADS = 256
@@ -61,7 +60,7 @@ MAX_NET_BLOCKS = 2048
 SCRATCH_BUDGET_BYTES = 1 << 30
 
 # ``numba.cuda``, bound by :func:`_cuda` on first use.  A module global on purpose (as in
-# ``sim/cuda.py``): the simulator swaps module globals that are ``numba.cuda`` for its fake
+# ``dense.py``): the simulator swaps module globals that are ``numba.cuda`` for its fake
 # per-launch module, so the kernels must reach ``cuda.threadIdx`` through a global.
 cuda = None
 
@@ -72,7 +71,7 @@ _KERNELS: dict = {}
 def _cuda():
     global cuda
     if cuda is None:
-        cuda = _vcuda.import_cuda()
+        cuda = import_cuda()
     return cuda
 
 
