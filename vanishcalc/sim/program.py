@@ -70,11 +70,25 @@ def _pooled(per_layer_rates):
     return float(np.nanmean(per_net)), float(np.nanstd(per_net, ddof=1) / math.sqrt(n))
 
 
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of the first caller outside ``vanishcalc/sim`` (for the caller of
+    the caller of this function): a warning names the user's line whichever front door
+    (``simulate``, ``simulate_rnn``, ``check_rnn``) and backend it came through."""
+    import os
+    import sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(2), 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def trace(q, c, logF, bad):
     import warnings
     if bad.any():
         warnings.warn(f"{int(bad[:, -1].sum())} of {bad.shape[0]} simulated nets became "
-                      "non-finite; their later layers are NaN", VanishcalcWarning, stacklevel=3)
+                      "non-finite; their later layers are NaN", VanishcalcWarning,
+                      stacklevel=_user_stacklevel())
     q = np.where(bad, np.nan, q)
     c = np.where(bad, np.nan, c)
     logF = np.where(bad, np.nan, logF)

@@ -35,6 +35,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..compile import FASTMATH
+from .. import source
 from ..program import ComposedTrace, rnn_iv, stack_iv, trace
 from .rng import normal, seed_states
 
@@ -70,33 +71,19 @@ def _dense(st, W, X, V, sigma_w, sigma_b):
             V[i, b] = Vn[i, b]
 
 
+# The BatchNorm arithmetic, shared with the CUDA body (sim/source.py).  Inlined at Numba-IR
+# level on purpose: as a separate LLVM function its fastmath sums were vectorized differently
+# and seeded results changed in the last bits; inlined, the code is the loop it replaced.
+standardize_row = njit(cache=True, fastmath=FASTMATH, inline="always")(source.standardize_row)
+
+
 @njit(cache=True, fastmath=FASTMATH)
 def _standardize_rows(X, V, gamma, beta):
     """Standardize each row of X over its columns (exact JVP on V); False if a std is 0."""
     R, C = X.shape
     for i in range(R):
-        m = 0.0
-        mv = 0.0
-        for b in range(C):
-            m += X[i, b]
-            mv += V[i, b]
-        m /= C
-        mv /= C
-        s2 = 0.0
-        for b in range(C):
-            d = X[i, b] - m
-            s2 += d * d
-        s = math.sqrt(s2 / C)
-        if not s > 0.0:
+        if not standardize_row(X, V, i, C, gamma, beta):
             return False
-        uv = 0.0
-        for b in range(C):
-            uv += (X[i, b] - m) / s * (V[i, b] - mv)
-        uv /= C
-        for b in range(C):
-            u = (X[i, b] - m) / s
-            V[i, b] = gamma * ((V[i, b] - mv) - u * uv) / s
-            X[i, b] = gamma * u + beta
     return True
 
 

@@ -46,6 +46,7 @@ import numpy as np
 from ...activation import activation
 # The validation and the trace are backend-neutral (sim/program.py); the runtime and the RNG
 # are shared with the dense-net kernel (runtime.py, rng.py).
+from .. import source
 from ..program import ComposedTrace, rnn_iv, stack_iv, trace
 from .rng import rng_device_functions, rng_states
 from .runtime import (CudaUnavailableError, compile_kernels, device_functions, import_cuda,
@@ -189,33 +190,14 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
             for b in range(batch):
                 Xn[i, b] += bi
 
+    standardize_row = cuda.jit(device=True)(source.standardize_row)
+
     @cuda.jit(device=True)
     def batch_norm(X, V, gamma, beta, width, batch, tid, nthreads, flag):
         """Standardize each own row over the batch (exact JVP on V)."""
         for i in range(tid, width, nthreads):
-            m = 0.0
-            mv = 0.0
-            for b in range(batch):
-                m += X[i, b]
-                mv += V[i, b]
-            m /= batch
-            mv /= batch
-            s2 = 0.0
-            for b in range(batch):
-                d = X[i, b] - m
-                s2 += d * d
-            s = math.sqrt(s2 / batch)
-            if not s > 0.0:
+            if not standardize_row(X, V, i, batch, gamma, beta):
                 flag[0] = 1
-                continue
-            uv = 0.0
-            for b in range(batch):
-                uv += (X[i, b] - m) / s * (V[i, b] - mv)
-            uv /= batch
-            for b in range(batch):
-                u = (X[i, b] - m) / s
-                V[i, b] = gamma * ((V[i, b] - mv) - u * uv) / s
-                X[i, b] = gamma * u + beta
 
     @cuda.jit(device=True)
     def layer_norm(X, V, gamma, beta, width, batch, tid, nthreads, red, flag):
