@@ -9,8 +9,9 @@ Layout (``notes/sim-layout.md``)::
     cuda/        CUDA backend: runtime, rng, dense, composed; numba.cuda imported lazily
     program.py   the backend-neutral program: ops OP_DENSE/OP_BN/OP_LN/OP_ACT + parameters,
                  validation, the trace
-    source.py    arithmetic identical on both backends, compiled by each (standardize_row)
-    compile.py   φ as plain-math source, CPU compilation, cache repair, compile notice
+    source.py    what both backends compute identically, as plain Python compiled by each:
+                 φ and φ' printed as source, the saturation scale, standardize_row (BN)
+    compile.py   CPU compilation of φ (on-disk cache), threading, cache repair, notice
     seeds.py     seed validation        limits.py  memory and time before allocating
 
 Arrows point down only: api/check/composed/ptx → cpu | cuda → program, source, compile, seeds,

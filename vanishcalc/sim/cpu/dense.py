@@ -328,7 +328,8 @@ def run_dense(act, *, sigma_w, sigma_b, depth, width, n_nets, q0, c0, orthogonal
         ``log_grad[:, l] = ½ Σ_a log(‖t^depth_a‖² / ‖t^l_a‖²)`` (finite where grad is not
         representable).
     """
-    from ..compile import cpu_cfuncs, run_guarded, saturation_reference
+    from ..compile import cpu_cfuncs, run_guarded
+    from ..source import saturation_reference
 
     def run():
         phi, dphi = cpu_cfuncs(act)

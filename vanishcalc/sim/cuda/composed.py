@@ -34,7 +34,7 @@ owner of row i), reused for all steps; H, A, the step's inputs and the tangent D
 buffers) in global scratch.
 
 Kernels are compiled once per process per ``(act.key, simulator)`` (explicit signatures)
-and cached; φ, φ' are ``runtime.device_functions`` built from ``compile.python_source``.
+and cached; φ, φ' are ``runtime.device_functions`` built from ``source.python_source``.
 """
 from __future__ import annotations
 

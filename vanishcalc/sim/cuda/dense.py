@@ -414,7 +414,7 @@ def run_dense(act, *, sigma_w, sigma_b=0.0, depth, width, n_nets=1, q0=1.0, c0=0
         Arithmetic of activations and weights; sums are accumulated in float64.
     sat_reference : float, optional
         The |φ'| scale of the saturation threshold; default
-        ``compile.saturation_reference(act)`` (as the CPU backend).
+        ``source.saturation_reference(act)`` (as the CPU backend).
 
     Returns
     -------
@@ -442,7 +442,7 @@ def run_dense(act, *, sigma_w, sigma_b=0.0, depth, width, n_nets=1, q0=1.0, c0=0
                                seed, dtype)
     require_device()
     _cuda()
-    from ..compile import saturation_reference
+    from ..source import saturation_reference
 
     width, depth, n_nets, seed = int(width), int(depth), int(n_nets), int(seed)
     k = kernels(act, dtype)

@@ -173,13 +173,13 @@ def require_device():
 
 
 def device_functions(act):
-    """φ and φ' as ``cuda.jit(device=True)`` functions, built from ``compile.python_source``.
+    """φ and φ' as ``cuda.jit(device=True)`` functions, built from ``source.python_source``.
 
     Fresh dispatchers on every call: a device function caches its compiled code per argument
     types only (not per compute capability), so :func:`vanishcalc.sim.ptx.compile_ptx` builds
     its own for each target instead of reusing the ones the running kernels use.
     """
-    from ..compile import python_source
+    from ..source import python_source
     ns = {"math": math}
     exec(compile(python_source(act), f"<vanishcalc cuda {act.name}>", "exec"), ns)
     phi = cuda.jit(device=True)(ns["phi"])
@@ -229,7 +229,8 @@ def _compile_marker(act, dtype, names):
     import hashlib
     from importlib.metadata import version
 
-    from ..compile import cache_dir, python_source
+    from ..compile import cache_dir
+    from ..source import python_source
     try:
         cc = cuda.get_current_device().compute_capability
         parts = [python_source(act), dtype, ",".join(names), repr(tuple(cc)),
