@@ -36,7 +36,7 @@ from numba import njit, prange
 
 from ..compile import FASTMATH
 from .. import source
-from ..program import ComposedTrace, rnn_iv, stack_iv, trace
+from ..program import OP_BN, OP_DENSE, OP_LN, ComposedTrace, rnn_iv, stack_iv, trace
 from .rng import normal, seed_states
 
 # ---------------------------------------------------------------- per-op steps
@@ -138,11 +138,11 @@ def _stack_kernel(phi, dphi, rng, ops, pars, depth, width, batch, q0, c0, q, c, 
             ok = True
             for k in range(n_ops):
                 op = ops[k]
-                if op == 0:
+                if op == OP_DENSE:
                     _dense(st, W, X, V, pars[k, 0], pars[k, 1])
-                elif op == 1:
+                elif op == OP_BN:
                     ok = _standardize_rows(X, V, pars[k, 0], pars[k, 1])
-                elif op == 2:
+                elif op == OP_LN:
                     Xt = np.ascontiguousarray(X.T)
                     Vt = np.ascontiguousarray(V.T)
                     ok = _standardize_rows(Xt, Vt, pars[k, 0], pars[k, 1])

@@ -47,7 +47,7 @@ from ...activation import activation
 # The validation and the trace are backend-neutral (sim/program.py); the runtime and the RNG
 # are shared with the dense-net kernel (runtime.py, rng.py).
 from .. import source
-from ..program import ComposedTrace, rnn_iv, stack_iv, trace
+from ..program import OP_BN, OP_DENSE, OP_LN, ComposedTrace, rnn_iv, stack_iv, trace
 from .rng import rng_device_functions, rng_states
 from .runtime import (CudaUnavailableError, compile_kernels, device_functions, import_cuda,
                       next_pow2, quiet_simulator, require_device, simulator_enabled)
@@ -288,18 +288,18 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
                     p1 = pars[k, 1]
                     X = XS[bx, cur]
                     V = VS[bx, cur]
-                    if op == 0:
+                    if op == OP_DENSE:
                         dense(st, X, V, XS[bx, 1 - cur], VS[bx, 1 - cur], p0, p1,
                               width, batch, tid, nthreads)
                         cur = 1 - cur
-                    elif op == 1:
+                    elif op == OP_BN:
                         batch_norm(X, V, p0, p1, width, batch, tid, nthreads, flag)
-                    elif op == 2:
+                    elif op == OP_LN:
                         layer_norm(X, V, p0, p1, width, batch, tid, nthreads, red, flag)
                     else:
                         act_rows(X, V, width, batch, tid, nthreads)
                     cuda.syncthreads()
-                    if op == 1 or op == 2:
+                    if op == OP_BN or op == OP_LN:
                         ok = flag[0] == 0
                         cuda.syncthreads()      # all have read the flag before it can change
                         if not ok:
