@@ -1,4 +1,4 @@
-"""Benchmark of the CUDA simulation kernels (``vanishcalc/sim/cuda.py``) on a real GPU.
+"""Benchmark of the CUDA simulation kernels (``vanishcalc/sim/cuda/``) on a real GPU.
 
 Cases (issue 6):
 
@@ -124,8 +124,9 @@ def _kernel_only(vcuda, act, *, sigma_w, sigma_b, depth, width, n_nets, q0, c0, 
     from vanishcalc.activation import activation
     act = activation(act)
     k = vcuda.kernels(act, dtype)
-    host_ss, dev_ss = vcuda._seed_sequences(seed)
-    x0 = vcuda._inputs(np.random.default_rng(host_ss), n_nets, width, q0, c0)
+    from vanishcalc.sim.cuda import dense      # the host-side helpers of run_dense
+    host_ss, dev_ss = dense._seed_sequences(seed)
+    x0 = dense._inputs(np.random.default_rng(host_ss), n_nets, width, q0, c0)
     threads = min(vcuda.next_pow2(width), vcuda.MAX_THREADS)
     blocks = min(n_nets, vcuda.MAX_NET_BLOCKS)
     best = math.inf

@@ -38,7 +38,7 @@ _LAZY = {
     "check": "vanishcalc.sim.check",
     "CheckReport": "vanishcalc.sim.check",
     "RNNMeanField": "vanishcalc.maps.rnn",
-    "simulate_rnn": "vanishcalc.sim.composed",
+    "simulate_rnn": "vanishcalc.sim.api",
     "check_rnn": "vanishcalc.sim.check",
     "bn_gradient_rate": "vanishcalc.solve.bn_affine",
     "ln_gradient_rate": "vanishcalc.solve.bn_affine",

@@ -47,7 +47,7 @@ class Stream:
         self.s0, self.s1 = int(s0), int(s1)
 
     def normal_pair(self):
-        """Both Box–Muller normals of one uniform pair (``sim/cuda.py``'s dense kernel)."""
+        """Both Box–Muller normals of one uniform pair (``sim/cuda/dense.py``'s kernel)."""
         u1, u2 = self.uniform(), self.uniform()
         r = math.sqrt(-2.0 * math.log(1.0 - u1))
         return r * math.cos(2.0 * math.pi * u2), r * math.sin(2.0 * math.pi * u2)

@@ -1,4 +1,4 @@
-"""CPU simulator (``vanishcalc/sim/cpu.py``, ``compile.py``, ``api.py``) against independent references.
+"""CPU simulator (``vanishcalc/sim/cpu/``, ``compile.py``, ``api.py``) against independent references.
 
 References: φ, φ' written here from their definitions; the explicit-weight, back-propagating
 numpy simulator ``tests/reference/naive_sim.py``; closed-form mean-field maps (relu:
@@ -91,10 +91,10 @@ def test_normal_generator_vs_gaussian_moments():
     """The in-kernel ziggurat: mean, variance, kurtosis and tail mass of N(0, 1)."""
     from scipy import stats
 
-    from vanishcalc.sim.cpu import _fill_normal, seed_states
+    from vanishcalc.sim.cpu.rng import fill_normal, seed_states
     st = seed_states(7, 1)[0]
     z = np.empty(1_000_000)
-    _fill_normal(st, z)
+    fill_normal(st, z)
     n = z.size
     assert abs(z.mean()) < 5 / math.sqrt(n)
     assert abs(z.var() - 1) < 5 * math.sqrt(2 / n)

@@ -1,4 +1,4 @@
-"""CUDA kernels of ``vanishcalc/sim/cuda.py`` against independent references.
+"""CUDA kernels of ``vanishcalc/sim/cuda/`` against independent references.
 
 The kernels run in numba's CUDA simulator: ``NUMBA_ENABLE_CUDASIM=1`` must be set before
 numba is imported, so they run in child processes (two, in parallel, started once per
@@ -103,11 +103,13 @@ _CHILD = textwrap.dedent("""
     except ImportError as exc:
         print(json.dumps({"skip": f"numba.cuda cannot be imported: {exc}"}))
         raise SystemExit(0)
-    from vanishcalc.sim import cuda as vc
+    from vanishcalc.sim import cuda as vcuda_pkg
+    from vanishcalc.sim.cuda import dense as vc     # its globals are patched below
     if group == "wide":         # several units per thread (what widths > 256 do on a GPU)
         vc.MAX_THREADS = 8
         vc._KERNELS.clear()
-    out = {"cuda_available": vc.cuda_available(), "simulator": vc.simulator_enabled()}
+    out = {"cuda_available": vcuda_pkg.cuda_available(),
+           "simulator": vcuda_pkg.simulator_enabled()}
     for name, kw in cases.items():
         kw = dict(kw)
         spec = kw.pop("spec")
@@ -295,8 +297,9 @@ def _layer1_moments(kw):
     act = activation(kw["spec"])
     phi, dphi = act.numpy, act.derivative(1).numpy
     N, sw2, sb2 = kw["width"], kw["sigma_w"] ** 2, kw["sigma_b"] ** 2
-    host_ss, _ = vcuda._seed_sequences(kw["seed"])
-    x0 = vcuda._inputs(np.random.default_rng(host_ss), kw["n_nets"], N, kw["q0"], kw["c0"])
+    from vanishcalc.sim.cuda import dense
+    host_ss, _ = dense._seed_sequences(kw["seed"])
+    x0 = dense._inputs(np.random.default_rng(host_ss), kw["n_nets"], N, kw["q0"], kw["c0"])
     a, b = phi(x0[:, 0]), phi(x0[:, 1])
     s11 = sw2 * np.sum(a * a, 1) / N + sb2
     s22 = sw2 * np.sum(b * b, 1) / N + sb2
@@ -543,7 +546,7 @@ def test_incompatible_numpy_is_a_clear_error_for_backend_cuda(monkeypatch):
     pytest.importorskip("numba.cuda")
     if vcuda.simulator_enabled():
         pytest.skip("the simulator types nothing, so it is not affected")
-    monkeypatch.setattr(vcuda, "_load_cuda_typing", _numpy_removed_row_stack)
+    monkeypatch.setattr(vcuda.runtime, "_load_cuda_typing", _numpy_removed_row_stack)
     with pytest.raises(vcuda.CudaUnavailableError) as info:
         vcuda.run_dense("tanh", **_BASE)
     msg = str(info.value)
@@ -557,7 +560,7 @@ def test_incompatible_numpy_makes_auto_warn_and_use_the_cpu(monkeypatch):
     if vcuda.simulator_enabled():
         pytest.skip("the simulator types nothing, so it is not affected")
     from vanishcalc.errors import VanishcalcWarning
-    monkeypatch.setattr(vcuda, "_load_cuda_typing", _numpy_removed_row_stack)
+    monkeypatch.setattr(vcuda.runtime, "_load_cuda_typing", _numpy_removed_row_stack)
     monkeypatch.setattr(cuda_mod, "is_available", lambda: True)      # as on a GPU machine
     with pytest.warns(VanishcalcWarning, match="numpy<2.5"):
         assert vcuda.cuda_available() is False
@@ -597,7 +600,7 @@ def test_compile_kernels_announces_first_compilation_once_and_asks_for_disk_cach
     if vcuda.simulator_enabled():
         pytest.skip("the simulator compiles nothing")
     fake = _FakeCuda()
-    monkeypatch.setattr(vcuda, "cuda", fake)
+    monkeypatch.setattr(vcuda.runtime, "cuda", fake)
     monkeypatch.setenv("VANISHCALC_CACHE_DIR", str(tmp_path))
     act = activation("tanh")
     k = vcuda.compile_kernels(_fake_funcs(), act, "float32", seconds=5)
@@ -618,7 +621,7 @@ def test_compile_kernels_unusable_disk_cache_compiles_in_memory_with_warning(mon
         pytest.skip("the simulator compiles nothing")
     from vanishcalc.errors import VanishcalcWarning
     fake = _FakeCuda(cache_fails=True)
-    monkeypatch.setattr(vcuda, "cuda", fake)
+    monkeypatch.setattr(vcuda.runtime, "cuda", fake)
     monkeypatch.setenv("VANISHCALC_CACHE_DIR", str(tmp_path))
     with pytest.warns(VanishcalcWarning, match="read-only cache"):
         k = vcuda.compile_kernels(_fake_funcs(), activation("relu"), "float64", seconds=5)

@@ -1,4 +1,4 @@
-"""CUDA composed stacks and RNNs (``vanishcalc/sim/cuda_composed.py``) against references.
+"""CUDA composed stacks and RNNs (``vanishcalc/sim/cuda/composed.py``) against references.
 
 The kernels run in numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1`` set before numba is
 imported), so in child processes started once per session, in parallel, printing JSON.
@@ -10,7 +10,7 @@ References, none of them the CUDA code's own earlier output:
   unit has batch mean β and batch variance γ², so q = γ² + β² and
   c = (Bβ² − γ² − β²) / ((B − 1)(γ² + β²)) exactly, for every net; after ``LayerNorm(γ, β)``
   every input has mean β and variance γ² over the units, so q = γ² + β² exactly;
-* the CPU kernels of ``sim/composed.py`` (different random streams) with many nets,
+* the CPU kernels of ``sim/cpu/composed.py`` (different random streams) with many nets,
   compared per layer in standard errors of the difference;
 * a naive numpy replay (``_Replay``): the same model written with numpy matrices, fed the
   same normals as the kernel — xoroshiro128+ and Box–Muller re-implemented here in plain
@@ -34,7 +34,7 @@ from vanishcalc.activation import activation
 from vanishcalc.errors import VanishcalcError
 from vanishcalc.maps import Activation, Dense
 from vanishcalc.maps.norm import BatchNorm, LayerNorm
-from vanishcalc.sim import cuda_composed as cc
+from vanishcalc.sim.cuda import composed as cc
 from vanishcalc.sim.composed import simulate_rnn, simulate_stack
 from vanishcalc.sim.program import trace as _trace
 
@@ -62,7 +62,7 @@ _CHILD = textwrap.dedent("""
         raise SystemExit(0)
     from vanishcalc.maps import Activation, Dense
     from vanishcalc.maps.norm import BatchNorm, LayerNorm
-    from vanishcalc.sim import cuda_composed as cc
+    from vanishcalc.sim.cuda import composed as cc
     if group == "strided":          # more units than threads, more nets than blocks
         cc.MAX_THREADS, cc.MAX_NET_BLOCKS = 4, 2
     MAKE = {"dense": Dense, "bn": BatchNorm, "ln": LayerNorm, "act": Activation}
@@ -405,7 +405,8 @@ _NO_GPU_CHILD = textwrap.dedent("""
     import json
     from vanishcalc.maps import Dense
     from vanishcalc.maps.norm import BatchNorm
-    from vanishcalc.sim import cuda as vc, cuda_composed as cc
+    from vanishcalc.sim import cuda as vc
+    from vanishcalc.sim.cuda import composed as cc
     if vc.cuda_available():
         print(json.dumps({"skip": "a real CUDA GPU is present"}))
     else:

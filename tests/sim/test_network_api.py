@@ -120,7 +120,7 @@ def test_cuda_and_cpu_stacks_share_validation(bad):
     # The CUDA driver validates with the CPU function's checks (before looking for a GPU),
     # so a bad argument gets the same named error on both backends.
     from vanishcalc.sim.composed import simulate_stack
-    from vanishcalc.sim.cuda_composed import simulate_stack_cuda
+    from vanishcalc.sim.cuda.composed import simulate_stack_cuda
     kw = dict(depth=2, width=8, batch=4, n_nets=2)
     kw.update(bad)
     messages = []
@@ -151,3 +151,23 @@ def test_check_composed_network_inconclusive_when_too_deep_for_its_width():
     report = check(relu_bn_net(), depth=60, width=8, n_nets=8, batch=8, seed=3)
     assert report.verdict == "INCONCLUSIVE" and not report.passed
     assert any("width ≥" in r for r in report.reasons)
+
+
+def test_nonfinite_warning_names_the_callers_line_through_every_front_door():
+    # Through simulate(block), simulate_rnn and simulate_stack alike, the warning points at
+    # the user's call, not at a module of vanishcalc/sim (simulate(block) named api.py before).
+    import warnings
+
+    import vanishcalc
+    from vanishcalc.maps import Activation, Dense
+    from vanishcalc.sim.composed import simulate_rnn, simulate_stack
+    block = [Dense(30.0), Activation("exp(x)")]
+    calls = [lambda: vanishcalc.simulate(block, depth=4, width=4, batch=2, n_nets=2, seed=1),
+             lambda: simulate_stack(block, depth=4, width=4, batch=2, n_nets=2, seed=1),
+             lambda: simulate_rnn("exp(x)", 30.0, 1.0, 1.0, steps=4, width=4, n_nets=2, seed=1)]
+    for call in calls:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        mine = [w for w in caught if "non-finite" in str(w.message)]
+        assert mine and all(w.filename == __file__ for w in mine), [w.filename for w in mine]

@@ -1,0 +1,25 @@
+"""Simulated deep random networks: one front door, one network program, two backends.
+
+Layout (``notes/sim-layout.md``)::
+
+    api.py       front door: simulate, simulate_rnn, Simulation; chooses the backend
+    check.py     theory vs simulation per layer      composed.py  stable import path
+    ptx.py       every CUDA kernel to PTX (CI)
+    cpu/         Numba CPU backend: rng, dense (plain dense net), composed (op bodies, RNN)
+    cuda/        CUDA backend: runtime, rng, dense, composed; numba.cuda imported lazily
+    program.py   the backend-neutral program: ops OP_DENSE/OP_BN/OP_LN/OP_ACT + parameters,
+                 validation, the trace
+    source.py    what both backends compute identically, as plain Python compiled by each:
+                 φ and φ' printed as source, the saturation scale, standardize_row (BN)
+    compile.py   CPU compilation of φ (on-disk cache), threading, cache repair, notice
+    seeds.py     seed validation        limits.py  memory and time before allocating
+
+Arrows point down only: api/check/composed/ptx → cpu | cuda → program, source, compile, seeds,
+limits (``tests/sim/test_layout.py``).
+
+Adding a layer kind = its mean-field map (``vanishcalc/maps``) + one op in ``program.py`` +
+its ``@njit`` body in ``cpu/composed.py`` + its ``cuda.jit(device=True)`` body in
+``cuda/composed.py`` (arithmetic shared by both written once in ``source.py``).
+
+This package imports nothing at import time: ``import vanishcalc`` never imports numba.
+"""

@@ -1,7 +1,7 @@
 """``simulate``: deep random networks, simulated; the sole entry point of ``vanishcalc.sim``.
 
-This module imports no numba at import time; the backend module (``sim/cpu.py`` or
-``sim/cuda.py``) is imported on the first call.  See ``notes/simulation.md``.
+This module imports no numba at import time; the backend package (``sim/cpu/`` or
+``sim/cuda/``) is imported on the first call.  See ``notes/simulation.md``.
 """
 from __future__ import annotations
 
@@ -175,8 +175,8 @@ def simulate(spec, sigma_w=None, sigma_b=0.0, *, depth, width, n_nets=1, q0=1.0,
     ``spec`` may also be a composed block of layers from :mod:`vanishcalc.maps`
     (``[Dense(σw, σb), BatchNorm(γ, β), Activation("tanh")]``, repeated ``depth`` times);
     then ``sigma_w``/``sigma_b`` stay unset (the layers carry them), ``batch`` is the
-    BatchNorm batch (default 64) and the kernels of :mod:`vanishcalc.sim.composed` run it
-    (:mod:`vanishcalc.sim.cuda_composed` for ``backend="cuda"``; ``saturation`` is not
+    BatchNorm batch (default 64) and the kernels of :mod:`vanishcalc.sim.cpu.composed` run it
+    (:mod:`vanishcalc.sim.cuda.composed` for ``backend="cuda"``; ``saturation`` is not
     measured for composed networks and is NaN).
 
     .. math::
@@ -270,6 +270,41 @@ def simulate(spec, sigma_w=None, sigma_b=0.0, *, depth, width, n_nets=1, q0=1.0,
     return _summarize(raw, params, has_flat_piece(act))
 
 
+def use_cuda_backend(where, backend) -> bool:
+    """True for backend "cuda", or "auto" with a GPU present; "cpu" → False; else an error."""
+    if backend == "cpu":
+        return False
+    if backend == "cuda":
+        return True
+    if backend == "auto":
+        from .cuda import cuda_available     # importing sim/cuda never imports numba.cuda
+        return cuda_available()
+    raise VanishcalcError(f"{where}: backend = {backend!r} is unknown; use 'cpu', 'cuda' or 'auto'")
+
+
+def simulate_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, x2=1.0, x_corr=0.0,
+                 batch=2, n_nets=8, seed=0, backend="cpu"):
+    """Simulate a vanilla RNN for ``steps`` steps; index t is the pre-activation a_{t+1}.
+
+    Compare with ``RNNMeanField(spec, sigma_w, sigma_u, sigma_b, x2, x_corr).propagate(steps)``
+    (or use :func:`vanishcalc.sim.check.check_rnn`).  ``backend="cuda"`` runs the CUDA kernel
+    of :mod:`vanishcalc.sim.cuda.composed`; ``"auto"`` picks it when a GPU is present.
+    Returns a :class:`~vanishcalc.sim.program.ComposedTrace`.
+    """
+    from . import limits
+    if use_cuda_backend("simulate_rnn", backend):
+        from .cuda.composed import simulate_rnn_cuda
+        from .program import rnn_iv
+        _, _, _, w, b, _, _ = rnn_iv(spec, sigma_w, sigma_u, sigma_b, steps, width, x2, x_corr,
+                                     batch, n_nets, seed)
+        limits.require_rnn_gpu("simulate_rnn", width=w, batch=b)
+        return simulate_rnn_cuda(spec, sigma_w, sigma_u, sigma_b, steps=steps, width=width, x2=x2,
+                                 x_corr=x_corr, batch=batch, n_nets=n_nets, seed=seed)
+    from .cpu.composed import simulate_rnn as run_rnn
+    return run_rnn(spec, sigma_w, sigma_u, sigma_b, steps=steps, width=width, x2=x2,
+                   x_corr=x_corr, batch=batch, n_nets=n_nets, seed=seed)
+
+
 def is_network(spec) -> bool:
     """True for a composed block of mean-field layers (a list of layers or a Layer)."""
     from ..maps.layer import Layer
@@ -303,17 +338,16 @@ def _simulate_network(spec, sigma_w, sigma_b, *, depth, width, n_nets, q0, c0, w
     if progress is not None:
         raise VanishcalcError("progress is not reported for composed networks (their kernel runs "
                               "the whole depth in one call); leave progress=None")
-    from .composed import use_cuda_backend
     use_cuda = use_cuda_backend("simulate", backend)
     if use_cuda:
         from . import limits
         from .program import stack_iv
-        from .cuda_composed import simulate_stack_cuda as run_stack
+        from .cuda.composed import simulate_stack_cuda as run_stack
         _, _, _, _, w, b, _, _, _, _ = stack_iv(spec, depth, width, network_batch(spec, batch),
                                                  n_nets, q0, c0, seed)
         limits.require_stack_gpu("simulate", width=w, batch=b)
     else:
-        from .composed import simulate_stack as run_stack
+        from .cpu.composed import simulate_stack as run_stack
     batch = network_batch(spec, batch)
     tr = run_stack(spec, depth=depth, width=width, batch=batch, n_nets=n_nets, q0=q0, c0=c0,
                         seed=seed)
@@ -451,4 +485,4 @@ def layer_ranges(idx) -> str:
     return ", ".join(out)
 
 
-__all__ = ["simulate", "Simulation", "SimulationOverflowError"]
+__all__ = ["simulate", "simulate_rnn", "Simulation", "SimulationOverflowError", "use_cuda_backend"]

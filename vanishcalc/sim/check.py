@@ -518,8 +518,8 @@ def check_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, n_nets, 
 
     h_t = φ(W h_{t−1} + U x_t + b), h_0 = 0, W reused over time; index t holds the
     pre-activation a_{t+1}.  Theory: ``RNNMeanField(spec, sigma_w, sigma_u, sigma_b, x2,
-    x_corr).propagate(steps)``; simulation: :func:`vanishcalc.sim.composed.simulate_rnn`
-    (``backend="cuda"`` runs :mod:`vanishcalc.sim.cuda_composed`).  The finite-width
+    x_corr).propagate(steps)``; simulation: :func:`vanishcalc.sim.api.simulate_rnn`
+    (``backend="cuda"`` runs :mod:`vanishcalc.sim.cuda.composed`).  The finite-width
     allowance and the z-scores are those of :func:`check` (notes/simulation.md,
     notes/recurrent.md), with the same three verdicts (PASSED / FAILED / INCONCLUSIVE).
 
@@ -529,7 +529,7 @@ def check_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, n_nets, 
     """
     from ..maps.rnn import RNNMeanField
     from . import limits
-    from .composed import simulate_rnn
+    from .api import simulate_rnn
     from .program import rnn_iv
     steps = integer("check_rnn", "steps", steps, 1, "(time steps)")
     tolerance, allowance = _check_iv(n_nets, tolerance, allowance, steps - 1)

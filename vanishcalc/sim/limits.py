@@ -124,10 +124,18 @@ def require_memory(where: str, need: float, what: str, fits) -> None:
         f"{gib(budget)} ({src}); {fits(budget)}")
 
 
+def simulator_enabled() -> bool:
+    """True when numba runs CUDA kernels in its Python simulator (``NUMBA_ENABLE_CUDASIM=1``)."""
+    try:
+        from numba import config
+    except ImportError:   # pragma: no cover - numba is a dependency
+        return False
+    return bool(getattr(config, "ENABLE_CUDASIM", 0))
+
+
 def gpu_budget() -> int:
     """Free memory of the current CUDA device, or :data:`GPU_MEMORY_CAP` if it cannot be asked."""
     try:
-        from .cuda import simulator_enabled
         if simulator_enabled():
             return GPU_MEMORY_CAP
         from numba import cuda

@@ -1,15 +1,17 @@
-"""Composed stacks and RNNs, backend-neutral: the op program, validation and the trace.
+"""The network program, backend-neutral: the op list, validation and the trace.
 
-Both backends of composed-network simulation use this module: ``sim/composed.py`` (Numba CPU
-kernels, and the public ``simulate_stack`` / ``simulate_rnn``) and ``sim/cuda_composed.py``
-(CUDA kernels).  It imports neither, so the two backends do not import each other.
+Both backends run this program: ``sim/cpu/composed.py`` (Numba CPU kernels) and
+``sim/cuda/composed.py`` (CUDA kernels).  It imports neither (arrows point down only:
+api → cpu | cuda → program), so the two backends never import each other.
 
 * :func:`program`: a block of layers → (φ, op codes, parameters), the program the kernels run;
+  each op code (OP_DENSE, OP_BN, OP_LN, OP_ACT) has one body per backend;
 * :func:`stack_iv`, :func:`rnn_iv`: argument validation, identical for both backends;
-* :func:`trace`: per-net arrays (q, c, log F, non-finite flags) → :class:`ComposedTrace`;
-* :func:`use_cuda_backend`: the ``backend=`` rule.
+* :func:`trace`: per-net arrays (q, c, log F, non-finite flags) → :class:`ComposedTrace`.
 
-Model and estimators: ``sim/composed.py``'s docstring, ``notes/normalization.md``,
+The ``backend=`` rule is the front door's (``sim/api.py``: :func:`~vanishcalc.sim.api.use_cuda_backend`).
+
+Model and estimators: ``sim/cpu/composed.py``'s docstring, ``notes/normalization.md``,
 ``notes/recurrent.md``, ``notes/cuda-composed.md``.
 """
 from __future__ import annotations
@@ -68,11 +70,25 @@ def _pooled(per_layer_rates):
     return float(np.nanmean(per_net)), float(np.nanstd(per_net, ddof=1) / math.sqrt(n))
 
 
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of the first caller outside ``vanishcalc/sim`` (for the caller of
+    the caller of this function): a warning names the user's line whichever front door
+    (``simulate``, ``simulate_rnn``, ``check_rnn``) and backend it came through."""
+    import os
+    import sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(2), 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def trace(q, c, logF, bad):
     import warnings
     if bad.any():
         warnings.warn(f"{int(bad[:, -1].sum())} of {bad.shape[0]} simulated nets became "
-                      "non-finite; their later layers are NaN", VanishcalcWarning, stacklevel=3)
+                      "non-finite; their later layers are NaN", VanishcalcWarning,
+                      stacklevel=_user_stacklevel())
     q = np.where(bad, np.nan, q)
     c = np.where(bad, np.nan, c)
     logF = np.where(bad, np.nan, logF)
@@ -173,17 +189,5 @@ def rnn_iv(spec, sigma_w, sigma_u, sigma_b, steps, width, x2, x_corr, batch, n_n
     return activation(spec), step, steps, width, batch, n_nets, seed
 
 
-def use_cuda_backend(where, backend) -> bool:
-    """True for backend "cuda", or "auto" with a GPU present; "cpu" → False; else an error."""
-    if backend == "cpu":
-        return False
-    if backend == "cuda":
-        return True
-    if backend == "auto":
-        from .cuda import cuda_available     # importing sim/cuda never imports numba.cuda
-        return cuda_available()
-    raise VanishcalcError(f"{where}: backend = {backend!r} is unknown; use 'cpu', 'cuda' or 'auto'")
-
-
 __all__ = ["ComposedTrace", "OP_ACT", "OP_BN", "OP_DENSE", "OP_LN", "program", "rnn_iv",
-           "stack_iv", "trace", "use_cuda_backend"]
+           "stack_iv", "trace"]

@@ -1,7 +1,7 @@
 """Every CUDA kernel of vanishcalc as PTX for a chosen GPU, on a machine without one.
 
-:func:`compile_ptx` types and compiles each kernel (the dense-net kernels of ``sim/cuda.py``,
-the composed-stack and RNN kernels of ``sim/cuda_composed.py``) for one φ, one float type and
+:func:`compile_ptx` types and compiles each kernel (the dense-net kernels of ``sim/cuda/dense.py``,
+the composed-stack and RNN kernels of ``sim/cuda/composed.py``) for one φ, one float type and
 one compute capability through NVIDIA's NVVM, which ``pip install "vanishcalc[ptx]"`` brings
 (``nvidia-nvvm``); no driver is needed.  :func:`assemble` runs ``ptxas`` (from
 ``nvidia-cuda-nvcc``) on the result and reports registers, spills and shared memory, so a
@@ -22,7 +22,8 @@ from pathlib import Path
 
 from ..activation import activation
 from ..errors import VanishcalcError
-from . import cuda as vcuda, cuda_composed
+from . import cuda as vcuda
+from .cuda import composed as cuda_composed
 
 @contextlib.contextmanager
 def _target_compute_capability(cc):

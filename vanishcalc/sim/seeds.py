@@ -1,8 +1,8 @@
 """Seed validation shared by every simulator entry (both backends, every network kind).
 
-A leaf module (it imports nothing from ``vanishcalc.sim``), so the front doors
-(``sim/api.py``, ``sim/composed.py``) and the backends (``sim/cuda.py``,
-``sim/cuda_composed.py``) can all import it without an import cycle.
+A leaf module (it imports nothing from ``vanishcalc.sim``), below both backends, so the front
+door (``sim/api.py``), the program (``sim/program.py``) and the backends (``sim/cpu/``,
+``sim/cuda/``) can all import it without an import cycle.
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """CUDA kernels for composed stacks (Dense / BatchNorm / LayerNorm / Activation) and RNNs.
 
-The CUDA twin of ``sim/composed.py``: the same model, the same estimators, the same
-:class:`~vanishcalc.sim.composed.ComposedTrace` (built by ``program.trace``), different
+The CUDA twin of ``sim/cpu/composed.py``: the same model, the same estimators, the same
+:class:`~vanishcalc.sim.program.ComposedTrace` (built by ``program.trace``), different
 random streams.  float64 only.  Imported lazily; ``numba.cuda`` is reached through
-``sim/cuda.py`` (``import_cuda``), never imported at module import.
+``runtime.import_cuda``, never imported at module import.
 
 Layout (see ``notes/cuda-composed.md``)
 ---------------------------------------
@@ -34,7 +34,7 @@ owner of row i), reused for all steps; H, A, the step's inputs and the tangent D
 buffers) in global scratch.
 
 Kernels are compiled once per process per ``(act.key, simulator)`` (explicit signatures)
-and cached; φ, φ' are ``cuda.py``'s device functions built from ``compile.python_source``.
+and cached; φ, φ' are ``runtime.device_functions`` built from ``source.python_source``.
 """
 from __future__ import annotations
 
@@ -43,14 +43,14 @@ import threading
 
 import numpy as np
 
-from ..activation import activation
-from . import cuda as _vcuda
-# sim/cuda.py's helpers, shared on purpose (one RNG seeding, one device-function builder, one
-# simulator lock patch); the validation and the trace are the CPU backend's (sim/program.py).
-from .cuda import (CudaUnavailableError, compile_kernels, device_functions, next_pow2,
-                   quiet_simulator,
-                   require_device, rng_device_functions, rng_states, simulator_enabled)
-from .program import ComposedTrace, rnn_iv, stack_iv, trace
+from ...activation import activation
+# The validation and the trace are backend-neutral (sim/program.py); the runtime and the RNG
+# are shared with the dense-net kernel (runtime.py, rng.py).
+from .. import source
+from ..program import OP_BN, OP_DENSE, OP_LN, ComposedTrace, rnn_iv, stack_iv, trace
+from .rng import rng_device_functions, rng_states
+from .runtime import (CudaUnavailableError, compile_kernels, device_functions, import_cuda,
+                      next_pow2, quiet_simulator, require_device, simulator_enabled)
 
 #: Most threads per block (units are strided over threads beyond this).
 MAX_THREADS = 256
@@ -61,7 +61,7 @@ MAX_NET_BLOCKS = 2048
 SCRATCH_BUDGET_BYTES = 1 << 30
 
 # ``numba.cuda``, bound by :func:`_cuda` on first use.  A module global on purpose (as in
-# ``sim/cuda.py``): the simulator swaps module globals that are ``numba.cuda`` for its fake
+# ``dense.py``): the simulator swaps module globals that are ``numba.cuda`` for its fake
 # per-launch module, so the kernels must reach ``cuda.threadIdx`` through a global.
 cuda = None
 
@@ -72,7 +72,7 @@ _KERNELS: dict = {}
 def _cuda():
     global cuda
     if cuda is None:
-        cuda = _vcuda.import_cuda()
+        cuda = import_cuda()
     return cuda
 
 
@@ -190,33 +190,14 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
             for b in range(batch):
                 Xn[i, b] += bi
 
+    standardize_row = cuda.jit(device=True)(source.standardize_row)
+
     @cuda.jit(device=True)
     def batch_norm(X, V, gamma, beta, width, batch, tid, nthreads, flag):
         """Standardize each own row over the batch (exact JVP on V)."""
         for i in range(tid, width, nthreads):
-            m = 0.0
-            mv = 0.0
-            for b in range(batch):
-                m += X[i, b]
-                mv += V[i, b]
-            m /= batch
-            mv /= batch
-            s2 = 0.0
-            for b in range(batch):
-                d = X[i, b] - m
-                s2 += d * d
-            s = math.sqrt(s2 / batch)
-            if not s > 0.0:
+            if not standardize_row(X, V, i, batch, gamma, beta):
                 flag[0] = 1
-                continue
-            uv = 0.0
-            for b in range(batch):
-                uv += (X[i, b] - m) / s * (V[i, b] - mv)
-            uv /= batch
-            for b in range(batch):
-                u = (X[i, b] - m) / s
-                V[i, b] = gamma * ((V[i, b] - mv) - u * uv) / s
-                X[i, b] = gamma * u + beta
 
     @cuda.jit(device=True)
     def layer_norm(X, V, gamma, beta, width, batch, tid, nthreads, red, flag):
@@ -307,18 +288,18 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
                     p1 = pars[k, 1]
                     X = XS[bx, cur]
                     V = VS[bx, cur]
-                    if op == 0:
+                    if op == OP_DENSE:
                         dense(st, X, V, XS[bx, 1 - cur], VS[bx, 1 - cur], p0, p1,
                               width, batch, tid, nthreads)
                         cur = 1 - cur
-                    elif op == 1:
+                    elif op == OP_BN:
                         batch_norm(X, V, p0, p1, width, batch, tid, nthreads, flag)
-                    elif op == 2:
+                    elif op == OP_LN:
                         layer_norm(X, V, p0, p1, width, batch, tid, nthreads, red, flag)
                     else:
                         act_rows(X, V, width, batch, tid, nthreads)
                     cuda.syncthreads()
-                    if op == 1 or op == 2:
+                    if op == OP_BN or op == OP_LN:
                         ok = flag[0] == 0
                         cuda.syncthreads()      # all have read the flag before it can change
                         if not ok:

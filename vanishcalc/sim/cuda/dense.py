@@ -1,7 +1,6 @@
 """CUDA kernels for the dense mean-field simulation (``backend="cuda"``).
 
-The only module of vanishcalc that imports ``numba.cuda``; it does so lazily, inside
-functions, so importing this module never needs numba-cuda or a GPU.
+``numba.cuda`` is reached through ``runtime.import_cuda``, never imported at module import.
 
 One kernel, for every width: one block per net (grid-stride over nets), the whole depth in
 **one launch**, ``min(next_pow2(width), MAX_THREADS)`` threads, unit ``u`` owned by thread
@@ -10,7 +9,7 @@ One kernel, for every width: one block per net (grid-stride over nets), the whol
 ``N(0, σw²/N · XᵀX)`` given ``X``, so each layer reduces the 10 entries of ``XᵀX`` over the
 block (float64), factors it (4 × 4 Cholesky, in every thread) and draws 4 normals (+ the bias)
 per unit — O(N) work per layer instead of O(N²), the exact law of the explicit-weight net at
-any width (as ``sim/cpu.py``).  Normals: xoroshiro128+ streams (one per thread) and Box–Muller
+any width (as ``sim/cpu/dense.py``).  Normals: xoroshiro128+ streams (one per thread) and Box–Muller
 in float64.
 
 Per net and layer ``l = 0..depth`` the kernel writes ``Σh1²``, ``Σh2²``, ``Σh1h2``,
@@ -23,19 +22,18 @@ See ``notes/cuda.md``.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import sys
 import threading
-import warnings
 
 import numpy as np
 
-from ..activation import activation
-from ..errors import VanishcalcError, VanishcalcWarning
-from ..validate import integer, real
-from .seeds import seed_iv
+from ...activation import activation
+from ...errors import VanishcalcError
+from ...validate import integer, real
+from ..seeds import seed_iv
+from .rng import rng_device_functions, rng_states
+from .runtime import (compile_kernels, device_functions, import_cuda, next_pow2,
+                      quiet_simulator, require_device, simulator_enabled)
 
 #: Most threads per block; wider nets have several units per thread (strided).
 MAX_THREADS = 256
@@ -47,172 +45,27 @@ MAX_NET_BLOCKS = 2048
 N_STATS = 7
 #: Entries of the 4×4 Gram matrix XᵀX reduced per layer (lower triangle).
 N_GRAM = 10
-#: Relative pivot below which a column of X is linearly dependent (as ``sim/cpu.py``).
+#: Relative pivot below which a column of X is linearly dependent (as ``sim/cpu/dense.py``).
 PIVOT_RTOL = 1e-12
 #: Saturation: |φ'(h)| below this fraction of max |φ'|.
 SAT_FRACTION = 1e-3
 
 _DTYPES = ("float32", "float64")
 
-# ``numba.cuda``, bound by :func:`import_cuda` on first use.  A module global on purpose: the
+# ``numba.cuda``, bound by :func:`_cuda` on first use.  A module global on purpose: the
 # CUDA simulator swaps module globals that are ``numba.cuda`` for its fake per-launch module,
 # so kernels must reach ``cuda.threadIdx`` etc. through a global, never through a closure.
 cuda = None
-
-
-class CudaUnavailableError(VanishcalcError):
-    """``backend="cuda"`` was asked for, but neither a GPU nor the CUDA simulator is usable."""
 
 
 class CudaOrthogonalError(VanishcalcError):
     """Orthogonal (Haar) weights are not implemented on the CUDA backend."""
 
 
-# ---------------------------------------------------------------- availability
-
-
-def import_cuda():
-    """``numba.cuda``, or raise :class:`CudaUnavailableError` saying how to get it."""
+def _cuda():
     global cuda
-    if cuda is not None:
-        return cuda
-    try:
-        from numba import cuda as numba_cuda
-    except ImportError as exc:   # numba-cuda not installed (numba ≥ 0.61 ships no CUDA target)
-        raise CudaUnavailableError(
-            "backend='cuda' needs numba-cuda: pip install 'vanishcalc[cuda]' (or numba-cuda); "
-            "without a GPU, also set NUMBA_ENABLE_CUDASIM=1 before Python starts to run the "
-            f"kernels in the (slow) CUDA simulator ({exc})") from exc
-    cuda = numba_cuda
-    return cuda
-
-
-def _load_cuda_typing():
-    """Import numba-cuda's array typing, which its first kernel compilation imports anyway.
-
-    numba-cuda 0.30.4 registers ``np.row_stack`` there; numpy 2.5 removed it, so with that pair
-    the import raises ``AttributeError`` — at the first compilation, after
-    ``cuda.is_available()`` said yes.  Importing it here turns that into a clear error early.
-    """
-    import importlib
-    importlib.import_module("numba.cuda.np.arrayobj")
-
-
-def check_numba_cuda():
-    """Raise :class:`CudaUnavailableError` if numba-cuda cannot compile with this numpy.
-
-    Needed only for real compilation (a GPU or :func:`vanishcalc.sim.ptx.compile_ptx`): the
-    simulator does not type kernels.  The message names both versions and the two fixes.
-    """
-    import_cuda()
-    try:
-        _load_cuda_typing()
-    except AttributeError as exc:
-        if "numpy" not in str(exc):
-            raise
-        try:
-            from importlib.metadata import version
-            ncuda = version("numba-cuda")
-        except Exception:   # pragma: no cover - metadata missing
-            ncuda = "(unknown version)"
-        raise CudaUnavailableError(
-            f"numba-cuda {ncuda} does not work with numpy {np.__version__}: compiling a CUDA "
-            f"kernel fails with {exc!s} (numpy 2.5 removed it). Install numpy<2.5 "
-            "(pip install 'numpy<2.5') or a newer numba-cuda that supports numpy "
-            f"{np.__version__}; or use backend='cpu'.") from exc
-
-
-def simulator_enabled() -> bool:
-    """True when numba runs CUDA kernels in its Python simulator (``NUMBA_ENABLE_CUDASIM=1``)."""
-    try:
-        from numba import config
-    except ImportError:   # pragma: no cover - numba is a dependency
-        return False
-    return bool(getattr(config, "ENABLE_CUDASIM", 0))
-
-
-def cuda_available() -> bool:
-    """True when a real CUDA GPU is usable through numba-cuda.
-
-    The simulator does not count: ``backend="auto"`` must not pick a backend that is
-    thousands of times slower than the CPU one.  :func:`run_dense` accepts the simulator too.
-    A GPU with a numba-cuda that cannot compile under this numpy (:func:`check_numba_cuda`)
-    does not count either: ``backend="auto"`` then warns, naming the fix, and uses the CPU.
-    """
-    if simulator_enabled():
-        return False
-    try:
-        if not import_cuda().is_available():
-            return False
-    except Exception:   # a broken driver install must not break backend="auto"
-        return False
-    try:
-        check_numba_cuda()
-    except CudaUnavailableError as exc:
-        warnings.warn(f"{exc} backend='auto' uses the CPU.", VanishcalcWarning, stacklevel=2)
-        return False
-    return True
-
-
-def _patch_simulator_shared_arrays():
-    """Make the CUDA simulator's ``cuda.shared.array`` allocation thread-safe (idempotent).
-
-    numba-cuda's simulator (``simulator/kernelapi.py``, ``FakeCUDAShared.array``, checked in
-    numba-cuda 0.30) finds a block's shared array by call site with an unlocked
-    check-then-insert: a simulated thread preempted between the two gets a private array,
-    and the block silently computes with torn shared memory (we saw irreproducible results
-    for a fixed seed).  Same lookup, under a lock.  Only ever applied in simulator mode.
-    """
-    import sys
-    import traceback
-
-    from numba.cuda.simulator import kernelapi
-    cls = kernelapi.FakeCUDAShared
-    if getattr(cls, "_vanishcalc_locked", False):
-        return
-    original = cls.array
-    lock = threading.Lock()
-
-    def array(self, shape, dtype, alignment=None):
-        if alignment is not None or shape == 0:      # errors and dynamic memory: unchanged
-            return original(self, shape, dtype, alignment)
-        from numba.core import types
-        from numba.np import numpy_support
-        if isinstance(dtype, types.Type):
-            dtype = numpy_support.as_dtype(dtype)
-        caller = tuple(traceback.extract_stack(sys._getframe(1), limit=1)[-1][0:2])
-        with lock:
-            res = self._allocations.get(caller)
-            if res is None:
-                res = np.empty(shape, dtype)
-                self._allocations[caller] = res
-        return res
-
-    cls.array = array
-    cls._vanishcalc_locked = True
-
-
-#: The name ``sim/api.py`` asks for when ``backend="auto"``.
-is_available = cuda_available
-
-
-def require_device():
-    """``numba.cuda`` ready to launch (a GPU, or the simulator), else a clear error."""
-    import_cuda()
-    if simulator_enabled():
-        _patch_simulator_shared_arrays()
-        return cuda
-    check_numba_cuda()
-    try:
-        ok = cuda.is_available()
-    except Exception:   # pragma: no cover - driver errors
-        ok = False
-    if not ok:
-        raise CudaUnavailableError(
-            "backend='cuda' found no usable CUDA GPU. Install the 'cuda' extra "
-            "(pip install 'vanishcalc[cuda]') on a machine with an NVIDIA GPU and driver, or set "
-            "NUMBA_ENABLE_CUDASIM=1 in the environment before Python starts to run the kernels "
-            "in numba's CUDA simulator (slow: tiny sizes only), or use backend='cpu'.")
+    if cuda is None:
+        cuda = import_cuda()
     return cuda
 
 
@@ -222,79 +75,9 @@ _lock = threading.Lock()
 _KERNELS: dict = {}
 
 
-def device_functions(act):
-    """φ and φ' as ``cuda.jit(device=True)`` functions, built from ``compile.python_source``.
-
-    Fresh dispatchers on every call: a device function caches its compiled code per argument
-    types only (not per compute capability), so :func:`vanishcalc.sim.ptx.compile_ptx` builds
-    its own for each target instead of reusing the ones the running kernels use.
-    """
-    from .compile import python_source
-    ns = {"math": math}
-    exec(compile(python_source(act), f"<vanishcalc cuda {act.name}>", "exec"), ns)
-    phi = cuda.jit(device=True)(ns["phi"])
-    dphi = cuda.jit(device=True)(ns["dphi"])
-    return phi, dphi
-
-
-_U11 = np.uint64(11)
-_U14 = np.uint64(14)
-_U36 = np.uint64(36)
-_U55 = np.uint64(55)
-_U28 = np.uint64(64 - 36)
-_U9 = np.uint64(64 - 55)
-_TWO_M53 = 1.0 / 9007199254740992.0
-
-
-def rng_device_functions():
-    """``(next_u64, uniform, load_state, store_state)`` device functions: xoroshiro128+ on a thread's local state.
-
-    A kernel copies its stream ``states[sid]`` (``xoroshiro128p_dtype``) into a local
-    ``uint64[2]`` with :func:`load_state` once, draws from that, and stores it back with
-    :func:`store_state` at the end.
-
-    The generator and the [0, 1) conversion of ``numba.cuda.random`` (Blackman & Vigna 2018:
-    rotations 55, 14, 36; the top 53 bits), so the streams are the same, but built fresh with
-    the kernels: numba's are module-level device functions whose compiled code is shared by
-    every target a process compiles for (see :func:`device_functions`).  ``uniform`` is
-    float64 in both precisions: a float32 rounding of u < 1 can be 1.0, which Box–Muller's
-    log(1 − u) turns into an infinite normal.
-    """
-    @cuda.jit(device=True)
-    def next_u64(st):
-        # ``st`` is a thread's local uint64[2] copy of its stream (``load_state``): kept in
-        # registers, not re-read from and written back to global memory on every draw,
-        # which made each draw a dependent global round trip.
-        s0 = st[0]
-        s1 = st[1]
-        result = s0 + s1
-        s1 ^= s0
-        st[0] = ((s0 << _U55) | (s0 >> _U9)) ^ s1 ^ (s1 << _U14)
-        st[1] = (s1 << _U36) | (s1 >> _U28)
-        return result
-
-    @cuda.jit(device=True)
-    def uniform(st):
-        return float(next_u64(st) >> _U11) * _TWO_M53
-
-    return next_u64, uniform, cuda.jit(device=True)(load_state), cuda.jit(device=True)(store_state)
-
-
-def load_state(states, sid, st):
-    """Copy stream ``sid`` of ``states`` into the thread-local ``st`` (uint64[2])."""
-    st[0] = states[sid]["s0"]
-    st[1] = states[sid]["s1"]
-
-
-def store_state(states, sid, st):
-    """Write the thread-local ``st`` back to stream ``sid`` (a later launch continues it)."""
-    states[sid]["s0"] = st[0]
-    states[sid]["s1"] = st[1]
-
-
 def kernels(act, dtype: str):
     """The compiled kernels for ``(act.key, dtype)``; built once per process and cached."""
-    import_cuda()
+    _cuda()
     act = activation(act)
     key = (act.key, dtype, simulator_enabled())
     with _lock:
@@ -305,68 +88,11 @@ def kernels(act, dtype: str):
             _KERNELS[key] = k
     return k
 
-
-def compile_kernels(funcs: dict, act, dtype: str, seconds: int) -> dict:
-    """``{name: kernel}``: each ``(function, signature, _)`` of ``funcs`` compiled for this GPU.
-
-    Compiled once per machine: numba-cuda's on-disk cache (``cache=True``) keys each kernel by
-    its bytecode and its closure (φ, φ' and the helper device functions, pickled by value:
-    a different φ or dtype is a different entry), the signature, the compute capability and
-    the numba-cuda version; a second process loads the machine code instead of compiling.
-    If the cache cannot be used (unwritable, unpicklable), the kernel is compiled in memory
-    with a warning.  One line on stderr announces a compilation the first time this
-    (φ, dtype, GPU, versions) is met on this machine (a marker file under
-    ``compile.cache_dir()``: numba does not say beforehand whether its cache will hit).
-    Under the simulator nothing is compiled or cached.
-    """
-    if simulator_enabled():
-        return {name: cuda.jit(sig)(fn) for name, (fn, sig, _) in funcs.items()}
-    marker = _compile_marker(act, dtype, sorted(funcs))
-    if marker is None or not marker.exists():
-        print(f"vanishcalc: compiling CUDA kernels for {act.name} ({dtype}): first use, "
-              f"~{seconds} s", file=sys.stderr, flush=True)
-    out = {}
-    for name, (fn, sig, _) in funcs.items():
-        try:
-            out[name] = cuda.jit(sig, cache=True)(fn)
-        except Exception as exc:   # cache I/O or pickling; a compile error re-raises below
-            out[name] = cuda.jit(sig)(fn)
-            warnings.warn(f"the on-disk cache of the CUDA kernel {name!r} is unusable "
-                          f"({type(exc).__name__}: {exc}); compiled it in memory",
-                          VanishcalcWarning, stacklevel=3)
-    if marker is not None:
-        try:
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
-        except OSError:
-            pass
-    return out
-
-
-def _compile_marker(act, dtype, names):
-    """The marker file for (φ, dtype, kernels, GPU, versions, kernel sources), or None."""
-    import hashlib
-    from importlib.metadata import version
-
-    from .compile import cache_dir, python_source
-    try:
-        cc = cuda.get_current_device().compute_capability
-        parts = [python_source(act), dtype, ",".join(names), repr(tuple(cc)),
-                 version("numba-cuda")]
-        for mod in ("cuda.py", "cuda_composed.py"):
-            with open(os.path.join(os.path.dirname(__file__), mod), "rb") as fh:
-                parts.append(hashlib.sha256(fh.read()).hexdigest())
-    except Exception:   # no device answer or no metadata: always announce
-        return None
-    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
-    return cache_dir() / "cuda-compiled" / digest
-
-
 def kernel_functions(act, dtype: str) -> dict:
     """``{name: (python function, signature, most threads per launch block)}`` of the dense-net
     kernels for φ = ``act`` in ``dtype``; :func:`kernels` compiles them for the running device,
     :func:`vanishcalc.sim.ptx.compile_ptx` for a given compute capability."""
-    import_cuda()
+    _cuda()
     return _kernel_functions(*device_functions(activation(act)), dtype)
 
 
@@ -657,44 +383,6 @@ def _seed_sequences(seed: int):
     return tuple(np.random.SeedSequence([int(seed), 0x5CDA]).spawn(2))
 
 
-def rng_states(seed_seq, n):
-    """``n`` xoroshiro128+ states (``numba.cuda.random.xoroshiro128p_dtype``) on the host.
-
-    Each stream's 128-bit state is two raw words of ``PCG64(seed_seq)``: streams are
-    independently seeded instead of 2⁶⁴-jumped (numba's ``create_xoroshiro128p_states``),
-    which is vectorized, needs no numba compilation (seconds under the simulator) and gives
-    the same streams on every GPU.  Overlap of two of ≤ 10⁹ streams of period 2¹²⁸ − 1 drawing
-    ≤ 10¹² numbers each has probability < 10⁻¹⁶.
-    """
-    from numba.cuda.random import xoroshiro128p_dtype
-    # PCG64's raw output: 2·10⁵ words in under a millisecond, ~30× faster than
-    # SeedSequence.generate_state (which seeded them until 2026-11-30).
-    words = np.random.PCG64(seed_seq).random_raw(2 * n).reshape(n, 2)
-    zero = (words[:, 0] == 0) & (words[:, 1] == 0)
-    words[zero, 0] = 1                                  # the all-zero state is a fixed point
-    states = np.empty(n, dtype=xoroshiro128p_dtype)
-    states["s0"] = words[:, 0]
-    states["s1"] = words[:, 1]
-    return states
-
-
-def next_pow2(n: int) -> int:
-    return 1 << (max(int(n), 1) - 1).bit_length()
-
-
-@contextlib.contextmanager
-def quiet_simulator():
-    """In the simulator, numba's RNG is plain Python on uint64 scalars: silence its wraparound
-    RuntimeWarnings and object-mode NumbaWarnings (on a GPU nothing is filtered)."""
-    with warnings.catch_warnings():
-        if simulator_enabled():
-            warnings.filterwarnings("ignore", category=RuntimeWarning,
-                                    message="overflow encountered")
-            from numba.core.errors import NumbaWarning
-            warnings.filterwarnings("ignore", category=NumbaWarning)
-        yield
-
-
 def run_dense(act, *, sigma_w, sigma_b=0.0, depth, width, n_nets=1, q0=1.0, c0=0.5,
               orthogonal=False, seed=0, dtype="float64", sat_reference=None) -> dict:
     """Simulate ``n_nets`` random dense networks on the GPU; per-layer statistics.
@@ -726,7 +414,7 @@ def run_dense(act, *, sigma_w, sigma_b=0.0, depth, width, n_nets=1, q0=1.0, c0=0
         Arithmetic of activations and weights; sums are accumulated in float64.
     sat_reference : float, optional
         The |φ'| scale of the saturation threshold; default
-        ``compile.saturation_reference(act)`` (as the CPU backend).
+        ``source.saturation_reference(act)`` (as the CPU backend).
 
     Returns
     -------
@@ -753,7 +441,8 @@ def run_dense(act, *, sigma_w, sigma_b=0.0, depth, width, n_nets=1, q0=1.0, c0=0
     act, dtype = _run_dense_iv(act, sigma_w, sigma_b, depth, width, n_nets, q0, c0, orthogonal,
                                seed, dtype)
     require_device()
-    from .compile import saturation_reference
+    _cuda()
+    from ..source import saturation_reference
 
     width, depth, n_nets, seed = int(width), int(depth), int(n_nets), int(seed)
     k = kernels(act, dtype)
@@ -812,6 +501,5 @@ def _finish(sums, width):
     }
 
 
-__all__ = ["run_dense", "cuda_available", "is_available", "simulator_enabled", "kernels",
-           "kernel_functions", "check_numba_cuda", "CudaUnavailableError", "CudaOrthogonalError",
-           "MAX_THREADS"]
+__all__ = ["run_dense", "kernels", "kernel_functions", "CudaOrthogonalError", "MAX_THREADS",
+           "MAX_NET_BLOCKS", "N_STATS", "N_GRAM", "PIVOT_RTOL", "SAT_FRACTION"]

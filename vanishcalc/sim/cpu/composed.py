@@ -1,0 +1,289 @@
+"""Numba CPU kernels for composed stacks (Dense / BatchNorm / LayerNorm / Activation) and RNNs.
+
+Model (notes/normalization.md, notes/recurrent.md).  Per net, a batch of B inputs
+X ∈ R^{N×B} (exchangeable: x_a = √q0(√c0 g + √(1−c0) e_a), g, e_a ~ N(0, I_N)) and a
+forward tangent V ∈ R^{N×B} (i.i.d. N(0, 1)) go through the block ``depth`` times:
+
+* Dense:      X ← W X + b 1ᵀ,  V ← W V        (W_ij ~ N(0, σw²/N), fresh per layer, explicit:
+  BatchNorm couples the batch, so the 4-column conditional sampling of ``sim/cpu/dense.py`` does
+  not apply);
+* BatchNorm:  per unit i (row), u = (x − mean)/std over the batch (population std),
+  X ← γu + β,  V ← γ (P v − u·⟨u, P v⟩/B)/std  — the exact Jacobian of standardization;
+* LayerNorm:  the same per input a (column), over the units;
+* Activation: V ← φ'(X) ⊙ V, X ← φ(X).
+
+After every block: q = mean of X², c = mean pairwise covariance over the batch / q (what
+``MomentState.c`` means for BatchNorm: the common correlation of an exchangeable batch),
+and F = ‖V‖²; V is rescaled to ‖V‖² = N·B and log F accumulated, so deep exploding nets do
+not overflow.  ``grad[l] = F_depth/F_l`` (forward-mode tangent, as in ``sim/cpu/dense.py``: under
+the mean-field assumptions forward and backward norms grow at the same per-layer rate, the
+normalized Frobenius norm of the layer Jacobian).
+
+RNN: h_t = φ(W h_{t−1} + U x_t + b), W, U, b drawn once per net and reused over time,
+h_0 = 0, inputs fresh per step (exchangeable over the batch, second moment x2, correlation
+x_corr); records q, c of a_t and F_t = ‖δa_t‖² for δa_{t+1} = W(φ'(a_t) ⊙ δa_t).
+
+Kernels are module-level ``@njit(cache=True, parallel=True)`` with ``prange`` over nets;
+φ, φ' come in as first-class ``float64(float64)`` cfuncs (``compile.cpu_cfuncs``), each net
+has its own xoroshiro128+ stream (``cpu.rng.seed_states``), so results do not depend on threads.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ..compile import FASTMATH
+from .. import source
+from ..program import OP_BN, OP_DENSE, OP_LN, ComposedTrace, rnn_iv, stack_iv, trace
+from .rng import normal, seed_states
+
+# ---------------------------------------------------------------- per-op steps
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _init_batch(st, X, V, q0, c0):
+    N, B = X.shape
+    a = math.sqrt(q0 * c0)
+    e = math.sqrt(q0 * (1.0 - c0))
+    for i in range(N):
+        g = normal(st)
+        for b in range(B):
+            X[i, b] = a * g + e * normal(st)
+            V[i, b] = normal(st)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _dense(st, W, X, V, sigma_w, sigma_b):
+    N = W.shape[0]
+    s = sigma_w / math.sqrt(N)
+    for i in range(N):
+        for j in range(N):
+            W[i, j] = s * normal(st)
+    Xn = W @ X
+    Vn = W @ V
+    B = X.shape[1]
+    for i in range(N):
+        bi = sigma_b * normal(st) if sigma_b > 0.0 else 0.0
+        for b in range(B):
+            X[i, b] = Xn[i, b] + bi
+            V[i, b] = Vn[i, b]
+
+
+# The BatchNorm arithmetic, shared with the CUDA body (sim/source.py).  Inlined at Numba-IR
+# level on purpose: as a separate LLVM function its fastmath sums were vectorized differently
+# and seeded results changed in the last bits; inlined, the code is the loop it replaced.
+standardize_row = njit(cache=True, fastmath=FASTMATH, inline="always")(source.standardize_row)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _standardize_rows(X, V, gamma, beta):
+    """Standardize each row of X over its columns (exact JVP on V); False if a std is 0."""
+    R, C = X.shape
+    for i in range(R):
+        if not standardize_row(X, V, i, C, gamma, beta):
+            return False
+    return True
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _activation(phi, dphi, X, V):
+    R, C = X.shape
+    for i in range(R):
+        for b in range(C):
+            x = X[i, b]
+            V[i, b] = dphi(x) * V[i, b]
+            X[i, b] = phi(x)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _stats(X, V, out_q, out_c, l):
+    """q, batch-mean pairwise correlation; returns ‖V‖² (NaN if anything is not finite)."""
+    N, B = X.shape
+    tot = 0.0
+    sum_sq = 0.0
+    f = 0.0
+    for i in range(N):
+        r = 0.0
+        for b in range(B):
+            x = X[i, b]
+            r += x
+            tot += x * x
+            f += V[i, b] * V[i, b]
+        sum_sq += r * r
+    q = tot / (N * B)
+    out_q[l] = q
+    out_c[l] = (sum_sq - tot) / (B * (B - 1.0)) / (N * q) if q > 0.0 else np.nan
+    if not (math.isfinite(tot) and math.isfinite(sum_sq) and math.isfinite(f)):
+        return np.nan
+    return f
+
+
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
+def _stack_kernel(phi, dphi, rng, ops, pars, depth, width, batch, q0, c0, q, c, logF, bad):
+    """``depth`` blocks of the op program (ops[k], pars[k, :2]) for every net, in parallel."""
+    n_nets = rng.shape[0]
+    n_ops = ops.shape[0]
+    for n in prange(n_nets):
+        st = rng[n]
+        X = np.empty((width, batch))
+        V = np.empty((width, batch))
+        W = np.empty((width, width))
+        _init_batch(st, X, V, q0, c0)
+        f = _stats(X, V, q[n], c[n], 0)
+        logF[n, 0] = math.log(f / (width * batch))
+        V *= math.sqrt(width * batch / f)
+        for l in range(depth):
+            ok = True
+            for k in range(n_ops):
+                op = ops[k]
+                if op == OP_DENSE:
+                    _dense(st, W, X, V, pars[k, 0], pars[k, 1])
+                elif op == OP_BN:
+                    ok = _standardize_rows(X, V, pars[k, 0], pars[k, 1])
+                elif op == OP_LN:
+                    Xt = np.ascontiguousarray(X.T)
+                    Vt = np.ascontiguousarray(V.T)
+                    ok = _standardize_rows(Xt, Vt, pars[k, 0], pars[k, 1])
+                    X[:, :] = Xt.T
+                    V[:, :] = Vt.T
+                else:
+                    _activation(phi, dphi, X, V)
+                if not ok:
+                    break
+            f = _stats(X, V, q[n], c[n], l + 1) if ok else np.nan
+            if not (ok and f > 0.0 and math.isfinite(f)):
+                for m in range(l + 1, depth + 1):
+                    bad[n, m] = True
+                break
+            logF[n, l + 1] = logF[n, l] + math.log(f / (width * batch))
+            V *= math.sqrt(width * batch / f)
+
+
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
+def _rnn_kernel(phi, dphi, rng, steps, width, batch, sigma_w, sigma_u, sigma_b, x2, x_corr,
+                q, c, logF, bad):
+    """T steps of h_t = φ(W h_{t−1} + U x_t + b) with W, U, b fixed per net; h_0 = 0."""
+    n_nets = rng.shape[0]
+    for n in prange(n_nets):
+        st = rng[n]
+        W = np.empty((width, width))
+        U = np.empty((width, width))
+        b = np.empty(width)
+        sw = sigma_w / math.sqrt(width)
+        su = sigma_u / math.sqrt(width)
+        for i in range(width):
+            for j in range(width):
+                W[i, j] = sw * normal(st)
+                U[i, j] = su * normal(st)
+            b[i] = sigma_b * normal(st)
+        H = np.zeros((width, batch))
+        A = np.empty((width, batch))
+        xs = np.empty((width, batch))
+        D = np.empty((width, batch))
+        for i in range(width):
+            for a in range(batch):
+                D[i, a] = normal(st)
+        ax = math.sqrt(x2 * x_corr)
+        ex = math.sqrt(x2 * (1.0 - x_corr))
+        for t in range(steps):
+            for i in range(width):
+                g = normal(st)
+                for a in range(batch):
+                    xs[i, a] = ax * g + ex * normal(st)
+            A[:, :] = W @ H + U @ xs
+            for i in range(width):
+                for a in range(batch):
+                    A[i, a] += b[i]
+            if t > 0:
+                D[:, :] = W @ D
+            f = _stats(A, D, q[n], c[n], t)
+            if not (f > 0.0 and math.isfinite(f)):
+                for m in range(t, steps):
+                    bad[n, m] = True
+                break
+            logF[n, t] = (logF[n, t - 1] if t > 0 else 0.0) + math.log(f / (width * batch))
+            scale = math.sqrt(width * batch / f)
+            for i in range(width):
+                for a in range(batch):
+                    x = A[i, a]
+                    D[i, a] = dphi(x) * D[i, a] * scale
+                    H[i, a] = phi(x)
+
+
+# ---------------------------------------------------------------- Python drivers
+
+
+def simulate_stack(block, *, depth, width, batch=64, n_nets=8, q0=1.0, c0=0.5,
+                   seed=0) -> ComposedTrace:
+    """Simulate ``depth`` repetitions of ``block`` (Dense/BatchNorm/LayerNorm/Activation).
+
+    Parameters
+    ----------
+    block : list of layers or a serial layer
+        e.g. ``[Activation("relu"), Dense(1.0), BatchNorm(1.0, 0.0)]``.
+    depth, width, batch, n_nets : int
+        Blocks, units N, batch size B (BatchNorm statistics, B ≥ 4 when BN is used; the
+        batch also gives the pairwise correlation estimate, B ≥ 2), independent nets.
+    q0, c0 : float
+        Input second moment and common pairwise correlation (0 ≤ c0 < 1).
+    seed : int
+        Same seed → identical results (independent of the thread count).
+    """
+    from ..compile import cpu_cfuncs, run_guarded
+    from .. import limits
+    act, ops, pars, depth, width, batch, n_nets, q0, c0, seed = stack_iv(
+        block, depth, width, batch, n_nets, q0, c0, seed)
+    limits.require_stack("simulate_stack", depth=depth, width=width, batch=batch, n_nets=n_nets)
+    phi, dphi = cpu_cfuncs(act)
+
+    def run():
+        rng = seed_states(int(seed), int(n_nets))
+        q = np.full((n_nets, depth + 1), np.nan)
+        c = np.full((n_nets, depth + 1), np.nan)
+        logF = np.full((n_nets, depth + 1), np.nan)
+        bad = np.zeros((n_nets, depth + 1), dtype=np.bool_)
+        _stack_kernel(phi, dphi, rng, ops, pars, int(depth), int(width), int(batch), float(q0),
+                      float(c0), q, c, logF, bad)
+        return q, c, logF, bad
+    return trace(*run_guarded(f"composed networks ({act.name})", run))
+
+
+def simulate_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, x2=1.0, x_corr=0.0,
+                 batch=2, n_nets=8, seed=0) -> ComposedTrace:
+    """Simulate a vanilla RNN for ``steps`` steps on the CPU; index t is the pre-activation a_{t+1}.
+
+    Compare with ``RNNMeanField(spec, sigma_w, sigma_u, sigma_b, x2, x_corr).propagate(steps)``
+    (or use :func:`vanishcalc.sim.check.check_rnn`).  The front door
+    :func:`vanishcalc.sim.api.simulate_rnn` chooses between this and the CUDA kernel.
+    """
+    from .. import limits
+    from ..compile import cpu_cfuncs, run_guarded
+    act, step, steps, width, batch, n_nets, seed = rnn_iv(
+        spec, sigma_w, sigma_u, sigma_b, steps, width, x2, x_corr, batch, n_nets, seed)
+    limits.require_rnn("simulate_rnn", steps=steps, width=width, batch=batch, n_nets=n_nets)
+    phi, dphi = cpu_cfuncs(act)
+
+    def run():
+        rng = seed_states(int(seed), int(n_nets))
+        q = np.full((n_nets, steps), np.nan)
+        c = np.full((n_nets, steps), np.nan)
+        logF = np.full((n_nets, steps), np.nan)
+        bad = np.zeros((n_nets, steps), dtype=np.bool_)
+        _rnn_kernel(phi, dphi, rng, int(steps), int(width), int(batch), step.sigma_w,
+                    step.sigma_u, step.sigma_b, step.x2, step.x_corr, q, c, logF, bad)
+        return q, c, logF, bad
+    return trace(*run_guarded(f"RNNs ({act.name})", run))
+
+
+def measure_rate(act, *, gamma, beta, batch, width, depth, n_nets, seed=0, norm="bn"):
+    """(rate, standard error) of the per-block squared-gradient growth of
+    [Activation(φ), Dense(1), BatchNorm(γ, β) or LayerNorm(γ, β)], layers ≥ 2 pooled."""
+    from ...maps.activation import Nonlinearity
+    from ...maps.dense import Dense
+    from ...maps.norm import BatchNorm, LayerNorm
+    norm_layer = BatchNorm(gamma, beta, batch) if norm == "bn" else LayerNorm(gamma, beta)
+    tr = simulate_stack([Nonlinearity(act), Dense(1.0), norm_layer], depth=depth, width=width,
+                        batch=batch, n_nets=n_nets, q0=gamma ** 2 + beta ** 2, c0=0.0, seed=seed)
+    return tr.mean_rate()
