@@ -131,7 +131,7 @@ def _kernel_only(vcuda, act, *, sigma_w, sigma_b, depth, width, n_nets, q0, c0, 
     blocks = min(n_nets, vcuda.MAX_NET_BLOCKS)
     best = math.inf
     for _ in range(repeat):
-        out = cuda.device_array((n_nets, depth + 1, vcuda.N_STATS), dtype=np.float64)
+        out = cuda.device_array((vcuda.N_STATS, n_nets, depth + 1), dtype=np.float64)
         d_x = cuda.to_device(np.ascontiguousarray(x0, dtype=k["npf"]))
         states = cuda.to_device(vcuda.rng_states(dev_ss, blocks * threads))
         start, stop = cuda.event(), cuda.event()
