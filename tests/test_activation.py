@@ -128,3 +128,11 @@ def test_activation_rejects_bad_spec(spec, error):
         activation(spec)
     assert isinstance(info.value, ValueError)
     assert str(info.value)
+
+
+def test_activation_repr_rounds_long_decimal_constants_and_says_so():
+    # issue 10.8: selu's λ and α carry 31 digits; the REPL shows 8 and points to .expr
+    r = repr(activation("selu"))
+    assert "1.0507009873554804934193349852946" not in r and "1.050701" in r
+    assert "in full in .expr" in r
+    assert repr(activation("tanh")) == "Activation('tanh': tanh(x))"

@@ -138,7 +138,10 @@ class Activation:
         return not self.kinks
 
     def __repr__(self):
-        return f"Activation({self.name!r}: {sympy.sstr(self.expr)})"
+        from .value import ROUNDED_NOTE, closed_form_text
+        text, rounded = closed_form_text(self.expr)     # selu's 31-digit λ, α → 8 digits
+        note = f"; {ROUNDED_NOTE}, in full in .expr" if rounded else ""
+        return f"Activation({self.name!r}: {text}{note})"
 
     def __eq__(self, other):
         return isinstance(other, Activation) and other.key == self.key

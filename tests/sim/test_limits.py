@@ -16,6 +16,7 @@ import pytest
 from vanishcalc import check, check_rnn, simulate
 from vanishcalc.errors import VanishcalcError
 from vanishcalc.maps import Activation, BatchNorm, Dense
+from vanishcalc import budget
 from vanishcalc.sim import limits
 from vanishcalc.sim.composed import simulate_rnn, simulate_stack
 from vanishcalc.sim.limits import SimulationTooLargeError
@@ -80,7 +81,7 @@ def test_long_run_warns_with_an_estimate(monkeypatch):
 
 
 def test_parse_bytes():
-    assert limits._parse_bytes("8G") == 8 * 2**30
-    assert limits._parse_bytes("512MiB") == 512 * 2**20
-    assert limits._parse_bytes("1000") == 1000
-    assert limits._parse_bytes("x") is None
+    assert budget._parse_bytes("8G") == 8 * 2**30
+    assert budget._parse_bytes("512MiB") == 512 * 2**20
+    assert budget._parse_bytes("1000") == 1000
+    assert budget._parse_bytes("x") is None

@@ -194,7 +194,7 @@ def test_bn_gradient_rate_refuses_sizes_that_cannot_fit(monkeypatch, capsys):
     The size is checked against the machine's memory first (here 8 GiB) and the error names
     a setting that fits."""
     from vanishcalc.cli import main
-    from vanishcalc.solve import budget
+    from vanishcalc import budget
     monkeypatch.setattr(budget, "available_memory", lambda: 8 << 30)
     with pytest.raises(budget.MemoryBudgetError, match="depth to at most"):
         bn_gradient_rate("tanh", batch=64, depth=10 ** 9)

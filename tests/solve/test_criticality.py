@@ -228,7 +228,7 @@ def test_phase_diagram_reports_the_stable_fixed_point():
 def test_phase_diagram_memory_is_checked_before_allocating(monkeypatch):
     """Issue 11.1: n_hermite = 10**7 needed ~28 GiB.  With 8 GiB available the call raises at
     once, naming the limit and an n_hermite that fits."""
-    from vanishcalc.solve import budget
+    from vanishcalc import budget
     monkeypatch.setattr(budget, "available_memory", lambda: 8 << 30)
     with pytest.raises(budget.MemoryBudgetError, match="n_hermite to at most"):
         phase_diagram("tanh", [1.5], [0.1], n_hermite=10 ** 7)

@@ -13,9 +13,8 @@ fresh process, ``benchmarks/simulate.py``), rounded up; see ``notes/simulation.m
 
 Limits:
 
-* host memory: :data:`MEMORY_FRACTION` of what the OS reports available (``MemAvailable`` of
-  ``/proc/meminfo``, bounded by a cgroup v2 ``memory.max``), or the environment variable
-  ``VANISHCALC_MAX_MEMORY`` (bytes; suffixes K, M, G, T accepted) when set;
+* host memory: :func:`vanishcalc.budget.memory_budget` (shared with the solvers):
+  ``MEMORY_FRACTION`` of what the OS reports available, or ``VANISHCALC_MAX_MEMORY``;
 * GPU memory: the free memory of the current CUDA device when it can be queried, else
   :data:`GPU_MEMORY_CAP` (16 GiB, a documented default for when no device answers).
 """
@@ -25,10 +24,9 @@ import math
 import os
 import warnings
 
-from ..errors import VanishcalcError, VanishcalcWarning
+from ..budget import MEMORY_FRACTION, MemoryBudgetError, budget_source, memory_budget
+from ..errors import VanishcalcWarning
 
-#: Share of the available host memory a simulation may plan to use.
-MEMORY_FRACTION = 0.8
 #: GPU memory assumed when the device cannot be asked (the CUDA simulator, a failed query).
 GPU_MEMORY_CAP = 16 * 2**30
 #: Estimated runs longer than this many seconds warn.
@@ -49,59 +47,8 @@ NORMALS_PER_S = 1.5e8                      # weight draws of explicit-weight ker
 FLOPS_PER_S = 2.0e9                        # matmul flops of explicit-weight kernels
 
 
-class SimulationTooLargeError(VanishcalcError):
+class SimulationTooLargeError(MemoryBudgetError):
     """A simulation would need more memory than this machine has; the message says what fits."""
-
-
-def _parse_bytes(text: str) -> int | None:
-    t = text.strip().upper().rstrip("B").rstrip("I")
-    mult = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-    try:
-        if t and t[-1] in mult:
-            return int(float(t[:-1]) * mult[t[-1]])
-        return int(float(t))
-    except ValueError:
-        return None
-
-
-def _meminfo_available() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _cgroup_available() -> int | None:
-    try:
-        with open("/sys/fs/cgroup/memory.max") as f:
-            limit = f.read().strip()
-        if limit == "max":
-            return None
-        with open("/sys/fs/cgroup/memory.current") as f:
-            used = int(f.read().strip())
-        return max(0, int(limit) - used)
-    except (OSError, ValueError):
-        return None
-
-
-def memory_budget() -> int | None:
-    """Bytes a simulation may plan to allocate on the host (None: unknown, no check)."""
-    env = os.environ.get("VANISHCALC_MAX_MEMORY")
-    if env:
-        value = _parse_bytes(env)
-        if value is None or value <= 0:
-            raise VanishcalcError(f"VANISHCALC_MAX_MEMORY = {env!r} is not a size in bytes "
-                                  "(e.g. 8G or 8589934592)")
-        return value
-    avail = [v for v in (_meminfo_available(), _cgroup_available()) if v is not None]
-    return int(MEMORY_FRACTION * min(avail)) if avail else None
 
 
 def gib(n: float) -> str:
@@ -117,8 +64,7 @@ def require_memory(where: str, need: float, what: str, fits) -> None:
     budget = memory_budget()
     if budget is None or need <= budget:
         return
-    src = ("VANISHCALC_MAX_MEMORY" if os.environ.get("VANISHCALC_MAX_MEMORY") else
-           f"{MEMORY_FRACTION:.0%} of the memory this machine has available")
+    src = budget_source()
     raise SimulationTooLargeError(
         f"{where}: this run needs about {gib(need)} ({what}), more than the limit of "
         f"{gib(budget)} ({src}); {fits(budget)}")

@@ -45,7 +45,7 @@ from ..maps.norm import batch_iv
 from ..parse import X
 from ..validate import integer, real
 from ..value import Value
-from .budget import memory_limit, require_memory
+from ..budget import memory_limit, require_memory
 
 GAMMA_RANGE = (1e-2, 1e2)      # γ scanned by the solver (log grid), then refined by Brent
 BETA_RANGE = (-6.0, 6.0)       # β scanned by optimize="beta"

@@ -45,7 +45,7 @@ from ..maps.activation import (derivative_of, second_moment, second_moment_slope
                                second_moment_with_error)
 from ..validate import integer, real
 from ..value import Value
-from .budget import memory_limit, require_memory
+from ..budget import memory_limit, require_memory
 
 __all__ = ["critical_sigma_w", "critical_line", "phase_diagram", "CriticalPoint", "CriticalLine",
            "PhaseDiagram", "UnstableCriticalPointError"]
@@ -512,7 +512,7 @@ def phase_diagram(spec, sigma_w_grid, sigma_b_grid, *, n_hermite=60, max_iter=10
     Only stable fixed points are reported: a point whose q-map slope at the converged q
     exceeds 1 gets status 4 (NaN fields).  The grid is processed in chunks of
     ``PHASE_CHUNK`` points (memory stays bounded for any grid size); arguments that cannot
-    fit in this machine's memory raise :class:`~vanishcalc.solve.budget.MemoryBudgetError`
+    fit in this machine's memory raise :class:`~vanishcalc.budget.MemoryBudgetError`
     before anything is allocated, and a run projected past a minute warns after its first
     chunk with the expected duration.
     """
