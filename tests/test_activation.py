@@ -136,3 +136,26 @@ def test_activation_repr_rounds_long_decimal_constants_and_says_so():
     assert "1.0507009873554804934193349852946" not in r and "1.050701" in r
     assert "in full in .expr" in r
     assert repr(activation("tanh")) == "Activation('tanh': tanh(x))"
+
+
+def test_numpy_repairs_overflowing_terms_of_a_finite_value_vs_mpmath():
+    # silu'(x) as SymPy writes it has x·e^{-x}/(1 + e^{-x})²: inf/inf = NaN in doubles at
+    # x = -1810, though the value is ~1e-783.  At q ≈ 1.3e4 the mean field reaches such x and
+    # raised NonFiniteError ("an overflow: lower σw") for a finite χ1.
+    d = activation("silu").derivative(1)
+    xs = np.array([-1810.0, -40.0, 0.0, 3.0])
+    with mpmath.workdps(30):
+        s = lambda x: 1 / (1 + mpmath.exp(-x))                      # noqa: E731
+        ref = [float(s(x) * (1 + x * (1 - s(x)))) for x in map(mpmath.mpf, xs)]
+    np.testing.assert_allclose(d.numpy(xs), ref, rtol=1e-14, atol=0)
+    from vanishcalc import MeanField
+    mf = MeanField("silu", 1.0, 80.0)
+    q = float(mf.q_star())
+    with mpmath.workdps(30):
+        sq = mpmath.sqrt(q)
+        s = lambda x: 1 / (1 + mpmath.exp(-x))                      # noqa: E731
+        f = lambda z: (s(sq * z) * (1 + sq * z * (1 - s(sq * z)))) ** 2 * mpmath.npdf(z)  # noqa: E731
+        chi1 = mpmath.quad(f, [-mpmath.inf, -10 / sq, 0, 10 / sq, mpmath.inf])
+    chi = mf.chi1()
+    assert abs(float(chi) - float(chi1)) <= chi.error + 1e-15
+    assert abs(float(chi) - float(chi1)) < 1e-12

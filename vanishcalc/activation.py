@@ -332,13 +332,55 @@ def _piece_at(act, lo, hi):
 # ---------------------------------------------------------------- numeric callables
 
 
+#: At most this many non-finite points per call are re-evaluated in mpmath (see _lambdify).
+MP_REPAIR_POINTS = 512
+
+
 def _lambdify(expr):
+    """Vectorized numpy callable of ``expr``, with overflow in intermediate terms repaired.
+
+    Doubles overflow in terms whose quotient is finite: silu'(x) = σ(x)(1 + x(1 − σ(x))) as
+    SymPy writes it holds x·e^{−x}/(1 + e^{−x})², which is inf/inf = NaN at x = −1810 (a q of
+    ~1e4 reaches it) although the value is 1.6e-783 → 0.  Points where the double result is
+    not finite at a finite x are evaluated again in mpmath (no exponent range limit); at most
+    MP_REPAIR_POINTS per call, so an integrand that truly diverges over a whole tail stays
+    inf/NaN (and is reported as such by the caller) without a slow loop."""
     import scipy.special as sc
     f = sympy.lambdify(X, expr, modules=[{"erf": sc.erf, "erfc": sc.erfc}, "numpy"])
     if not expr.has(X):
         const = float(expr)
         return lambda x: np.full(np.shape(x), const, dtype=float)
-    return f
+    mp_f = []
+
+    def evaluate(x):
+        with np.errstate(all="ignore"):
+            y = f(x)
+        y = np.asarray(y)
+        if y.dtype.kind != "f" or np.iscomplexobj(x):
+            return y                 # complex arguments (Cauchy-integral series): as computed
+        bad = ~np.isfinite(y)
+        if not bad.any():
+            return y
+        xs = np.broadcast_to(np.asarray(x, dtype=float), y.shape)
+        idx = np.flatnonzero(bad & np.isfinite(xs))
+        if idx.size == 0 or idx.size > MP_REPAIR_POINTS:
+            return y
+        if not mp_f:
+            import mpmath
+            mp_f.append(sympy.lambdify(X, expr, modules="mpmath"))
+            mp_f.append(mpmath)
+        g, mpmath = mp_f
+        y = np.array(y, dtype=float)
+        with mpmath.workdps(30):
+            for i in idx:
+                try:
+                    v = g(mpmath.mpf(float(xs.flat[i])))
+                    y.flat[i] = float(v) if mpmath.im(v) == 0 else math.nan
+                except (ValueError, ZeroDivisionError, OverflowError, TypeError):
+                    pass                                   # stays non-finite
+        return y
+
+    return evaluate
 
 
 # ---------------------------------------------------------------- domain checks
