@@ -75,16 +75,19 @@ def _numba_subdir(cache_root: Path, source_dir: Path) -> Path:
 def test_corrupted_numba_cache_is_discarded_and_recompiled(tmp_path):
     cache = tmp_path / "numba"
     env = {"NUMBA_CACHE_DIR": str(cache), "VANISHCALC_CACHE_DIR": str(tmp_path / "vc")}
-    sim_dir = _numba_subdir(cache, ROOT / "vanishcalc" / "sim")
+    # the CPU dense kernel lives in vanishcalc/sim/cpu/dense.py (numba names its cache files
+    # after the module file: dense._dense_kernel-<line>.py3x.nbi)
+    cpu_src = ROOT / "vanishcalc" / "sim" / "cpu"
+    sim_dir = _numba_subdir(cache, cpu_src)
     sim_dir.mkdir(parents=True)
     # start from this checkout's in-tree kernel cache when there is one (saves a cold compile)
-    for f in (ROOT / "vanishcalc" / "sim" / "__pycache__").glob("cpu.*.nb*"):
+    for f in (cpu_src / "__pycache__").glob("*.nb*"):
         shutil.copy(f, sim_dir / f.name)
     first = _python(SIM + "; print(s.q.tolist())", env)
     assert first.returncode == 0, first.stderr
     acts = next(cache.glob("activations_*"))
     rng = __import__("random").Random(1)
-    (next(sim_dir.glob("cpu._dense_kernel-*.nbi"))).write_bytes(
+    (next(sim_dir.glob("dense._dense_kernel-*.nbi"))).write_bytes(
         bytes(rng.randrange(256) for _ in range(300)))                 # random bytes in a .nbi
     nbc = next(acts.glob("*.phi-*.nbc"))
     nbc.write_bytes(nbc.read_bytes()[:100])                            # a truncated .nbc
