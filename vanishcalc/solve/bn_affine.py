@@ -108,6 +108,7 @@ class _Moments:
     error: float     # summed quadrature error estimate (absolute, on the largest term)
 
 
+@functools.lru_cache(maxsize=4096)
 def _moments_fast(act: Activation, g: float, b: float) -> _Moments:
     """The four moments by adaptive Gauss–Kronrod in z, split at the kinks (k − β)/γ.
 
@@ -470,20 +471,25 @@ def _rate(act, g, b):
 def _solve_gamma(act: Activation, target: float, beta: float) -> float:
     """The smallest γ on GAMMA_RANGE with λ(γ, β) = target (log-grid bracket, then Brent)."""
     gs = np.logspace(math.log10(GAMMA_RANGE[0]), math.log10(GAMMA_RANGE[1]), 61)
-    rs = []
-    for gv in gs:
+
+    def rate_at(gv):
         try:
-            rs.append(_rate(act, float(gv), beta))
+            return _rate(act, float(gv), beta)
         except (VanishcalcError, ArithmeticError):
-            rs.append(math.nan)
-    rs = np.asarray(rs)
-    r = rs - target
+            return math.nan
+    # Walk the grid upwards and stop at the first crossing (the smallest γ is wanted): the
+    # zoo's crossings sit near γ ~ 0.2-1.6, a third of the way up, so most of the grid is
+    # never evaluated.  The whole grid is needed only to describe a miss.
+    rs = [rate_at(gs[0])]
     for i in range(len(gs) - 1):
-        if np.isfinite(r[i]) and r[i] == 0:
+        rs.append(rate_at(gs[i + 1]))
+        ri, rn = rs[i] - target, rs[i + 1] - target
+        if np.isfinite(ri) and ri == 0:
             return float(gs[i])
-        if np.isfinite(r[i]) and np.isfinite(r[i + 1]) and (r[i] > 0) != (r[i + 1] > 0):
+        if np.isfinite(ri) and np.isfinite(rn) and (ri > 0) != (rn > 0):
             return brentq(lambda gv: _rate(act, gv, beta) - target, gs[i], gs[i + 1],
                           xtol=1e-14, rtol=1e-12)
+    rs = np.asarray(rs)
     fin = rs[np.isfinite(rs)]
     lo, hi = (float(fin.min()), float(fin.max())) if fin.size else (math.nan, math.nan)
     if fin.size and hi - lo <= 1e-9 * abs(hi):
