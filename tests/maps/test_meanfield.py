@@ -111,6 +111,22 @@ def test_chi_c_chaotic_vs_mehler_mpmath():
     assert float(cmap) == pytest.approx(c, abs=1e-13)
 
 
+@pytest.mark.parametrize("c0", [0.5, -0.5])
+def test_chaotic_c_star_mehler_bracket_contains_mpmath_fixed_point(c0):
+    # c0 = 0.5 lies above c* ≈ 0.122 (c decreases to it), c0 = −0.5 below (c increases)
+    sw, sb = 2.5, 0.3
+    mf = MeanField("tanh", sw, sb)
+    q = float(mf.q_star())
+    c = mf.c_star(c0)
+    assert c.method == "meanfield:c*-mehler-bracket"    # series, then two 2-D c-map checks
+    a = mpb.hermite_coefficients(mpmath.tanh, q, 40, (), 30)
+    with mpmath.workdps(30):
+        # 0.13^41 < 1e-36: the truncated Mehler sum is the c-map to 30 digits here
+        ref = mpmath.findroot(lambda x: (sw ** 2 * mpmath.fsum(a[n] ** 2 * x ** n for n in range(41))
+                                         + sb ** 2) / q - x, mpmath.mpf("0.12"))
+    assert abs(float(c) - float(ref)) <= c.error <= 1e-10
+
+
 def test_propagate_relu_closed_form_trajectory():
     sw2, sb2, q0, c0, L = 1.7, 0.05, 1.3, 0.2, 6
     p = MeanField("relu", math.sqrt(sw2), math.sqrt(sb2)).propagate(L, q0=q0, c0=c0)
