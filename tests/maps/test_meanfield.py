@@ -127,6 +127,22 @@ def test_chaotic_c_star_mehler_bracket_contains_mpmath_fixed_point(c0):
     assert abs(float(c) - float(ref)) <= c.error <= 1e-10
 
 
+def test_chaotic_c_star_mehler_bracket_kinked_elu_vs_mpmath():
+    # elu (kink at 0: Hermite coefficients decay slowly) at σw = 1.3: c* ≈ 0.72, where
+    # 0.72^121 < 1e-17 makes the 120-term reference sum exact to far below the bracket
+    sw, sb = 1.3, 0.1
+    mf = MeanField("elu", sw, sb)
+    q = float(mf.q_star())
+    c = mf.c_star()
+    assert c.method == "meanfield:c*-mehler-bracket"
+    elu = lambda x: x if x > 0 else mpmath.expm1(x)     # noqa: E731
+    a = mpb.hermite_coefficients(elu, q, 120, (0,), 30)
+    with mpmath.workdps(30):
+        ref = mpmath.findroot(lambda x: (sw ** 2 * mpmath.fsum(a[n] ** 2 * x ** n for n in range(121))
+                                         + sb ** 2) / q - x, mpmath.mpf(float(c)))
+    assert abs(float(c) - float(ref)) <= c.error <= 1e-10
+
+
 def test_propagate_relu_closed_form_trajectory():
     sw2, sb2, q0, c0, L = 1.7, 0.05, 1.3, 0.2, 6
     p = MeanField("relu", math.sqrt(sw2), math.sqrt(sb2)).propagate(L, q0=q0, c0=c0)

@@ -261,9 +261,9 @@ class MeanField:
         ~1e-14; two evaluations of the certified 2-D c-map ``r`` at c ± δ, of opposite
         signs, then bracket the true c* (δ covers the series' truncation, bounded by the
         Hermite mass it misses, E[φ²] − Σ a_n² with E[φ²] = (q* − σb²)/σw² at the fixed
-        point).  Returns None (the caller bisects as before) for blocks, kinked φ, or when
+        point).  Returns None (the caller bisects as before) for blocks, or when
         the two signs do not come out opposite: the check decides, never the series."""
-        if self.sigma_w is None or self.phi is None or self.phi.kinks:
+        if self.sigma_w is None or self.phi is None:
             return None
         from ..gaussian.bivariate import _z_max
         from ..solve.criticality import mehler_coeffs
