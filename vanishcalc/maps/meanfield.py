@@ -210,6 +210,13 @@ class MeanField:
 
         def r(c):
             return self.block.moment_map(MomentState(q, q, c)).c - c
+        chaotic_plain = (self.sigma_w is not None and self.phi is not None
+                         and float(self.chi1()) > 1.0 + CRITICAL_TOL)
+        if chaotic_plain:
+            # the series tells the direction from c0: r(c0) need not be integrated
+            bracketed = self._mehler_bracket(q, c0, None, r)
+            if bracketed is not None:
+                return bracketed
         r0 = r(c0)
         if abs(r0) <= 1e-15:
             return Value(c0, error=1e-15, error_kind="estimate", method="meanfield:c*")
@@ -222,7 +229,7 @@ class MeanField:
             chi1 = float(self.chi1())
             if chi1 <= 1.0 + CRITICAL_TOL:
                 return Value(1.0, exact=1, error=0.0, method="meanfield:c*-ordered")
-            bracketed = self._mehler_bracket(q, c0, r0, r)
+            bracketed = None if chaotic_plain else self._mehler_bracket(q, c0, r0, r)
             if bracketed is not None:
                 return bracketed
             hi = 1.0 - min(1e-3, 0.5 * (1 - c0))
@@ -234,7 +241,7 @@ class MeanField:
         else:
             # c decreases; scan down for the first point where r ≥ 0 (c = −1 itself is a
             # fixed point of odd φ at σb = 0, but not the one the iteration reaches).
-            bracketed = self._mehler_bracket(q, c0, r0, r)
+            bracketed = None if chaotic_plain else self._mehler_bracket(q, c0, r0, r)
             if bracketed is not None:
                 return bracketed
             hi, lo = c0, None
@@ -254,6 +261,7 @@ class MeanField:
                      method="meanfield:c*")
 
     def _mehler_bracket(self, q, c0, r0, r):
+        # r0: r(c0) when already integrated, else None
         """c* of a chaotic plain net from its Mehler series, certified by the exact c-map.
 
         The series C(c) = (σw² Σ a_n² cⁿ + σb²)/(σw² Σ a_n² + σb²) (Hermite coefficients of
@@ -285,6 +293,10 @@ class MeanField:
             return np.polynomial.polynomial.polyval(c, coeffs) / norm - c
         # The stable fixed point the iteration reaches from c0: the first sign change of
         # r = C(c) − c above c0 (r(c0) > 0) or below it (r(c0) < 0); r > 0 below it, < 0 above.
+        if r0 is None:               # direction from the series; too close to c0 to tell: bisect
+            r0 = float(series(c0))
+            if abs(r0) < 1e-9:
+                return None
         up = r0 > 0
         cs = np.linspace(c0, 1.0 - 1e-6 if up else -1.0 + 1e-6, 2001)
         vals = series(cs)
