@@ -143,6 +143,16 @@ def test_chaotic_c_star_mehler_bracket_kinked_elu_vs_mpmath():
     assert abs(float(c) - float(ref)) <= c.error <= 1e-10
 
 
+def test_chaotic_c_star_near_one_is_refined_inside_a_wide_bracket():
+    # c* = 0.92: the 60-term series converges slowly there, the checked bracket is ~6e-7 wide
+    # and a secant root inside it was 8e-11 off (± 5.6e-10, χc 1e-10 off): Brent inside the
+    # bracket must finish it to the c-map's own precision over the slope 1 − χc ≈ 0.06.
+    mf = MeanField("tanh(x) + 0.1*x", 1.8, 1.0)
+    c = mf.c_star()
+    assert c.method == "meanfield:c*-mehler-bracket"
+    assert c.error <= 1e-12
+
+
 def test_propagate_relu_closed_form_trajectory():
     sw2, sb2, q0, c0, L = 1.7, 0.05, 1.3, 0.2, 6
     p = MeanField("relu", math.sqrt(sw2), math.sqrt(sb2)).propagate(L, q0=q0, c0=c0)

@@ -325,7 +325,14 @@ class MeanField:
         secant = (r_lo - r_hi) / (hi - lo)
         curv = abs(np.polynomial.polynomial.polyval(
             root, np.polynomial.polynomial.polyder(coeffs, 2)) / norm)
-        err = (2e-14 + (hi - lo) ** 2 * (curv + 1.0) / 2) / secant
+        chord = (hi - lo) ** 2 * (curv + 1.0) / 2
+        err = (2e-14 + chord) / secant
+        if chord > 2e-14:
+            # A wide bracket (c* near 1, where the series converges slowly: tanh(x) + 0.1x at
+            # σw = 1.8, σb = 1 has c* = 0.92, δ = 3e-7) leaves the secant root ~1e-10 off, and
+            # χc at it would be 1e-10 off: finish with Brent on the exact c-map inside.
+            root = brentq(r, lo, hi, xtol=1e-15, rtol=8.9e-16, maxiter=200)
+            err = (abs(r(root)) + 2e-14) / secant     # residual and c-map error over the slope
         return Value(root, error=min(max(err, 1e-15), max(root - lo, hi - root)),
                      error_kind="estimate", method="meanfield:c*-mehler-bracket")
 
