@@ -111,6 +111,48 @@ def test_chi_c_chaotic_vs_mehler_mpmath():
     assert float(cmap) == pytest.approx(c, abs=1e-13)
 
 
+@pytest.mark.parametrize("c0", [0.5, -0.5])
+def test_chaotic_c_star_mehler_bracket_contains_mpmath_fixed_point(c0):
+    # c0 = 0.5 lies above c* ≈ 0.122 (c decreases to it), c0 = −0.5 below (c increases)
+    sw, sb = 2.5, 0.3
+    mf = MeanField("tanh", sw, sb)
+    q = float(mf.q_star())
+    c = mf.c_star(c0)
+    assert c.method == "meanfield:c*-mehler-bracket"    # series, then two 2-D c-map checks
+    a = mpb.hermite_coefficients(mpmath.tanh, q, 40, (), 30)
+    with mpmath.workdps(30):
+        # 0.13^41 < 1e-36: the truncated Mehler sum is the c-map to 30 digits here
+        ref = mpmath.findroot(lambda x: (sw ** 2 * mpmath.fsum(a[n] ** 2 * x ** n for n in range(41))
+                                         + sb ** 2) / q - x, mpmath.mpf("0.12"))
+    assert abs(float(c) - float(ref)) <= c.error <= 1e-10
+
+
+def test_chaotic_c_star_mehler_bracket_kinked_elu_vs_mpmath():
+    # elu (kink at 0: Hermite coefficients decay slowly) at σw = 1.3: c* ≈ 0.72, where
+    # 0.72^121 < 1e-17 makes the 120-term reference sum exact to far below the bracket
+    sw, sb = 1.3, 0.1
+    mf = MeanField("elu", sw, sb)
+    q = float(mf.q_star())
+    c = mf.c_star()
+    assert c.method == "meanfield:c*-mehler-bracket"
+    elu = lambda x: x if x > 0 else mpmath.expm1(x)     # noqa: E731
+    a = mpb.hermite_coefficients(elu, q, 120, (0,), 30)
+    with mpmath.workdps(30):
+        ref = mpmath.findroot(lambda x: (sw ** 2 * mpmath.fsum(a[n] ** 2 * x ** n for n in range(121))
+                                         + sb ** 2) / q - x, mpmath.mpf(float(c)))
+    assert abs(float(c) - float(ref)) <= c.error <= 1e-10
+
+
+def test_chaotic_c_star_near_one_is_refined_inside_a_wide_bracket():
+    # c* = 0.92: the 60-term series converges slowly there, the checked bracket is ~6e-7 wide
+    # and a secant root inside it was 8e-11 off (± 5.6e-10, χc 1e-10 off): Brent inside the
+    # bracket must finish it to the c-map's own precision over the slope 1 − χc ≈ 0.06.
+    mf = MeanField("tanh(x) + 0.1*x", 1.8, 1.0)
+    c = mf.c_star()
+    assert c.method == "meanfield:c*-mehler-bracket"
+    assert c.error <= 1e-12
+
+
 def test_propagate_relu_closed_form_trajectory():
     sw2, sb2, q0, c0, L = 1.7, 0.05, 1.3, 0.2, 6
     p = MeanField("relu", math.sqrt(sw2), math.sqrt(sb2)).propagate(L, q0=q0, c0=c0)

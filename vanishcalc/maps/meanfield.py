@@ -39,6 +39,7 @@ from .state import MomentState
 Q_MAX = 1e12      # a second moment above Q_MAX·max(1, q0) is reported as divergence
 Q_MIN = 1e-14     # relative to q0: below it q has collapsed to the fixed point 0
 CRITICAL_TOL = 1e-9
+MEHLER_TERMS = 60  # Hermite terms of the series that predicts the chaotic c* (then checked)
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,13 @@ class MeanField:
 
         def r(c):
             return self.block.moment_map(MomentState(q, q, c)).c - c
+        chaotic_plain = (self.sigma_w is not None and self.phi is not None
+                         and float(self.chi1()) > 1.0 + CRITICAL_TOL)
+        if chaotic_plain:
+            # the series tells the direction from c0: r(c0) need not be integrated
+            bracketed = self._mehler_bracket(q, c0, None, r)
+            if bracketed is not None:
+                return bracketed
         r0 = r(c0)
         if abs(r0) <= 1e-15:
             return Value(c0, error=1e-15, error_kind="estimate", method="meanfield:c*")
@@ -221,6 +229,9 @@ class MeanField:
             chi1 = float(self.chi1())
             if chi1 <= 1.0 + CRITICAL_TOL:
                 return Value(1.0, exact=1, error=0.0, method="meanfield:c*-ordered")
+            bracketed = None if chaotic_plain else self._mehler_bracket(q, c0, r0, r)
+            if bracketed is not None:
+                return bracketed
             hi = 1.0 - min(1e-3, 0.5 * (1 - c0))
             while r(hi) > 0:
                 hi = 1.0 - (1.0 - hi) / 10
@@ -230,6 +241,9 @@ class MeanField:
         else:
             # c decreases; scan down for the first point where r ≥ 0 (c = −1 itself is a
             # fixed point of odd φ at σb = 0, but not the one the iteration reaches).
+            bracketed = None if chaotic_plain else self._mehler_bracket(q, c0, r0, r)
+            if bracketed is not None:
+                return bracketed
             hi, lo = c0, None
             for cand in np.linspace(c0, -1.0, 12)[1:-1]:
                 if r(cand) >= 0:
@@ -245,6 +259,82 @@ class MeanField:
         root = brentq(r, lo, hi, xtol=1e-15, rtol=8.9e-16, maxiter=200)
         return Value(root, error=max(abs(r(root)), 1e-15), error_kind="estimate",
                      method="meanfield:c*")
+
+    def _mehler_bracket(self, q, c0, r0, r):
+        # r0: r(c0) when already integrated, else None
+        """c* of a chaotic plain net from its Mehler series, certified by the exact c-map.
+
+        The series C(c) = (σw² Σ a_n² cⁿ + σb²)/(σw² Σ a_n² + σb²) (Hermite coefficients of
+        φ(√q z), one vectorized 1-D quadrature) locates the first fixed point above c0 to
+        ~1e-14; two evaluations of the certified 2-D c-map ``r`` at c ± δ, of opposite
+        signs, then bracket the true c* (δ covers the series' truncation, bounded by the
+        Hermite mass it misses, E[φ²] − Σ a_n² with E[φ²] = (q* − σb²)/σw² at the fixed
+        point).  Returns None (the caller bisects as before) for blocks, or when
+        the two signs do not come out opposite: the check decides, never the series."""
+        if self.sigma_w is None or self.phi is None:
+            return None
+        from ..gaussian.bivariate import _z_max
+        from ..solve.criticality import mehler_coeffs
+        sw2, sb2 = self.sigma_w ** 2, self.sigma_b ** 2
+        try:
+            with np.errstate(all="ignore"):
+                a2 = mehler_coeffs(self.phi, np.array([q]), _z_max(self.phi, q), MEHLER_TERMS)[0]
+        except (VanishcalcError, ArithmeticError, ValueError):
+            return None
+        if not np.all(np.isfinite(a2)):
+            return None
+        coeffs = sw2 * a2
+        coeffs[0] += sb2
+        # Normalized by q' = σw² E[φ²] + σb² = q* (the fixed point), not by the truncated
+        # sum: the slowly decaying Hermite tail of tanh at q* = 4 misses 1e-5 of E[φ²].
+        norm = q
+
+        def series(c):
+            return np.polynomial.polynomial.polyval(c, coeffs) / norm - c
+        # The stable fixed point the iteration reaches from c0: the first sign change of
+        # r = C(c) − c above c0 (r(c0) > 0) or below it (r(c0) < 0); r > 0 below it, < 0 above.
+        if r0 is None:               # direction from the series; too close to c0 to tell: bisect
+            r0 = float(series(c0))
+            if abs(r0) < 1e-9:
+                return None
+        up = r0 > 0
+        cs = np.linspace(c0, 1.0 - 1e-6 if up else -1.0 + 1e-6, 2001)
+        vals = series(cs)
+        cross = (np.nonzero((vals[:-1] > 0) & (vals[1:] <= 0))[0] if up else
+                 np.nonzero((vals[:-1] < 0) & (vals[1:] >= 0))[0])
+        if (vals[0] > 0) != up or not cross.size:
+            return None
+        i = int(cross[0])
+        c_hat = brentq(series, min(cs[i], cs[i + 1]), max(cs[i], cs[i + 1]), xtol=1e-16,
+                       rtol=8.9e-16)
+        slope = abs(np.polynomial.polynomial.polyval(
+            c_hat, np.polynomial.polynomial.polyder(coeffs)) / norm - 1.0)
+        missed = max((q - sb2) / sw2 - a2.sum(), 0.0) * sw2 / norm * abs(c_hat) ** (MEHLER_TERMS + 1)
+        delta = max(1e-11, 4.0 * (missed + 1e-14) / max(slope, 1e-3))
+        lo, hi = c_hat - delta, c_hat + delta
+        if not (c0 < lo < hi < 1.0 if up else -1.0 < lo < hi < c0):
+            return None
+        r_lo, r_hi = r(lo), r(hi)
+        if not (r_lo > 1e-13 and r_hi < -1e-13):
+            return None
+        root = lo + r_lo * (hi - lo) / (r_lo - r_hi)    # one secant step inside the bracket
+        # The bracket holds c*; the secant root inside it is far closer: off by the chord's
+        # curvature error (hi − lo)²·|r''|/8 over the slope, plus the c-map's own error
+        # (≤ 1e-14: 2-D quadrature at rtol 1e-14 of a quantity ≤ 1) over the slope.  The
+        # same error-over-slope estimate the bisection path gives (|r(root)| there).
+        secant = (r_lo - r_hi) / (hi - lo)
+        curv = abs(np.polynomial.polynomial.polyval(
+            root, np.polynomial.polynomial.polyder(coeffs, 2)) / norm)
+        chord = (hi - lo) ** 2 * (curv + 1.0) / 2
+        err = (2e-14 + chord) / secant
+        if chord > 2e-14:
+            # A wide bracket (c* near 1, where the series converges slowly: tanh(x) + 0.1x at
+            # σw = 1.8, σb = 1 has c* = 0.92, δ = 3e-7) leaves the secant root ~1e-10 off, and
+            # χc at it would be 1e-10 off: finish with Brent on the exact c-map inside.
+            root = brentq(r, lo, hi, xtol=1e-15, rtol=8.9e-16, maxiter=200)
+            err = (abs(r(root)) + 2e-14) / secant     # residual and c-map error over the slope
+        return Value(root, error=min(max(err, 1e-15), max(root - lo, hi - root)),
+                     error_kind="estimate", method="meanfield:c*-mehler-bracket")
 
     # ---------------------------------------------------------------- slopes and depth scales
 

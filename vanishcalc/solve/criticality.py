@@ -622,23 +622,7 @@ def _xi(slope):
 
 def _chaotic_c(act, q, sw2, sb2, e2, zmax, nh, chunk=512):
     """c* and χc from the Mehler expansion at q*: C(c) = (σw² Σ a_n² cⁿ + σb²)/q*."""
-    a2 = np.empty((q.size, nh + 1))
-    if not act.kinks:
-        z, wk, _ = (a[0] for a in _batch_nodes(act, np.ones(1), zmax))
-        H = np.empty((z.size, nh + 1))
-        H[:, 0], H[:, 1] = 1.0, z
-        for k in range(1, nh):
-            H[:, k + 1] = (z * H[:, k] - math.sqrt(k) * H[:, k - 1]) / math.sqrt(k + 1)
-        a2[:] = (act.numpy(np.sqrt(q)[:, None] * z) @ (wk[:, None] * H)) ** 2
-    for s in range(0, q.size if act.kinks else 0, chunk):
-        qq = q[s:s + chunk]
-        z, wk, _ = _batch_nodes(act, qq, zmax)
-        f = act.numpy(np.sqrt(qq)[:, None] * z) * wk
-        h_prev, h = np.ones_like(z), z.copy()
-        a2[s:s + chunk, 0] = f.sum(1) ** 2
-        for k in range(1, nh + 1):
-            a2[s:s + chunk, k] = (f * h).sum(1) ** 2
-            h_prev, h = h, (z * h - math.sqrt(k) * h_prev) / math.sqrt(k + 1)
+    a2 = mehler_coeffs(act, q, zmax, nh, chunk)
     tail = float(np.max(np.maximum(e2 - a2.sum(1), 0.0) * sw2 / q, initial=0.0))
     ks = np.arange(nh + 1)
     c = np.full(q.size, 0.5)
@@ -658,3 +642,27 @@ def _chaotic_c(act, q, sw2, sb2, e2, zmax, nh, chunk=512):
         c = new
     dC = sw2 * (a2[:, 1:] * ks[1:] * c[:, None] ** (ks[1:] - 1)).sum(1) / q
     return c, dC, tail
+
+
+def mehler_coeffs(act, q, zmax, nh, chunk=512):
+    """a_n² (n = 0..nh) of φ(√q z) in orthonormal Hermite polynomials, for each q in the
+    array ``q``: the Mehler expansion E[φ(√q z1)φ(√q z2)] = Σ a_n² cⁿ at correlation c
+    (composite Gauss–Kronrod in z, kinks k/√q as panel edges)."""
+    a2 = np.empty((q.size, nh + 1))
+    if not act.kinks:
+        z, wk, _ = (a[0] for a in _batch_nodes(act, np.ones(1), zmax))
+        H = np.empty((z.size, nh + 1))
+        H[:, 0], H[:, 1] = 1.0, z
+        for k in range(1, nh):
+            H[:, k + 1] = (z * H[:, k] - math.sqrt(k) * H[:, k - 1]) / math.sqrt(k + 1)
+        a2[:] = (act.numpy(np.sqrt(q)[:, None] * z) @ (wk[:, None] * H)) ** 2
+    for s in range(0, q.size if act.kinks else 0, chunk):
+        qq = q[s:s + chunk]
+        z, wk, _ = _batch_nodes(act, qq, zmax)
+        f = act.numpy(np.sqrt(qq)[:, None] * z) * wk
+        h_prev, h = np.ones_like(z), z.copy()
+        a2[s:s + chunk, 0] = f.sum(1) ** 2
+        for k in range(1, nh + 1):
+            a2[s:s + chunk, k] = (f * h).sum(1) ** 2
+            h_prev, h = h, (z * h - math.sqrt(k) * h_prev) / math.sqrt(k + 1)
+    return a2
