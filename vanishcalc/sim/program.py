@@ -83,6 +83,14 @@ def _user_stacklevel() -> int:
     return level
 
 
+def trace_buffers(n_nets, n, bad_dtype=np.bool_):
+    """The per-net arrays a composed/RNN kernel fills and :func:`trace` reads: q, c, logF
+    (n_nets, n) NaN until written, and the non-finite flags ``bad`` (bool on the CPU; int8 for
+    the CUDA kernels, whose signature takes a byte array)."""
+    q, c, logF = (np.full((n_nets, n), np.nan) for _ in range(3))
+    return q, c, logF, np.zeros((n_nets, n), dtype=bad_dtype)
+
+
 def trace(q, c, logF, bad):
     import warnings
     if bad.any():

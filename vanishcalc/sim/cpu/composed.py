@@ -36,7 +36,8 @@ from numba import njit, prange
 
 from ..compile import FASTMATH
 from .. import source
-from ..program import OP_BN, OP_DENSE, OP_LN, ComposedTrace, rnn_iv, stack_iv, trace
+from ..program import (OP_BN, OP_DENSE, OP_LN, ComposedTrace, rnn_iv, stack_iv, trace,
+                       trace_buffers)
 from .rng import normal, seed_states
 
 # ---------------------------------------------------------------- per-op steps
@@ -240,10 +241,7 @@ def simulate_stack(block, *, depth, width, batch=64, n_nets=8, q0=1.0, c0=0.5,
 
     def run():
         rng = seed_states(int(seed), int(n_nets))
-        q = np.full((n_nets, depth + 1), np.nan)
-        c = np.full((n_nets, depth + 1), np.nan)
-        logF = np.full((n_nets, depth + 1), np.nan)
-        bad = np.zeros((n_nets, depth + 1), dtype=np.bool_)
+        q, c, logF, bad = trace_buffers(n_nets, depth + 1)
         _stack_kernel(phi, dphi, rng, ops, pars, int(depth), int(width), int(batch), float(q0),
                       float(c0), q, c, logF, bad)
         return q, c, logF, bad
@@ -267,10 +265,7 @@ def simulate_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, x2=1.
 
     def run():
         rng = seed_states(int(seed), int(n_nets))
-        q = np.full((n_nets, steps), np.nan)
-        c = np.full((n_nets, steps), np.nan)
-        logF = np.full((n_nets, steps), np.nan)
-        bad = np.zeros((n_nets, steps), dtype=np.bool_)
+        q, c, logF, bad = trace_buffers(n_nets, steps)
         _rnn_kernel(phi, dphi, rng, int(steps), int(width), int(batch), step.sigma_w,
                     step.sigma_u, step.sigma_b, step.x2, step.x_corr, q, c, logF, bad)
         return q, c, logF, bad

@@ -47,7 +47,8 @@ from ...activation import activation
 # The validation and the trace are backend-neutral (sim/program.py); the runtime and the RNG
 # are shared with the dense-net kernel (runtime.py, rng.py).
 from .. import source
-from ..program import OP_BN, OP_DENSE, OP_LN, ComposedTrace, rnn_iv, stack_iv, trace
+from ..program import (OP_BN, OP_DENSE, OP_LN, ComposedTrace, rnn_iv, stack_iv, trace,
+                       trace_buffers)
 from .rng import rng_device_functions, rng_states
 from .runtime import (CudaUnavailableError, compile_kernels, device_functions, import_cuda,
                       next_pow2, quiet_simulator, require_device, simulator_enabled)
@@ -474,10 +475,7 @@ def simulate_stack_cuda(block, *, depth, width, batch=64, n_nets=8, q0=1.0, c0=0
     depth, width, batch, n_nets = int(depth), int(width), int(batch), int(n_nets)
     k = kernels(act)
     blocks, threads = _layout(n_nets, width, 4 * width * batch * 8)
-    q = np.full((n_nets, depth + 1), np.nan)
-    c = np.full((n_nets, depth + 1), np.nan)
-    logF = np.full((n_nets, depth + 1), np.nan)
-    bad = np.zeros((n_nets, depth + 1), dtype=np.int8)
+    q, c, logF, bad = trace_buffers(n_nets, depth + 1, np.int8)
     with quiet_simulator():
         states = cuda.to_device(_device_streams(seed, 0xC5A1, blocks * threads))
         d_q, d_c, d_f, d_bad = (cuda.to_device(a) for a in (q, c, logF, bad))
@@ -524,10 +522,7 @@ def simulate_rnn_cuda(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, 
     k = kernels(act)
     per_block = 8 * (2 * width * width + width + 5 * width * batch)
     blocks, threads = _layout(n_nets, width, per_block)
-    q = np.full((n_nets, steps), np.nan)
-    c = np.full((n_nets, steps), np.nan)
-    logF = np.full((n_nets, steps), np.nan)
-    bad = np.zeros((n_nets, steps), dtype=np.int8)
+    q, c, logF, bad = trace_buffers(n_nets, steps, np.int8)
     with quiet_simulator():
         states = cuda.to_device(_device_streams(seed, 0xC5A2, blocks * threads))
         d_q, d_c, d_f, d_bad = (cuda.to_device(a) for a in (q, c, logF, bad))

@@ -26,8 +26,10 @@ def rng_device_functions():
     ``uint64[2]`` with :func:`load_state` once, draws from that, and stores it back with
     :func:`store_state` at the end.
 
-    The generator and the [0, 1) conversion of ``numba.cuda.random`` (Blackman & Vigna 2018:
-    rotations 55, 14, 36; the top 53 bits), so the streams are the same, but built fresh with
+    The generator and the [0, 1) conversion of ``numba.cuda.random`` (xoroshiro128+ with the
+    original 2016 rotations 55, 14, 36 that numba uses — the CPU backend's ``cpu/rng.py`` has
+    Blackman & Vigna's 2018 ones, 24, 16, 37; the top 53 bits), so the streams are numba's, but
+    built fresh with
     the kernels: numba's are module-level device functions whose compiled code is shared by
     every target a process compiles for (see :func:`device_functions`).  ``uniform`` is
     float64 in both precisions: a float32 rounding of u < 1 can be 1.0, which Box–Muller's
