@@ -124,8 +124,25 @@ class Transform:
 
     @functools.cached_property
     def activation(self) -> Activation:
-        """φ̂ as an :class:`~vanishcalc.activation.Activation` (gain, MeanField, simulate, check)."""
-        return activation(self.expr)
+        """φ̂ as an :class:`~vanishcalc.activation.Activation` (gain, MeanField, simulate, check),
+        named by its rounded formula (``.expr`` holds the exact doubles)."""
+        return Activation(self.expr, self.text)
+
+    @property
+    def text(self) -> str:
+        """φ̂'s formula with 6-digit constants, e.g. ``14.9025*(tanh(0.0904379*x + 0.560107) - 0.505004)``."""
+        a = sympy.Float(self.input_scale, 6) if self.input_scale != 1.0 else sympy.Integer(1)
+        b = sympy.Float(self.input_shift, 6)
+        u = a * X + b if self.input_shift else a * X
+        if self.negative_slope is not None:
+            inner = sympy.Max(u, sympy.Float(self.negative_slope, 6) * u)
+        else:
+            base = activation(self.base).expr
+            inner = base.xreplace({f: sympy.Float(f, 6) for f in base.atoms(sympy.Float)}
+                                  ).subs(X, u)
+        c = self.output_shift
+        shift = "" if c == 0 else (f" + {c:.6g}" if c > 0 else f" - {-c:.6g}")
+        return f"{self.output_scale:.6g}*({sympy.sstr(inner)}{shift})"
 
     def __call__(self, x):
         """φ̂ on a float array."""
@@ -168,6 +185,9 @@ def _transform_iv(spec, method, depth, zeta, eta, tau):
     act = activation(spec)
     family = _leaky_family(act)
     given = {k: v for k, v in (("zeta", zeta), ("eta", eta), ("tau", tau)) if v is not None}
+    if act.derivative(1).deltas:
+        raise VanishcalcError(f"{where}: {method.upper()} has no solution for φ = {act.name}: φ "
+                              "jumps, so C'(1) = E[φ̂'(z)²] is infinite; use a continuous φ")
     if method == "dks":
         wrong = sorted(set(given) - {"zeta"})
         if wrong:
@@ -198,9 +218,6 @@ def _transform_iv(spec, method, depth, zeta, eta, tau):
     if not t > 0.0:
         raise VanishcalcError(f"{where}: tau = {t!r} must be > 0 (τ = C''_f(1); the TAT paper "
                               "uses 0.3)")
-    if act.derivative(1).deltas:
-        raise VanishcalcError(f"{where}: TAT has no solution for φ = {act.name}: φ jumps, so "
-                              "E[φ̂'(z)²] is infinite; use a continuous φ")
     if act.derivative(2).deltas:
         raise VanishcalcError(f"{where}: TAT has no solution for φ = {act.name}: φ has a kink, "
                               "so C''(1) = E[φ̂''(z)²] is infinite; use a smooth φ, or a leaky "
