@@ -271,3 +271,38 @@ def test_transform_dks_tanh_and_tat_leaky_relu_vs_dks():
     ours = transform("leaky_relu", "tat", depth=depth, eta=_network_c0(ref["negative_slope"], depth))
     assert abs(ours.negative_slope - ref["negative_slope"]) <= 1e-12
     assert abs(ours.output_scale - ref["output_scale"]) <= 1e-12
+
+
+# ---------------------------------------------------------------- init_table's transform columns
+# (here rather than in tests/report/test_table.py, which another helper edits in parallel)
+
+
+def test_init_table_transform_columns_match_transform():
+    import json
+    from vanishcalc import init_table
+    from vanishcalc.report.table import COLUMNS, TRANSFORM_COLUMNS
+    t = init_table(["tanh", "leaky_relu", "relu"], transform="tat", depth=50)
+    assert t.columns == COLUMNS + TRANSFORM_COLUMNS
+    tanh, leaky, relu = t.rows
+    ref = transform("tanh", "tat", depth=50)
+    assert tanh["transform_input_scale"] == ref.input_scale
+    assert tanh["transform_negative_slope"] is None
+    assert leaky["transform_negative_slope"] == transform("leaky_relu", "tat", depth=50).negative_slope
+    assert relu["transform_input_scale"] is None and "leaky_relu" in t.notes["relu.transform_input_scale"]
+    data = json.loads(t.to_json())
+    assert data["columns"][-5:] == list(TRANSFORM_COLUMNS)
+    assert "transform a" in t.to_markdown() and "transform_output_scale" in t.to_csv()
+    assert init_table(["relu"]).columns == COLUMNS          # unchanged without a transform
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(transform="dks"), "depth"),
+    (dict(depth=10), "depth"),
+    (dict(transform="dks", depth=10, eta=0.9), "eta"),
+    (dict(transform="tat", depth=10, zeta=1.5), "zeta"),
+    (dict(transform="xyz", depth=10), "transform"),
+])
+def test_init_table_transform_bad_input(kwargs, match):
+    from vanishcalc import init_table
+    with pytest.raises(VanishcalcError, match=match):
+        init_table(["tanh"], **kwargs)

@@ -225,6 +225,16 @@ def _transform_iv(spec, method, depth, zeta, eta, tau):
     return act, family, method, depth, {"tau": t}
 
 
+def leaky_slope(spec):
+    """α if φ is a (scaled) leaky ReLU r·max(x, αx), r > 0, 0 ≤ α < 1 (ReLU: 0.0), else None:
+    the φ for which TAT uses its η condition and dks its own unknowns.
+
+    >>> leaky_slope("leaky_relu"), leaky_slope("relu"), leaky_slope("tanh")
+    (0.01, 0.0, None)
+    """
+    return _leaky_family(activation(spec))
+
+
 def _leaky_family(act: Activation):
     """α for φ = r·max(x, αx) with r > 0, 0 ≤ α < 1 (ReLU: α = 0), else None.
 
@@ -733,7 +743,7 @@ def transform(spec, method="dks", *, depth, zeta=None, eta=None, tau=None) -> Tr
     --------
     >>> t = transform("tanh", "dks", depth=100)
     >>> round(t.input_scale, 6), t.max_residual < 1e-12
-    (0.301302, True)
+    (0.090438, True)
     """
     act, family, method, depth, target = _transform_iv(spec, method, depth, zeta, eta, tau)
     where = f"transform({act.name!r}, method={method!r})"
