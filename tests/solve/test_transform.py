@@ -66,7 +66,8 @@ C2 = "C''(1) = E[φ̂''(z)²]/Q(1)"
 
 
 @pytest.mark.parametrize("spec, depth", [("tanh", 100), ("exp(-x**2)", 20),
-                                         ("x*exp(-x**2/2)", 50), ("elu", 10), ("softplus", 3)])
+                                         ("x*exp(-x**2/2)", 50), ("elu", 10), ("softplus", 3),
+                                         ("selu", 100)])
 def test_transform_dks_conditions_vs_mpmath(spec, depth):
     t = transform(spec, "dks", depth=depth)
     ref = mp_conditions(spec, *_params(t))

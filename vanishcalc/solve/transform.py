@@ -664,6 +664,11 @@ def _network_c0(alpha, depth, mp=None):
 
 
 def _tat_leaky(act, depth, eta, where):
+    """α with C_f(0) = η by Brent on the double composition, s = √(2/(1 + α²)).
+
+    Both conditions are closed forms: Q(1) = s²(1 + α²)/2, and C_f(0) is L steps of the
+    c map, whose slope lies in [0, 1] on [0, 1] (it is convex with C'(1) = 1), so rounding
+    errors do not grow along the chain: a few ulp per step bound the error."""
     from scipy.optimize import brentq
     reach = _network_c0(0.0, depth)            # the largest C_f(0): α = 0 (ReLU)
     if eta >= reach:
@@ -675,17 +680,17 @@ def _tat_leaky(act, depth, eta, where):
     else:
         alpha = brentq(lambda a: _network_c0(a, depth) - eta, 0.0, 1.0, xtol=1e-17, rtol=1e-15,
                        maxiter=200)
-    import mpmath
-    with mpmath.workdps(40):
-        c0 = float(_network_c0(alpha, depth, mpmath))
+    eps = np.finfo(float).eps
     s = math.sqrt(2.0 / (1.0 + alpha * alpha))
     params = dict(input_scale=1.0, input_shift=0.0, output_shift=0.0, output_scale=s,
                   negative_slope=alpha)
-    m2, e2 = _certified_moments(_Family(None, slope=alpha), 1.0, 0.0, False)["s2"]
-    conds = (_cond("Q(1) = E[φ̂(z)²]", s * s * m2, s * s * (e2 + 4e-16 * m2), 1.0),
+    q1 = s * s * (1 + alpha * alpha) / 2
+    conds = (Condition("Q(1) = E[φ̂(z)²]",
+                       Value(q1, error=8 * eps, method="closed form s²(1 + α²)/2"), 1.0),
              Condition(f"C_f(0) (depth {depth})",
-                       Value(c0, error=1e-15 * depth, error_kind="estimate",
-                             method="closed-form leaky ReLU c map, 40-digit mpmath"), eta))
+                       Value(_network_c0(alpha, depth), error=16 * eps * depth,
+                             method="closed-form leaky ReLU c map, composed"), eta,
+                       max(RESIDUAL_TOL, 32 * eps * depth)))
     return params, conds
 
 
