@@ -164,9 +164,10 @@ def test_transform_expression_is_a_spec():
     """φ̂ goes wherever a spec goes: gain 1 (Q(1) = 1), MeanField's χ1 = C'(1) at q* = 1."""
     from vanishcalc import MeanField, gain
     t = transform("tanh", "dks", depth=30)
-    g = gain(t.activation)
-    assert abs(float(g) - 1.0) <= 1e-12
-    mf = MeanField(t.expr, sigma_w=1.0)
+    for spec in (t, t.activation, t.expr):
+        assert abs(float(gain(spec)) - 1.0) <= 1e-12
+    assert t.condition("c_slope") is t.condition(C1)
+    mf = MeanField(t, sigma_w=1.0)
     assert abs(float(mf.q_star()) - 1.0) <= 1e-10
     assert abs(float(mf.chi1()) - 1.5 ** (1 / 30)) <= 1e-12
     # the network's c map near c = 1 has slope ζ: 1 − c_L ≈ ζ·(1 − c_0)
@@ -184,7 +185,7 @@ def test_transform_dks_simulation_confirms_c_and_grad():
     from vanishcalc import check
     depth = 20
     t = transform("tanh", "dks", depth=depth)
-    r = check(t.activation, 1.0, 0.0, depth=depth, width=256, n_nets=24, q0=1.0, c0=0.9, seed=3)
+    r = check(t, 1.0, 0.0, depth=depth, width=256, n_nets=24, q0=1.0, c0=0.9, seed=3)
     assert r.verdict != "FAILED", r.reasons
     assert np.all(np.isfinite(r.z["c"][1:]))               # every c layer was resolved
     assert abs(r.theory["grad"][0] / r.theory["grad"][-1] - 1.5) < 1e-9

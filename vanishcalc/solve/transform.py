@@ -21,10 +21,11 @@ with (a, b, c, s) chosen so that the local q and c maps of φ̂ (``shared/README
   leaky ReLU c map, and s = √(2/(1 + α²)).
 
 Layered like ``dks/base/activation_transform.py``: Gaussian moments of ψ(z) = φ(az + b) by a
-fixed composite Gauss–Legendre rule (``_Rule``) → local map residuals (``_dks_residual``,
-``_tat_residual``) → the root search from dks's own starting points (``_search``) and a
-Newton polish → certification of every condition by :func:`vanishcalc.expect` on φ̂
-(``_certify``) → the public entry :func:`transform`.
+fixed composite Gauss–Legendre rule (``_moments``) → local maps (``_dks_maps``, ``_tat_maps``)
+and the residual vector of each problem (``_problem``) → the root search from dks's own
+starting points (``_search``) with a Newton polish → the canonical representative
+(``_canonical``) → every condition certified by vanishcalc's adaptive Gauss–Kronrod with its
+error estimate (``_certified_moments``, ``_certify``) → the public entry :func:`transform`.
 """
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ DEFAULT_ETA = 0.9           # TAT paper's η for leaky ReLU (dks: c_val_0_target
 DEFAULT_TAU = 0.3           # TAT paper's τ for smooth φ (dks: c_curve_target)
 RESIDUAL_TOL = 1e-12        # every certified condition residual (plus its error) stays below this
 # dks's ReLU rule: the largest local C'(1) a ReLU reaches with a positive input shift
-# (dks/base/activation_transform.py, _solve_for_activation_params).
+# (dks/base/activation_transform.py, _solve_for_activation_params); it is π/(π − 1), relu's
+# E[relu'(z)²]/Var relu(z) at b = 0.
 RELU_SHIFT_SWITCH = 1.466942206924260361
 
 # dks's starting points (_ALWAYS_TRY_VALUES, _SAMPLE_RANGE_*), tried in the same order with
@@ -67,7 +69,8 @@ _SEED = 123
 class Condition:
     """One condition of the transform: the achieved value (certified) and its target."""
 
-    name: str
+    key: str                   # "mean", "q", "q_slope", "c_slope", "c_curv", "net_c_slope", …
+    name: str                  # the formula, e.g. "Q'(1) = E[z φ̂(z) φ̂'(z)]"
     value: Value
     target: float
     tolerance: float = 1e-12   # residual + error stay below it (network-level: scaled by L)
@@ -144,6 +147,10 @@ class Transform:
         shift = "" if c == 0 else (f" + {c:.6g}" if c > 0 else f" - {-c:.6g}")
         return f"{self.output_scale:.6g}*({sympy.sstr(inner)}{shift})"
 
+    def __vanishcalc_activation__(self):
+        """Lets the Transform itself stand for φ̂ wherever a spec goes: gain(t), MeanField(t, 1)."""
+        return self.activation
+
     def __call__(self, x):
         """φ̂ on a float array."""
         return self.activation.numpy(np.asarray(x, dtype=float))
@@ -154,11 +161,14 @@ class Transform:
         return max(c.residual + c.value.error for c in self.conditions
                    if c.tolerance == RESIDUAL_TOL)
 
-    def condition(self, name) -> Condition:
+    def condition(self, key) -> Condition:
+        """The condition called ``key`` ("mean", "q", "q_slope", "c_slope", "c_curv",
+        "net_c_slope", "net_c_curv", "net_c0") or by its full ``name``."""
         for c in self.conditions:
-            if c.name == name:
+            if key in (c.key, c.name):
                 return c
-        raise KeyError(name)
+        raise KeyError(f"{key!r}: this transform's conditions are "
+                       f"{', '.join(c.key for c in self.conditions)}")
 
     def __repr__(self):
         tgt = ", ".join(f"{k}={v!r}" for k, v in self.target.items())
@@ -585,8 +595,8 @@ def _certified_moments(fam: _Family, a: float, b: float, need_d2: bool):
     return out
 
 
-def _cond(name, value, error, target, tolerance=RESIDUAL_TOL):
-    return Condition(name, Value(value, error=error, error_kind="estimate",
+def _cond(key, name, value, error, target, tolerance=RESIDUAL_TOL):
+    return Condition(key, name, Value(value, error=error, error_kind="estimate",
                                  method="numeric:gauss-kronrod (transform moments)"),
                      target, tolerance)
 
@@ -609,29 +619,30 @@ def _certify(fam: _Family, params, method: str, depth: int, local: float, target
     q1_err = s_2 * (es2 + 2 * abs(c0) * e1 + eps * (abs(s2) + 2 * abs(c0 * m1) + c0 * c0))
     conds = []
     if method == "dks":
-        conds.append(_cond("E[φ̂(z)]", mean, mean_err, 0.0))
-    conds.append(_cond("Q(1) = E[φ̂(z)²]", q1, q1_err, 1.0))
+        conds.append(_cond("mean", "E[φ̂(z)]", mean, mean_err, 0.0))
+    conds.append(_cond("q", "Q(1) = E[φ̂(z)²]", q1, q1_err, 1.0))
     if q_slope:
         qs = s_2 * (zf0d + c0 * zd)
         qs_err = s_2 * (ezf0d + abs(c0) * ezd + eps * (abs(zf0d) + abs(c0 * zd)))
-        conds.append(_cond("Q'(1) = E[z φ̂(z) φ̂'(z)]", qs, qs_err, 1.0))
+        conds.append(_cond("q_slope", "Q'(1) = E[z φ̂(z) φ̂'(z)]", qs, qs_err, 1.0))
     cs = s_2 * d2 / q1
     cs_err = abs(cs) * (ed2 / d2 + q1_err / q1 + eps)
-    conds.append(_cond("C'(1) = E[φ̂'(z)²]/Q(1)", cs, cs_err, local if method == "dks" else 1.0))
+    conds.append(_cond("c_slope", "C'(1) = E[φ̂'(z)²]/Q(1)", cs, cs_err,
+                       local if method == "dks" else 1.0))
     if method == "dks":
         net = cs ** depth
         # a local residual r moves C'(1)^L by about L·ζ·r: the network condition's tolerance
-        conds.append(_cond(f"C'_f(1) = C'(1)^{depth}", net,
+        conds.append(_cond("net_c_slope", f"C'_f(1) = C'(1)^{depth}", net,
                            depth * net / cs * cs_err + eps * depth * net, target,
                            RESIDUAL_TOL * depth * target))
     else:
         dd2, edd2 = mo["dd2"]
         cc = s_2 * dd2 / q1
         cc_err = abs(cc) * (edd2 / max(dd2, 1e-300) + q1_err / q1 + eps)
-        conds.append(_cond("C''(1) = E[φ̂''(z)²]/Q(1)", cc, cc_err, local))
+        conds.append(_cond("c_curv", "C''(1) = E[φ̂''(z)²]/Q(1)", cc, cc_err, local))
         # a chain of c maps with C'(1) = 1: C''_f(1) = L·C''(1)
-        conds.append(_cond(f"C''_f(1) = {depth}·C''(1)", depth * cc, depth * cc_err, target,
-                           RESIDUAL_TOL * depth))
+        conds.append(_cond("net_c_curv", f"C''_f(1) = {depth}·C''(1)", depth * cc,
+                           depth * cc_err, target, RESIDUAL_TOL * depth))
     return tuple(conds)
 
 
@@ -685,9 +696,9 @@ def _tat_leaky(act, depth, eta, where):
     params = dict(input_scale=1.0, input_shift=0.0, output_shift=0.0, output_scale=s,
                   negative_slope=alpha)
     q1 = s * s * (1 + alpha * alpha) / 2
-    conds = (Condition("Q(1) = E[φ̂(z)²]",
+    conds = (Condition("q", "Q(1) = E[φ̂(z)²]",
                        Value(q1, error=8 * eps, method="closed form s²(1 + α²)/2"), 1.0),
-             Condition(f"C_f(0) (depth {depth})",
+             Condition("net_c0", f"C_f(0) = C^{depth}(0)",
                        Value(_network_c0(alpha, depth), error=16 * eps * depth,
                              method="closed-form leaky ReLU c map, composed"), eta,
                        max(RESIDUAL_TOL, 32 * eps * depth)))
