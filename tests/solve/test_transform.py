@@ -180,14 +180,19 @@ def test_transform_expression_is_a_spec():
 
 @pytest.mark.slow
 def test_transform_dks_simulation_confirms_c_and_grad():
-    """A width-256 depth-20 DKS tanh net: check() finds no disagreement with the theory,
-    the simulated c after 20 layers and the gradient growth agree with ζ's prediction."""
+    """A width-256 depth-20 DKS tanh net started at c0 = 0.99: check() finds no disagreement
+    with the theory, and the simulated net's c-map slope near 1, (1 − c_L)/(1 − c_0), and its
+    gradient growth over the depth both agree with ζ = 1.5."""
     from vanishcalc import check
-    depth = 20
+    depth, c0 = 20, 0.99
     t = transform("tanh", "dks", depth=depth)
-    r = check(t, 1.0, 0.0, depth=depth, width=256, n_nets=24, q0=1.0, c0=0.9, seed=3)
+    r = check(t, 1.0, 0.0, depth=depth, width=256, n_nets=24, q0=1.0, c0=c0, seed=3)
     assert r.verdict != "FAILED", r.reasons
     assert np.all(np.isfinite(r.z["c"][1:]))               # every c layer was resolved
+    slope_mf = (1 - r.theory["c"][-1]) / (1 - c0)
+    assert abs(slope_mf - 1.5) < 0.02                      # ζ up to the O(1 − c0) curvature
+    slope_sim = (1 - r.sim["c"][-1]) / (1 - c0)
+    assert abs(slope_sim - slope_mf) < 4 * r.se["c"][-1] / (1 - c0) + 0.05
     assert abs(r.theory["grad"][0] / r.theory["grad"][-1] - 1.5) < 1e-9
     sim_growth = r.sim["grad"][0] / r.sim["grad"][-1]
     assert abs(sim_growth - 1.5) < 4 * r.se["grad"][0] + 0.15
