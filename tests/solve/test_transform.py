@@ -207,6 +207,7 @@ def test_transform_dks_simulation_confirms_c_and_grad():
     (dict(spec="Heaviside(x)", method="dks", depth=10), "jump|Dirac|infinite"),
     (dict(spec="tanh", method="dks", depth=0), "depth"),
     (dict(spec="tanh", method="dks", depth=2.5), "depth"),
+    (dict(spec="tanh", method="dks", depth=10 ** 7), "depth"),
     (dict(spec="tanh", method="dks", depth=10, zeta=1.0), "zeta"),
     (dict(spec="tanh", method="dks", depth=10, zeta=0.5), "zeta"),
     (dict(spec="tanh", method="dks", depth=10, zeta=math.inf), "zeta"),

@@ -47,6 +47,9 @@ DEFAULT_ZETA = 1.5          # DKS paper's ζ (dks: c_slope_1_target)
 DEFAULT_ETA = 0.9           # TAT paper's η for leaky ReLU (dks: c_val_0_target)
 DEFAULT_TAU = 0.3           # TAT paper's τ for smooth φ (dks: c_curve_target)
 RESIDUAL_TOL = 1e-12        # every certified condition residual (plus its error) stays below this
+# Beyond this depth the per-layer targets (ζ^{1/L} − 1 ≈ log ζ / L, τ/L) come within a few
+# orders of RESIDUAL_TOL, and TAT's leaky-ReLU composition takes ~10 s: refused, not slow.
+MAX_DEPTH = 10 ** 6
 # dks's ReLU rule: the largest local C'(1) a ReLU reaches with a positive input shift
 # (dks/base/activation_transform.py, _solve_for_activation_params); it is π/(π − 1), relu's
 # E[relu'(z)²]/Var relu(z) at b = 0.
@@ -192,6 +195,10 @@ def _transform_iv(spec, method, depth, zeta, eta, tau):
         raise VanishcalcError(f"{where}: method = {method!r} is not one of 'dks', 'tat'")
     method = method.lower()
     depth = integer(where, "depth", depth, 1, why="(the number of nonlinear layers)")
+    if depth > MAX_DEPTH:
+        raise VanishcalcError(f"{where}: depth = {depth} is above {MAX_DEPTH:.0e}: the per-layer "
+                              "targets (ζ^(1/L) − 1, τ/L) would come within a few digits of the "
+                              "1e-12 accuracy of the conditions; use depth ≤ 10**6")
     act = activation(spec)
     family = _leaky_family(act)
     given = {k: v for k, v in (("zeta", zeta), ("eta", eta), ("tau", tau)) if v is not None}
