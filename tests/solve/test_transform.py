@@ -314,3 +314,11 @@ def test_init_table_transform_bad_input(kwargs, match):
     from vanishcalc import init_table
     with pytest.raises(VanishcalcError, match=match):
         init_table(["tanh"], **kwargs)
+
+
+def test_transform_search_has_a_time_budget(monkeypatch):
+    from vanishcalc.errors import NotConvergedError
+    from vanishcalc.solve import transform as T
+    monkeypatch.setattr(T, "SEARCH_SECONDS", -1.0)
+    with pytest.raises(NotConvergedError, match="budget"):
+        transform("tanh", "dks", depth=10)

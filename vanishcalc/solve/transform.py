@@ -63,6 +63,7 @@ _SAMPLE_RANGE = {"input_scale": (0.0, 2.0), "input_shift": (-3.0, 3.0),
                  "output_shift": (-3.0, 3.0), "negative_slope": (0.0, 1.0)}
 _NUM_TRIES = 50
 _SEED = 123
+SEARCH_SECONDS = 30.0       # the root search's time budget (50 starts take < 1 s for the zoo)
 
 
 # ---------------------------------------------------------------- the result
@@ -508,9 +509,16 @@ def _canonical(params, symmetry):
 
 
 def _search(prob: _Problem, where: str):
+    import time
+
     from scipy.optimize import root
     fn = _safe(prob.residual)
+    began = time.monotonic()
     for start in _starting_points(prob.names):
+        if time.monotonic() - began > SEARCH_SECONDS:
+            raise NotConvergedError(f"{where}: no root found within the {SEARCH_SECONDS:g} s "
+                                    "budget of the search; φ is expensive to evaluate or the "
+                                    "target out of its reach — try a ζ closer to 1 or a smaller τ")
         sol = root(fn, np.asarray(start, dtype=float), method="hybr")
         if not sol.success or np.max(np.abs(sol.fun)) > 1e-6:
             continue
