@@ -177,6 +177,7 @@ class Transform:
     def __repr__(self):
         tgt = ", ".join(f"{k}={v!r}" for k, v in self.target.items())
         lines = [f"Transform({self.method.upper()} of {self.base}, depth={self.depth}, {tgt})",
+                 f"  φ̂(x) = {self.text}",
                  f"  input_scale  = {self.input_scale!r}",
                  f"  input_shift  = {self.input_shift!r}",
                  f"  output_shift = {self.output_shift!r}",
