@@ -238,3 +238,35 @@ def test_cli_table_json_writes_numbers_and_names_infinities(capsys):
     for column, value in row.items():
         if column not in ("name", "expression", "closed_form"):
             assert value is None or isinstance(value, (int, float)), (column, value)
+
+
+def test_cli_transform_dks_prints_parameters_and_conditions(capsys):
+    assert main(["transform", "tanh", "--method", "dks", "--depth", "100"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    values = {k.strip(): v for k, v in (line.split(" = ", 1) for line in out.splitlines()
+                                          if line.startswith(("input_", "output_")))}
+    # DKS's tanh at depth 100, ζ = 1.5 (dks 0.0904379448890…, its local target is a 1e-8 bisection)
+    assert abs(float(values["input_scale"]) - 0.0904379449) < 1e-9
+    assert "C'_f(1) = C'(1)^100" in out and "target 1.5" in out
+
+
+def test_cli_transform_tat_leaky_relu_prints_negative_slope(capsys):
+    assert main(["transform", "leaky_relu", "--method", "tat", "--depth", "100", "--eta", "0.9"]) == 0
+    out, _ = capsys.readouterr()
+    assert "negative_slope = 0.57043953" in out
+
+
+@pytest.mark.parametrize("argv, piece", [
+    (["transform", "relu", "--method", "tat", "--depth", "10"], "leaky_relu"),
+    (["transform", "tanh", "--depth", "0"], "depth"),
+    (["transform", "tanh", "--depth", "10", "--zeta", "0.9"], "zeta"),
+    (["transform", "tanh", "--method", "tat", "--depth", "10", "--eta", "0.5"], "eta"),
+])
+def test_cli_transform_bad_input_exit_2_one_line(argv, piece, capsys):
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vanishcalc transform: error:"), err
+    assert piece in lines[0], lines[0]

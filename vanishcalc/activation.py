@@ -169,6 +169,9 @@ def activation(spec) -> Activation:
     """
     if isinstance(spec, Activation):
         return spec
+    to_activation = getattr(spec, "__vanishcalc_activation__", None)
+    if to_activation is not None:          # a result that stands for a φ (vanishcalc.transform)
+        return to_activation()
     if isinstance(spec, str):
         name = spec.strip()
         entry = zoo.lookup(name)

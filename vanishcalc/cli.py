@@ -33,6 +33,7 @@ examples:
   vanishcalc meanfield tanh --sigma-w 1.5 --sigma-b 0.3 --depth 10
   vanishcalc check tanh --sigma-w 1.5 --sigma-b 0.3 --depth 20 --width 128 --nets 16
   vanishcalc bn tanh --rate 1.05
+  vanishcalc transform tanh --method dks --depth 100
   vanishcalc table relu tanh gelu --format json
 
 'vanishcalc COMMAND --help' describes each command.  Bad input prints one line naming the
@@ -45,6 +46,7 @@ SUBCOMMANDS = {
     "check": "simulate a deep network and compare it with the theory",
     "bn": "BatchNorm/LayerNorm affine settings (γ, β) and gradient rates",
     "zoo": "the named nonlinearities and their definitions",
+    "transform": "DKS/TAT transform of a nonlinearity for a depth-L network",
 }
 
 INTERNAL_ERROR = 3

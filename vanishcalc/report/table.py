@@ -30,6 +30,14 @@ HEADERS = {
     "bn_rate": "BN rate (γ=1, β=0)", "bn_gamma_105": "γ for BN rate 1.05",
 }
 
+# Optional columns, present when init_table(..., transform="dks"|"tat", depth=L) asks for them:
+# φ̂(x) = s·(φ(a·x + b) + c) of vanishcalc.transform (α: leaky ReLU's slope, TAT/DKS).
+TRANSFORM_COLUMNS = ("transform_input_scale", "transform_input_shift", "transform_output_shift",
+                     "transform_output_scale", "transform_negative_slope")
+HEADERS.update({"transform_input_scale": "transform a", "transform_input_shift": "transform b",
+                "transform_output_shift": "transform c", "transform_output_scale": "transform s",
+                "transform_negative_slope": "transform α"})
+
 
 @dataclass(frozen=True)
 class InitTable:
@@ -41,6 +49,7 @@ class InitTable:
     rows: list
     sigma_b: float
     notes: dict
+    columns: tuple = COLUMNS      # COLUMNS, then TRANSFORM_COLUMNS when a transform was asked for
 
     def _cell(self, v, digits=8):
         if v is None:
@@ -62,9 +71,9 @@ class InitTable:
         return text + " †" if noted and row[col] is not None else text
 
     def to_markdown(self) -> str:
-        head = "| " + " | ".join(HEADERS[c] for c in COLUMNS) + " |"
-        sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
-        body = ["| " + " | ".join(self._marked(r, c).replace("|", "\\|") for c in COLUMNS) + " |"
+        head = "| " + " | ".join(HEADERS[c] for c in self.columns) + " |"
+        sep = "|" + "|".join("---" for _ in self.columns) + "|"
+        body = ["| " + " | ".join(self._marked(r, c).replace("|", "\\|") for c in self.columns) + " |"
                 for r in self.rows]
         foot = ([f"\nσb = {self.sigma_b:g}. † and —: see the note for that cell."] +
                 [f"- {k}: {v}" for k, v in self.notes.items()] + self._rounded_note())
@@ -73,10 +82,10 @@ class InitTable:
     def to_csv(self) -> str:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(COLUMNS)
+        w.writerow(self.columns)
         for r in self.rows:
             w.writerow(["" if r[c] is None else (repr(r[c]) if isinstance(r[c], float) else r[c])
-                        for c in COLUMNS])
+                        for c in self.columns])
         return buf.getvalue()
 
     def to_json(self) -> str:
@@ -93,14 +102,14 @@ class InitTable:
                 nonfinite[f"{name}.{column}"] = "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
                 return None
             return v
-        rows = [{c: enc(r["name"], c, r[c]) for c in COLUMNS} for r in self.rows]
-        return json.dumps({"sigma_b": self.sigma_b, "columns": list(COLUMNS), "rows": rows,
+        rows = [{c: enc(r["name"], c, r[c]) for c in self.columns} for r in self.rows]
+        return json.dumps({"sigma_b": self.sigma_b, "columns": list(self.columns), "rows": rows,
                            "nonfinite": nonfinite, "notes": self.notes},
                           ensure_ascii=False, indent=1, allow_nan=False)
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{html.escape(HEADERS[c])}</th>" for c in COLUMNS)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(self._marked(r, c))}</td>" for c in COLUMNS)
+        head = "".join(f"<th>{html.escape(HEADERS[c])}</th>" for c in self.columns)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(self._marked(r, c))}</td>" for c in self.columns)
                        + "</tr>" for r in self.rows)
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -117,7 +126,41 @@ def _init_table_iv(specs, sigma_b):
     return list(specs), real("init_table", "sigma_b", sigma_b, nonneg=True, why="(the bias std)")
 
 
-def init_table(specs=None, sigma_b=0.0) -> InitTable:
+def _transform_columns_iv(method, depth, targets):
+    if method is None:
+        given = [k for k, v in (("depth", depth), *targets.items()) if v is not None]
+        if given:
+            raise VanishcalcError(f"init_table: {given[0]} applies only with transform='dks' or "
+                                  "'tat'")
+        return None
+    if method not in ("dks", "tat"):
+        raise VanishcalcError(f"init_table: transform = {method!r} is not one of None, 'dks', "
+                              "'tat'")
+    if depth is None:
+        raise VanishcalcError("init_table: transform columns need depth=L (the number of "
+                              "nonlinear layers)")
+    own = ("zeta",) if method == "dks" else ("eta", "tau")
+    other = [k for k, v in targets.items() if v is not None and k not in own]
+    if other:
+        raise VanishcalcError(f"init_table: {other[0]} does not apply to transform={method!r} "
+                              f"(it takes {' or '.join(own)})")
+    return method
+
+
+def _transform_cells(act, method, depth, targets):
+    """The transform columns of one row (TAT: η for a leaky ReLU, τ for the others)."""
+    from ..solve.transform import leaky_slope, transform
+    kw = dict(targets)
+    if method == "tat":
+        kw.pop("tau" if leaky_slope(act) is not None else "eta", None)
+    t = transform(act, method, depth=depth, **kw)
+    return {"transform_input_scale": t.input_scale, "transform_input_shift": t.input_shift,
+            "transform_output_shift": t.output_shift, "transform_output_scale": t.output_scale,
+            "transform_negative_slope": t.negative_slope}
+
+
+def init_table(specs=None, sigma_b=0.0, *, transform=None, depth=None, zeta=None, eta=None,
+               tau=None) -> InitTable:
     """Init settings for each nonlinearity in ``specs`` (default: the whole zoo).
 
     Columns: name, expression, the gain in the three conventions of
@@ -127,6 +170,10 @@ def init_table(specs=None, sigma_b=0.0) -> InitTable:
 
     A missing entry (None, "—" in text) means the quantity does not exist or failed; the
     reason is in ``notes``.
+
+    With ``transform="dks"`` or ``"tat"`` and ``depth=L`` (and optionally ``zeta``, ``eta``,
+    ``tau`` as for :func:`vanishcalc.transform`), the columns of :data:`TRANSFORM_COLUMNS`
+    follow: a, b, c, s of φ̂(x) = s·(φ(a·x + b) + c) and, for leaky ReLU, α.
 
     Examples
     --------
@@ -139,10 +186,13 @@ def init_table(specs=None, sigma_b=0.0) -> InitTable:
     from ..solve.bn_affine import bn_affine, bn_gradient_rate
     from ..solve.gain import gain
     specs, sb = _init_table_iv(specs, sigma_b)
+    targets = {"zeta": zeta, "eta": eta, "tau": tau}
+    method = _transform_columns_iv(transform, depth, targets)
+    columns = COLUMNS + (TRANSFORM_COLUMNS if method else ())
     rows, notes = [], {}
     for spec in specs:
         act = activation(spec)
-        row = dict.fromkeys(COLUMNS)
+        row = dict.fromkeys(columns)
         row["name"] = act.name
         row["expression"] = sympy.sstr(act.expr)
 
@@ -185,5 +235,10 @@ def init_table(specs=None, sigma_b=0.0) -> InitTable:
         row["bn_rate"] = None if r is None else float(r)
         a = attempt("bn_gamma_105", lambda: bn_affine(act, rate=1.05))
         row["bn_gamma_105"] = None if a is None else a.gamma
+        if method:
+            cells = attempt("transform_input_scale",
+                            lambda: _transform_cells(act, method, depth, targets))
+            if cells is not None:
+                row.update(cells)
         rows.append(row)
-    return InitTable(rows=rows, sigma_b=sb, notes=notes)
+    return InitTable(rows=rows, sigma_b=sb, notes=notes, columns=columns)
