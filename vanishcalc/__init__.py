@@ -44,6 +44,9 @@ _LAZY = {
     "ln_gradient_rate": "vanishcalc.solve.bn_affine",
     "bn_affine": "vanishcalc.solve.bn_affine",
     "BNAffine": "vanishcalc.solve.bn_affine",
+    # issue 13: self-normalizing constants, random/learned slopes, LeCun and Xavier for any φ
+    "self_normalizing": "vanishcalc.solve.self_normalizing",
+    "SelfNormalizing": "vanishcalc.solve.self_normalizing",
 }
 
 __all__ = sorted([*_LAZY, "activation", "Activation", "parse", "Value", "VanishcalcError", "ParseError", "DivergenceError",
