@@ -47,6 +47,8 @@ _LAZY = {
     # issue 13: self-normalizing constants, random/learned slopes, LeCun and Xavier for any φ
     "self_normalizing": "vanishcalc.solve.self_normalizing",
     "SelfNormalizing": "vanishcalc.solve.self_normalizing",
+    "RReLU": "vanishcalc.maps.random_slope",
+    "prelu": "vanishcalc.maps.random_slope",
 }
 
 __all__ = sorted([*_LAZY, "activation", "Activation", "parse", "Value", "VanishcalcError", "ParseError", "DivergenceError",
