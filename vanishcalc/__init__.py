@@ -49,6 +49,12 @@ _LAZY = {
     "SelfNormalizing": "vanishcalc.solve.self_normalizing",
     "RReLU": "vanishcalc.maps.random_slope",
     "prelu": "vanishcalc.maps.random_slope",
+    "xavier": "vanishcalc.solve.xavier",
+    "XavierInit": "vanishcalc.solve.xavier",
+    "lecun_targets": "vanishcalc.solve.lecun",
+    "LeCunTargets": "vanishcalc.solve.lecun",
+    "lecun_input_scale": "vanishcalc.solve.lecun",
+    "LeCunInputScale": "vanishcalc.solve.lecun",
 }
 
 __all__ = sorted([*_LAZY, "activation", "Activation", "parse", "Value", "VanishcalcError", "ParseError", "DivergenceError",
