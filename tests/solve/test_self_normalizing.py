@@ -164,3 +164,18 @@ def test_parse_params_names_checked():
         parse("a.real", params=("a",))
     with pytest.raises(ParseError, match="must be real numbers"):
         parse("leaky_relu(a)", params=("a",))
+
+
+def test_self_normalizing_solution_is_a_spec_with_unit_gain_and_zero_mean():
+    # SELU written with a polynomial kink condition (Min(x, 0) inside exp), which Activation
+    # splits; the solved φ then goes through the library's own certified expectations
+    s = self_normalizing("l*(Max(x, 0) + a*(exp(Min(x, 0)) - 1))", params=("a", "l"))
+    alpha, lam = _selu_closed_forms()
+    assert abs(float(s.params["a"]) - alpha) <= s.params["a"].error
+    assert abs(float(s.params["l"]) - lam) <= s.params["l"].error
+    from vanishcalc import expect
+    phi = activation(s.expr)
+    m1 = expect(phi)
+    assert abs(float(m1)) <= m1.error + 1e-15
+    g = gain(phi)                       # 1/√E[φ²] = 1 at the fixed point
+    assert abs(float(g) - 1.0) <= g.error + 1e-15
