@@ -179,3 +179,20 @@ def test_self_normalizing_solution_is_a_spec_with_unit_gain_and_zero_mean():
     assert abs(float(m1)) <= m1.error + 1e-15
     g = gain(phi)                       # 1/√E[φ²] = 1 at the fixed point
     assert abs(float(g) - 1.0) <= g.error + 1e-15
+
+
+def test_self_normalizing_gaussian_rbf_family_vs_closed_form():
+    # φ = l·(e^{−x²} − b): E[e^{−z²}] = 1/√3, E[e^{−2z²}] = 1/√5 and E[z² e^{−k z²}] = (1 + 2k)^{−3/2}
+    # give b = 1/√3, l = (1/√5 − 1/3)^{−1/2}, ∂μ̃/∂ν = −l/(3√3), ∂ν̃/∂ν = l²(2/9 − 2/(5√5))
+    s = self_normalizing("l*(exp(-x**2) - b)", params=("b", "l"), guess={"b": 0.5, "l": 3.0})
+    with mpmath.workdps(30):
+        b = 1 / mpmath.sqrt(3)
+        l = 1 / mpmath.sqrt(1 / mpmath.sqrt(5) - mpmath.mpf(1) / 3)
+        for name, ref in (("b", b), ("l", l)):
+            v = s.params[name]
+            assert abs(float(v) - ref) <= v.error and v.error < 1e-12
+        dmu = -l / (3 * mpmath.sqrt(3))
+        dnu = l ** 2 * (mpmath.mpf(2) / 9 - 2 / (5 * mpmath.sqrt(5)))
+        assert abs(s.jacobian[0][1] - dmu) < 1e-14 and abs(s.jacobian[1][1] - dnu) < 1e-14
+        assert abs(float(s.eigenvalues[1]) - dnu) <= s.eigenvalues[1].error + 1e-15
+    assert s.stable

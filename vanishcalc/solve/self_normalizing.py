@@ -336,7 +336,8 @@ def _newton(family, p, names):
             raise VanishcalcError(
                 f"self_normalizing: the conditions do not determine {names} at "
                 f"{family._where(p)}: ∂(E[φ], E[φ²])/∂θ is singular there (the parameters "
-                "enter only together, or not at all); fix one of them or start elsewhere")
+                "enter only together, or E[φ] = 0 for every θ as for an odd φ, which needs one "
+                "parameter only); fix one of them or start elsewhere")
         lam = mpmath.mpf(1)
         for _ in range(30):
             trial = [p[i] - lam * step[i] for i in range(n)]
