@@ -196,13 +196,16 @@ def _smooth_targets(act, d2):
         points, values = [], []
         f_mp = {}
         for val, x, err, exact in chosen:
+            kind = "estimate" if exact == "flat" else "bound"
+            if exact == "flat":
+                exact = None
             if exact is not None:
                 points.append(Value.from_exact(exact, method="exact:kink"))
                 values.append(Value.from_exact(_value_at(act, exact), method="exact:kink"))
                 continue
             xf = float(x)
             points.append(Value(xf, error=err + abs(float(x) - xf) + abs(xf) * 2.0 ** -53,
-                                method="lecun:bisection-on-phi'''"))
+                                error_kind=kind, method="lecun:bisection-on-phi'''"))
             j = _piece_index(act, xf)
             if j not in f_mp:
                 f_mp[j] = (sympy.lambdify(X, act.pieces[j].expr, "mpmath"),
@@ -211,7 +214,7 @@ def _smooth_targets(act, d2):
             # |φ(x*) − φ(x̂)| ≤ |φ'|·|x* − x̂| over the bracket, |φ'| taken at x̂ with slack 2
             slope = abs(f_mp[j][1](x))
             values.append(Value(float(fx), error=2 * float(slope) * err + abs(float(fx)) * 2.0 ** -52,
-                                method="lecun:phi-at-target"))
+                                error_kind=kind, method="lecun:phi-at-target"))
         curvature = Value(float(best), error=float(best) * 2.0 ** -50, error_kind="estimate",
                           method="lecun:mpmath")
     return LeCunTargets(points=tuple(points), values=tuple(values), curvature=curvature,
@@ -227,7 +230,8 @@ def _right_of(act, k):
 
 
 def _refine(fns, lo, hi, xi):
-    """(|φ''|, x, error bound, None) at the zero of s = sign(φ''(x_i))·φ''' in [lo, hi]."""
+    """(|φ''|, x, error bound, None) at the zero of s = sign(φ''(x_i))·φ''' in [lo, hi];
+    (..., grid spacing, "flat") when s has no sign change there (an estimate, not a bound)."""
     f2, f3 = fns
     sgn = 1 if f2(mpmath.mpf(xi)) >= 0 else -1
     s = lambda t: sgn * f3(t)
@@ -236,7 +240,7 @@ def _refine(fns, lo, hi, xi):
     if not (sa > 0 and sb < 0):
         # no clean bracket (a flat top): the grid point, to within the grid spacing
         x = mpmath.mpf(xi)
-        return (abs(f2(x)), x, float(hi - lo), None)
+        return (abs(f2(x)), x, float(hi - lo), "flat")
     for _ in range(200):
         m = (a + b) / 2
         sm = s(m)
