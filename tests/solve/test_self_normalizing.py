@@ -1,7 +1,7 @@
 """``self_normalizing`` against Klambauer et al. 2017 (closed forms of α01, λ01; Jacobian
 spectral norm 0.7877) and independent mpmath quadratures written here.
 
-The closed forms (Klambauer et al., arXiv:1706.02515, eq. 14 and the line after):
+The closed forms (Klambauer et al., arXiv:1706.02515, §"Stable and Attracting Fixed Point (0, 1) for Normalized Weights"):
 α01 = −√(2/π) / (erfc(1/√2)·√e − 1),
 λ01 = (1 − erfc(1/√2)√e)·√(2π)·(2 erfc(√2) e² + π erfc(1/√2)² e − 2(2 + π) erfc(1/√2)√e + π + 2)^(−1/2).
 """

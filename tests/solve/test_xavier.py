@@ -1,5 +1,5 @@
 """``xavier`` against Glorot & Bengio 2010 (eq. 16: U(±√(6/(fan_in + fan_out)))), the ×4 rule
-for the logistic sigmoid (Bengio 2012, "Practical recommendations", §3.2; the deeplearning.net
+for the logistic sigmoid (Bengio 2012, "Practical recommendations", arXiv:1206.5533; the deeplearning.net
 MLP tutorial) and He et al. 2015's √2 for relu — the radius table the seed (a blog after
 Géron 2017, Table 11-1) recalls — against mpmath for smooth φ at q = 1, and against a naive
 numpy layer for the forward/backward factors.

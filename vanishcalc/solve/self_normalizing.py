@@ -12,8 +12,9 @@ point conditions are
     \\mathbb{E}[\\varphi_\\theta(z)] = 0, \\qquad \\mathbb{E}[\\varphi_\\theta(z)^2] = 1,
 
 two equations: two free parameters (SELU: α, λ), or one when φ_θ is odd (the mean vanishes
-for every θ).  The Jacobian of (μ, ν) ↦ (μ̃, ν̃) there (Klambauer et al., eq. 5 at ω = 0,
-τ = 1) has a zero first column (μ̃, ν̃ do not depend on μ when ω = 0) and
+for every θ).  The Jacobian of (μ, ν) ↦ (μ̃, ν̃) there (Klambauer et al., the section on the
+stable and attracting fixed point (0, 1) for normalized weights: ω = 0, τ = 1) has a zero
+first column (μ̃, ν̃ do not depend on μ when ω = 0) and
 
 .. math::
 
@@ -163,8 +164,8 @@ def self_normalizing(expr, params=("a", "l"), *, guess=None) -> SelfNormalizing:
 
     References
     ----------
-    Klambauer, Unterthiner, Mayr & Hochreiter 2017, arXiv:1706.02515, eqs. 2–5 and
-    Theorem 1 (α01 ≈ 1.6733, λ01 ≈ 1.0507, Jacobian spectral norm 0.7877).
+    Klambauer, Unterthiner, Mayr & Hochreiter 2017, arXiv:1706.02515: eq. 2 (SELU), the
+    mean/variance map g, Theorem 1 (α01 ≈ 1.6733, λ01 ≈ 1.0507, spectral norm 0.7877).
 
     Examples
     --------
