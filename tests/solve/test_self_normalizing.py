@@ -196,3 +196,14 @@ def test_self_normalizing_gaussian_rbf_family_vs_closed_form():
         assert abs(s.jacobian[0][1] - dmu) < 1e-14 and abs(s.jacobian[1][1] - dnu) < 1e-14
         assert abs(float(s.eigenvalues[1]) - dnu) <= s.eigenvalues[1].error + 1e-15
     assert s.stable
+
+
+def test_self_normalizing_condition_vanishing_on_a_stretch_is_no_kink():
+    # Max(a·x, 0) at a = 0: the condition a·x = 0 holds for every x, the branches agree there
+    from vanishcalc.parse import param_symbol
+    from vanishcalc.solve.self_normalizing import _Family
+    phi = parse("l*Max(a*x, 0) + x", params=("a", "l"))
+    fam = _Family(phi, (param_symbol("a"), param_symbol("l")), "l*Max(a*x, 0) + x")
+    with mpmath.workdps(30):
+        assert fam.kinks([mpmath.mpf(0), mpmath.mpf(1)]) == []
+        assert [float(k) for k in fam.kinks([mpmath.mpf(2), mpmath.mpf(1)])] == [0.0]

@@ -224,8 +224,10 @@ class _Family:
             sgn = np.sign(vals)
             for i in np.nonzero(sgn[:-1] * sgn[1:] < 0)[0]:
                 out.append(_bisect(lambda t: bmp(t, *p), mpmath.mpf(_SCAN[i]), mpmath.mpf(_SCAN[i + 1])))
-            for i in np.nonzero(sgn == 0)[0]:
-                out.append(mpmath.mpf(_SCAN[i]))
+            zeros = np.nonzero(sgn == 0)[0]
+            if len(zeros) < 16:      # more: the condition vanishes on a stretch (Max(a·x, 0)
+                for i in zeros:      # at a = 0), where both branches agree: no kink
+                    out.append(mpmath.mpf(_SCAN[i]))
         out.sort()
         unique = []
         for k in out:
