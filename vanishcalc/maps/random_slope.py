@@ -33,8 +33,7 @@ import sympy
 
 from ..activation import Activation, _activation_from_expr
 from ..errors import VanishcalcError
-from ..gaussian.bivariate import _arccos_k0, _arccos_k1
-from ..parse import X
+from ..gaussian.bivariate import _arccos_k1
 from ..validate import real
 from ..value import Value
 from .. import zoo
