@@ -44,8 +44,20 @@ _LAZY = {
     "ln_gradient_rate": "vanishcalc.solve.bn_affine",
     "bn_affine": "vanishcalc.solve.bn_affine",
     "BNAffine": "vanishcalc.solve.bn_affine",
+    # issue 13: DKS/TAT transforms
     "transform": "vanishcalc.solve.transform",
     "Transform": "vanishcalc.solve.transform",
+    # issue 13: self-normalizing constants, random/learned slopes, LeCun and Xavier for any φ
+    "self_normalizing": "vanishcalc.solve.self_normalizing",
+    "SelfNormalizing": "vanishcalc.solve.self_normalizing",
+    "RReLU": "vanishcalc.maps.random_slope",
+    "prelu": "vanishcalc.maps.random_slope",
+    "xavier": "vanishcalc.solve.xavier",
+    "XavierInit": "vanishcalc.solve.xavier",
+    "lecun_targets": "vanishcalc.solve.lecun",
+    "LeCunTargets": "vanishcalc.solve.lecun",
+    "lecun_input_scale": "vanishcalc.solve.lecun",
+    "LeCunInputScale": "vanishcalc.solve.lecun",
 }
 
 __all__ = sorted([*_LAZY, "activation", "Activation", "parse", "Value", "VanishcalcError", "ParseError", "DivergenceError",

@@ -43,12 +43,17 @@ def allowed_names() -> list[str]:
     return sorted({"x", *FUNCTIONS, *VARIADIC, *CONSTANTS, *zoo.ZOO, *zoo.ALIASES})
 
 
-def parse(text: str) -> sympy.Expr:
+def parse(text: str, params=()) -> sympy.Expr:
     """Parse ``text`` into a SymPy expression in the real symbol ``x``.
 
     A bare zoo name (``"relu"``) means that activation at ``x``; ``"leaky_relu(0.2)"``
     passes parameters; ``"relu(x + 1)"`` applies a zoo activation to an expression.
     Decimal literals become exact rationals (``0.01`` → ``1/100``).
+
+    ``params`` names free parameters (real symbols, see :func:`param_symbol`) that the
+    text may use besides ``x``.  Only an API that solves for parameters passes them
+    (:func:`vanishcalc.self_normalizing`); everywhere else ``params`` is empty and any
+    other name is an error, as before.
 
     Raises
     ------
@@ -61,14 +66,44 @@ def parse(text: str) -> sympy.Expr:
     exp(-x**2)
     >>> parse("leaky_relu(0.2)")
     Max(x/5, x)
+    >>> parse("l*tanh(a*x)", params=("a", "l"))
+    l*tanh(a*x)
     """
     if not isinstance(text, str):
         raise ParseError(f"expected an expression string, got {type(text).__name__}")
-    return _parse_cached(text)
+    return _parse_cached(text, _params_iv(params))
+
+
+def param_symbol(name: str) -> sympy.Symbol:
+    """The SymPy symbol a declared parameter ``name`` parses to (real, like ``x``)."""
+    return sympy.Symbol(name, real=True)
+
+
+def _params_iv(params) -> tuple:
+    """``params`` as a tuple of distinct names that are not ``x`` nor any name the grammar
+    already gives a meaning to (functions, constants, zoo names)."""
+    if isinstance(params, str):
+        params = (params,)
+    try:
+        names = tuple(params)
+    except TypeError:
+        raise ParseError(f"params must be a sequence of names such as ('a', 'l'), "
+                         f"got {type(params).__name__}") from None
+    for name in names:
+        if not isinstance(name, str) or not name.isidentifier() or "__" in name:
+            raise ParseError(f"parameter name {name!r} is not a plain identifier such as 'a' or 'lam'")
+        if name == "x" or name in FUNCTIONS or name in VARIADIC or name in CONSTANTS \
+                or zoo.lookup(name) is not None:
+            raise ParseError(f"parameter name {name!r} is already taken "
+                             f"({'the variable' if name == 'x' else 'a function, constant or zoo name'}); "
+                             "choose another, e.g. 'a', 'lam'")
+    if len(set(names)) != len(names):
+        raise ParseError(f"parameter names repeat in {names}")
+    return names
 
 
 @functools.lru_cache(maxsize=1024)
-def _parse_cached(text: str) -> sympy.Expr:
+def _parse_cached(text: str, params: tuple = ()) -> sympy.Expr:
     if len(text) > MAX_LENGTH:
         raise ParseError(f"expression is {len(text)} characters long; the limit is {MAX_LENGTH}")
     stripped = text.strip()
@@ -83,25 +118,26 @@ def _parse_cached(text: str) -> sympy.Expr:
     nodes = sum(1 for _ in ast.walk(tree))
     if nodes > MAX_NODES:
         raise ParseError(f"expression has {nodes} syntax nodes; the limit is {MAX_NODES}")
-    builder = _Builder(stripped)
+    builder = _Builder(stripped, params)
     expr = builder.build(tree.body, depth=0)
-    return _check_result(expr, stripped)
+    return _check_result(expr, stripped, params)
 
 
-def _check_result(expr, text):
+def _check_result(expr, text, params=()):
     expr = sympy.sympify(expr)   # a SymPy object already: sympify only wraps Python numbers here
     if expr.has(sympy.I) or expr.has(sympy.zoo) or expr.has(sympy.nan) or expr.has(sympy.oo) \
             or expr.has(-sympy.oo):
         raise ParseError(f"{text!r} simplifies to {expr}, which is not a finite real function")
-    extra = expr.free_symbols - {X}
+    extra = expr.free_symbols - {X} - {param_symbol(p) for p in params}
     if extra:
         raise ParseError(f"unknown symbol(s) {sorted(map(str, extra))}; only x is allowed")
     return expr
 
 
 class _Builder:
-    def __init__(self, text):
+    def __init__(self, text, params=()):
         self.text = text
+        self.params = {name: param_symbol(name) for name in params}
 
     def _piece(self, node):
         seg = ast.get_source_segment(self.text, node)
@@ -160,6 +196,8 @@ class _Builder:
         name = node.id
         if name == "x":
             return X
+        if name in self.params:
+            return self.params[name]
         if name in CONSTANTS:
             return CONSTANTS[name]
         entry = zoo.lookup(name)
@@ -167,7 +205,10 @@ class _Builder:
             return entry.expr()
         if name in FUNCTIONS or name in VARIADIC:
             raise ParseError(f"{name!r} is a function: call it, e.g. {name}(x)")
-        raise ParseError(f"unknown name {name!r}{zoo.did_you_mean(name, allowed_names())}; allowed names: {', '.join(allowed_names())}")
+        declared = f"; declared parameters: {', '.join(self.params)} (add {name!r} to params to solve for it)" \
+            if self.params else ""
+        raise ParseError(f"unknown name {name!r}{zoo.did_you_mean(name, allowed_names())}{declared}; "
+                         f"allowed names: {', '.join(allowed_names())}")
 
     def _binop(self, node, d):
         left = self.build(node.left, d)
