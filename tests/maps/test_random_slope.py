@@ -159,3 +159,20 @@ def test_rrelu_bad_input():
         RReLU().moment_map(MomentState(1.0, 1.0, 0.5, is_gaussian=False))
     with pytest.raises(VanishcalcError, match="convention"):
         RReLU().gain("fan_in")
+
+
+def test_rrelu_is_a_spec_for_gain_and_meanfield():
+    """gain(RReLU()) and MeanField(RReLU(), σw, σb) work like a φ spec (closed forms as reference)."""
+    import vanishcalc
+    assert vanishcalc.RReLU is RReLU        # the public name users take
+    # training mode: E[a²] = (l² + lu + u²)/3 = 97/1728 → gain √(2/(1 + 97/1728))
+    assert float(gain(RReLU())) == pytest.approx(math.sqrt(2 / (1 + 97 / 1728)), rel=1e-15)
+    # eval mode: leaky ReLU at ā = 11/48; q* = σb²/(1 − σw²(1 + ā²)/2), χ1 = σw²(1 + ā²)/2
+    a, sw, sb = 11 / 48, 1.3, 0.1
+    chi1 = sw * sw * (1 + a * a) / 2
+    mf = MeanField(RReLU(mode="eval"), sw, sb)
+    assert float(mf.chi1()) == pytest.approx(chi1, rel=1e-12)
+    assert float(mf.q_star()) == pytest.approx(sb * sb / (1 - chi1), rel=1e-12)
+    # training mode: the slope's second moment enters q (χ1 = σw²(1 + E[a²])/2)
+    mf = MeanField(RReLU(), sw, sb)
+    assert float(mf.chi1()) == pytest.approx(sw * sw * (1 + 97 / 1728) / 2, rel=1e-12)

@@ -268,6 +268,8 @@ def shifted(act: _Act, m: float) -> _Act:
 class Nonlinearity(Layer):
     """The elementwise nonlinearity layer x = φ(h); ``vanishcalc.maps.Activation``."""
 
+    elementwise = True
+
     def __init__(self, spec):
         self.act = activation(spec)
 

@@ -27,6 +27,10 @@ from .state import MomentState
 class Layer:
     """Base class of every mean-field layer."""
 
+    #: True for a layer that acts elementwise as the net's nonlinearity (φ, RReLU): then
+    #: ``MeanField(layer, sigma_w, sigma_b)`` means the plain net [layer, Dense(σw, σb)].
+    elementwise = False
+
     def moment_map(self, state: MomentState) -> MomentState:
         raise NotImplementedError
 

@@ -64,6 +64,10 @@ class Propagation:
 
 
 def _meanfield_iv(spec, sigma_w, sigma_b):
+    if isinstance(spec, Layer) and spec.elementwise and sigma_w is not None:
+        # an elementwise layer (RReLU) plays φ's part; it is not an Activation, so the net
+        # takes the general block path (the φ fast paths need an Activation)
+        return serial(spec, Dense(sigma_w, sigma_b)), None, None
     if isinstance(spec, Layer) or isinstance(spec, (list, tuple)):
         if sigma_w is not None:
             raise VanishcalcError("MeanField: pass sigma_w/sigma_b inside the layers (Dense(σw, σb)) "

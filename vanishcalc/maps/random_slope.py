@@ -100,6 +100,8 @@ class RReLU(Layer):
     48*sqrt(194)/485 ≈ 1.378479664546057 (exact)
     """
 
+    elementwise = True     # MeanField(RReLU(), σw, σb) is the plain net [RReLU, Dense(σw, σb)]
+
     def __init__(self, lower=sympy.Rational(1, 8), upper=sympy.Rational(1, 3), mode="train",
                  shared_slope=False):
         self.lower = _exact("RReLU", "lower", lower)
@@ -151,6 +153,10 @@ class RReLU(Layer):
         if m2 == 0:
             raise VanishcalcError(f"RReLU.gain: the {convention} moment is 0 (φ is constant); no gain")
         return Value.from_exact(sympy.sqrt(1 / m2), method=f"exact:rrelu-{self.mode}")
+
+    def __vanishcalc_gain__(self, convention, q):
+        # vanishcalc.gain(RReLU(), ...): φ_a is positively homogeneous, so q drops out
+        return self.gain(convention)
 
     # ---- mean-field layer
 

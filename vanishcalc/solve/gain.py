@@ -64,6 +64,9 @@ def gain(spec, convention="second_moment", q=1.0) -> Value:
     qf = real("gain", "q", q, nonneg=True, why="(the variance of the pre-activation)")
     if qf == 0:
         raise VanishcalcError("q must be > 0 for a gain (the pre-activation must carry signal)")
+    own_gain = getattr(spec, "__vanishcalc_gain__", None)
+    if own_gain is not None:        # a random φ (RReLU in training mode) knows its own gain
+        return own_gain(convention, qf)
     return _gain_cached(activation(spec), convention, qf)
 
 
