@@ -159,3 +159,22 @@ def test_numpy_repairs_overflowing_terms_of_a_finite_value_vs_mpmath():
     chi = mf.chi1()
     assert abs(float(chi) - float(chi1)) <= chi.error + 1e-15
     assert abs(float(chi) - float(chi1)) < 1e-12
+
+
+def test_transcendental_kink_conditions_solved_or_refused_clearly():
+    """SELU typed as Klambauer writes it, Min(α(eˣ − 1), 0): the kink at 0 is found in closed
+    form; a periodic or implicit condition is refused with a ParseError naming the rewrite."""
+    import mpmath
+    from vanishcalc import ParseError, activation, gain
+    lam, alpha = "1.0507009873554804934", "1.6732632423543772848"
+    act = activation(f"{lam}*(Max(x, 0) + Min({alpha}*(exp(x) - 1), 0))")
+    mpmath.mp.dps = 30
+    L, A = mpmath.mpf(lam), mpmath.mpf(alpha)
+    pdf = lambda z: mpmath.exp(-z * z / 2) / mpmath.sqrt(2 * mpmath.pi)
+    m2 = (mpmath.quad(lambda z: (L * A * (mpmath.exp(z) - 1)) ** 2 * pdf(z), [-mpmath.inf, 0])
+          + mpmath.quad(lambda z: (L * z) ** 2 * pdf(z), [0, mpmath.inf]))
+    assert abs(float(gain(act)) - float(1 / mpmath.sqrt(m2))) < 1e-13
+    activation("Max(tanh(x), 1/2)")                      # atanh(1/2), exact
+    for bad in ("Max(sin(x), 0)", "Max(exp(x) - x - 2, 0)"):
+        with pytest.raises(ParseError, match="cannot locate the kinks"):
+            activation(bad)

@@ -260,8 +260,18 @@ def _real_roots(boundary):
         return [-b / a]
     if poly is not None and poly.degree() <= 8:
         return list(sympy.real_roots(poly))
-    raise ParseError(f"cannot locate the kinks of the condition {boundary} = 0: only polynomial "
-                     "conditions (degree ≤ 8) inside Max/Min/Abs/sign/Heaviside are supported")
+    if poly is None:
+        # A transcendental condition such as SELU's Min(a*(exp(x) - 1), 0): solveset answers
+        # the invertible ones exactly and at once ({0}, {atanh(1/2)}); a periodic (sin) or
+        # implicit (exp(x) - x - 2) one comes back as an ImageSet/ConditionSet and is refused.
+        roots = sympy.solveset(boundary, X, domain=sympy.S.Reals)
+        if isinstance(roots, sympy.FiniteSet) and len(roots) <= 8 and all(
+                r.is_real and r.is_finite for r in roots):
+            return list(roots)
+    raise ParseError(f"cannot locate the kinks of the condition {boundary} = 0: supported are "
+                     "polynomial conditions (degree ≤ 8) and conditions SymPy solves in closed "
+                     "form (exp(x) - 1, tanh(x) - 1/2) inside Max/Min/Abs/sign/Heaviside; "
+                     "rewrite the condition as one of those")
 
 
 def _intervals(kinks):
