@@ -155,3 +155,137 @@ def test_simulate_rnn_norm_bad_input_names_fix(kwargs, word):
         simulate_rnn("tanh", 1.0, **kw)
     with pytest.raises(VanishcalcError, match=word):
         check_rnn("tanh", 1.0, n_nets=4, **kw)
+
+
+# ---------------------------------------------------------------- CUDA (simulator), same streams
+
+_CUDA_CHILD = """
+import json, math, sys
+sys.setswitchinterval(5e-4)
+group, cases = sys.argv[1], json.loads(sys.argv[2])
+try:
+    from numba import cuda  # noqa: F401
+except ImportError as exc:
+    print(json.dumps({"skip": f"numba.cuda cannot be imported: {exc}"}))
+    raise SystemExit(0)
+from vanishcalc.sim.cuda import rnn_norm as rn
+if group == "strided":          # more units than threads, more nets than blocks
+    rn.MAX_THREADS, rn.MAX_NET_BLOCKS = 4, 2
+out = {}
+for name, kw in cases.items():
+    kw = dict(kw)
+    tr = rn.simulate_rnn_norm_cuda(kw.pop("spec"), **kw)
+    out[name] = {k: [None if math.isnan(x) else x for x in getattr(tr, k).tolist()]
+                 for k in ("q", "c", "grad", "rate")}
+if group == "main":             # the front door routes backend="cuda" to this kernel
+    from vanishcalc.sim.api import simulate_rnn
+    kw = dict(norm="bn", gamma=1.0, steps=2, width=4, batch=4, n_nets=2, seed=5)
+    a = simulate_rnn("x", 1.0, 1.0, backend="cuda", **kw)
+    b = rn.simulate_rnn_norm_cuda("x", 1.0, 1.0, **kw)
+    out["api_same"] = {"same": [float(a.q.tolist() == b.q.tolist() and
+                                      a.grad.tolist() == b.grad.tolist())]}
+print(json.dumps(out))
+"""
+
+_CUDA_CASES = {
+    "bn_x": dict(spec="x", norm="bn", gamma=1.0, gamma_x=0.7, beta=0.2, steps=3, width=6,
+                 batch=4, n_nets=3, seed=21, x_corr=0.3),
+    "bn_tanh": dict(spec="tanh", norm="bn", gamma=0.1, steps=3, width=5, batch=5, n_nets=2,
+                    seed=22),
+    "ln_tanh": dict(spec="tanh", norm="ln", gamma=1.2, beta=0.1, sigma_w=1.3, sigma_u=0.8,
+                    sigma_b=0.2, steps=3, width=6, batch=3, n_nets=3, seed=23, x_corr=0.4),
+}
+
+
+def _replay_rnn_norm(spec, *, norm, steps, width, batch, n_nets, seed, strided, gamma=None,
+                     gamma_x=None, beta=0.0, sigma_w=1.0, sigma_u=1.0, sigma_b=0.0, x2=1.0,
+                     x_corr=0.0):
+    """The model in numpy on the kernel's streams (thread tid draws rows i ≡ tid mod threads)."""
+    from tests.sim.test_cuda_composed import _Replay, _standardize, _stats
+    from vanishcalc.activation import activation
+    from vanishcalc.sim.program import trace
+    lim = dict(max_threads=4, max_blocks=2) if strided else {}
+    rp = _Replay(seed, 0xC5A3, n_nets, width, **lim)
+    act = activation(spec)
+    phi, dphi = act.numpy, act.derivative(1).numpy
+    if norm == "bn":
+        gh = 0.1 if gamma is None else gamma
+        gx = gh if gamma_x is None else gamma_x
+    else:
+        gh = 1.0 if gamma is None else gamma
+    q, c, logF = (np.full((n_nets, steps), np.nan) for _ in range(3))
+    NB = width * batch
+    for n in range(n_nets):
+        W, U, b = np.empty((width, width)), np.empty((width, width)), np.empty((width, 1))
+        D = np.empty((width, batch))
+
+        def init(i, st):
+            for j in range(width):
+                W[i, j] = sigma_w / math.sqrt(width) * st.normal()
+                U[i, j] = sigma_u / math.sqrt(width) * st.normal()
+            b[i] = sigma_b * st.normal()
+            D[i] = [st.normal() for _ in range(batch)]
+        rp.rows(n, init)
+        H = np.zeros((width, batch))
+        lf = 0.0
+        for t in range(steps):
+            xs = np.empty((width, batch))
+
+            def inputs(i, st):
+                g = st.normal()
+                xs[i] = [math.sqrt(x2 * x_corr) * g + math.sqrt(x2 * (1 - x_corr)) * st.normal()
+                         for _ in range(batch)]
+            rp.rows(n, inputs)
+            zero = np.zeros((width, batch))
+            if norm == "bn":
+                A, _ = _standardize(U @ xs, zero, gx, beta)
+                if t > 0:
+                    Y, D = _standardize(W @ H, W @ D, gh, 0.0)
+                    A = A + Y
+            else:
+                Yt, Dt = _standardize((W @ H + U @ xs + b).T, (W @ D if t > 0 else zero).T, gh,
+                                      beta)
+                A = Yt.T
+                if t > 0:
+                    D = Dt.T
+            q[n, t], c[n, t], f = _stats(A, D)
+            lf += math.log(f / NB)
+            logF[n, t] = lf
+            D = dphi(A) * D * math.sqrt(NB / f)
+            H = phi(A)
+    return trace(q, c, logF, np.zeros(q.shape, bool))
+
+
+def _collect_cuda(group, cases):
+    import json
+    from tests.sim.cudasim import start
+    proc = start(_CUDA_CHILD, group, cases)
+    out, err = proc.communicate(timeout=600)
+    if proc.returncode != 0:
+        raise AssertionError(f"CUDA child failed (rc={proc.returncode}):\n{err[-4000:]}")
+    res = json.loads(out.strip().splitlines()[-1])
+    if "skip" in res:
+        pytest.skip(res["skip"])
+    return {name: {k: np.array([np.nan if x is None else x for x in v]) for k, v in val.items()}
+            for name, val in res.items()}
+
+
+@pytest.fixture(scope="module")
+def cuda_runs():
+    return {g: _collect_cuda(g, _CUDA_CASES) for g in ("main", "strided")}
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("group", ["main", "strided"])
+@pytest.mark.parametrize("name", sorted(_CUDA_CASES))
+def test_cuda_rnn_norm_vs_naive_replay_same_streams(cuda_runs, group, name):
+    kw = dict(_CUDA_CASES[name])
+    ref = _replay_rnn_norm(kw.pop("spec"), strided=group == "strided", **kw)
+    for key in ("q", "c", "grad", "rate"):
+        np.testing.assert_allclose(cuda_runs[group][name][key], getattr(ref, key), rtol=1e-9,
+                                   atol=1e-12, err_msg=f"{name} ({group}): {key}")
+
+
+@pytest.mark.cuda
+def test_cuda_rnn_norm_front_door_routes_to_kernel(cuda_runs):
+    assert cuda_runs["main"]["api_same"]["same"][0] == 1.0

@@ -203,7 +203,7 @@ def recurrent_ln(spec, gamma=1.0, beta=0.0, sigma_w=1.0, sigma_u=0.0, sigma_b=0.
 NORMS = ("bn", "ln")
 
 
-def _width_iv(where, width):
+def width_iv(where, width):
     """None (infinite width) or an integer ≥ 4 (LN over N units: 1/‖Py‖², ‖Py‖² ~ χ²_{N−1},
     has a finite mean only for N ≥ 4)."""
     if width is None:
@@ -313,7 +313,7 @@ class RecurrentNormRNN:
             if self.step.drive <= 0:
                 raise VanishcalcError(f"{w}: with h_0 = 0 and σu = σb = 0 the summed input is 0 "
                                       "and LN divides by 0; pass sigma_u > 0")
-            self.width = _width_iv(w, width)
+            self.width = width_iv(w, width)
             if batch is not None:
                 raise VanishcalcError(f"{w}: LayerNorm has no batch statistics; for norm='ln' "
                                       "pass width= (its finite-width correction) instead")

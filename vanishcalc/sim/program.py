@@ -216,8 +216,8 @@ def rnn_norm_iv(spec, norm, gamma, gamma_x, beta, sigma_w, sigma_u, sigma_b, ste
         model = RecurrentNormRNN(spec, "bn", gamma, gamma_x, beta, sigma_w, sigma_u, sigma_b, x2,
                                  x_corr, batch=batch)
     elif norm == "ln":
-        from ..maps.rnn import _width_iv
-        _width_iv("simulate_rnn", width)
+        from ..maps.rnn import width_iv
+        width_iv("simulate_rnn", width)
         model = RecurrentNormRNN(spec, "ln", gamma, gamma_x, beta, sigma_w, sigma_u, sigma_b, x2,
                                  x_corr, width=width)
     else:
