@@ -46,7 +46,7 @@ class ComposedTrace:
     rate: np.ndarray
     rate_se: np.ndarray
     n_nets: int
-    per_net: dict | None = None     # per-net q, c, grad (n_nets, depth+1), NaN where excluded
+    per_net: dict | None = None     # per-net q, c, grad, log_grad (n_nets, depth+1), NaN where excluded
 
     def mean_rate(self, skip=2):
         """Per-layer rate averaged over layers ≥ ``skip`` and nets, with its standard error
@@ -107,7 +107,10 @@ def trace(q, c, logF, bad):
     gm, gs = _mean_se(grad)
     rm, rs = _mean_se(rate)
     tr = ComposedTrace(qm, cm, gm, qs, cs, gs, rm, rs, q.shape[0],
-                       per_net={"q": q, "c": c, "grad": grad})
+                       per_net={"q": q, "c": c, "grad": grad,
+                                # log grad, finite where grad leaves float64 (T = 1000 steps
+                                # at rate 1/2 is 2⁻⁹⁹⁹ per net)
+                                "log_grad": logF[:, -1:] - logF})
     object.__setattr__(tr, "_per_net", rate)
     object.__setattr__(tr, "_mean_rate", _pooled(rate[:, 2:]) if rate.shape[1] > 2 else
                        _pooled(rate))
