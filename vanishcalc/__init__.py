@@ -38,6 +38,7 @@ _LAZY = {
     "check": "vanishcalc.sim.check",
     "CheckReport": "vanishcalc.sim.check",
     "RNNMeanField": "vanishcalc.maps.rnn",
+    "RecurrentNormRNN": "vanishcalc.maps.rnn",
     "simulate_rnn": "vanishcalc.sim.api",
     "check_rnn": "vanishcalc.sim.check",
     "bn_gradient_rate": "vanishcalc.solve.bn_affine",
