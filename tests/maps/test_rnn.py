@@ -163,3 +163,36 @@ def test_recurrent_norm_bad_input_names_fix(kwargs, word):
 def test_recurrent_bn_constant_phi_raises():
     with pytest.raises(VanishcalcError, match="constant"):
         RecurrentNormRNN("relu", "bn", beta=-40.0, gamma=0.1).step_rate(2)
+
+
+def test_recurrent_ln_rate_vs_numpy_with_fresh_weights_each_step():
+    # The mean field treats W as independent at every step; with W redrawn every step a plain
+    # numpy LN RNN (φ = x) grows ‖δa‖² by the theory's γ²σw²/(γ²σw² + σu²)·(N−2)/(N−3) per step.
+    # (With W reused the simulated rate drifts a few % above it over tens of steps at this
+    # width: notes/recurrent.md, "Finite width".)
+    import numpy as np
+    N, B, T, nets = 64, 4, 40, 12
+    rng = np.random.default_rng(7)
+    rates = []
+    for _ in range(nets):
+        h = np.zeros((N, B))
+        d = rng.standard_normal((N, B))
+        r = []
+        for t in range(T):
+            W = rng.standard_normal((N, N)) / math.sqrt(N)
+            U = rng.standard_normal((N, N)) / math.sqrt(N)
+            y = W @ h + U @ rng.standard_normal((N, B))
+            u = (y - y.mean(0)) / y.std(0)
+            if t > 0:
+                v = W @ d
+                pv = v - v.mean(0)
+                dn = (pv - u * np.mean(u * pv, 0)) / y.std(0)
+                if t > 1:
+                    r.append(np.sum(dn ** 2) / np.sum(d ** 2))
+                d = dn
+            h = u
+        rates.append(np.mean(r))
+    theory = RecurrentNormRNN("x", "ln", width=N).step_rate(2)
+    assert theory == pytest.approx(0.5 * 62 / 61, rel=1e-12)
+    se = np.std(rates, ddof=1) / math.sqrt(nets)
+    assert abs(np.mean(rates) - theory) <= 4 * se + 0.01 * theory, (np.mean(rates), se, theory)
