@@ -38,6 +38,7 @@ _LAZY = {
     "check": "vanishcalc.sim.check",
     "CheckReport": "vanishcalc.sim.check",
     "RNNMeanField": "vanishcalc.maps.rnn",
+    "RecurrentNormRNN": "vanishcalc.maps.rnn",
     "simulate_rnn": "vanishcalc.sim.api",
     "check_rnn": "vanishcalc.sim.check",
     "bn_gradient_rate": "vanishcalc.solve.bn_affine",
@@ -58,6 +59,8 @@ _LAZY = {
     "LeCunTargets": "vanishcalc.solve.lecun",
     "lecun_input_scale": "vanishcalc.solve.lecun",
     "LeCunInputScale": "vanishcalc.solve.lecun",
+    "lr_multipliers": "vanishcalc.solve.lr_multipliers",
+    "LRMultipliers": "vanishcalc.solve.lr_multipliers",
 }
 
 __all__ = sorted([*_LAZY, "activation", "Activation", "parse", "Value", "VanishcalcError", "ParseError", "DivergenceError",

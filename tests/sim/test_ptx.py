@@ -142,3 +142,17 @@ def test_compile_ptx_leaves_numba_device_lookup_alone():
     from vanishcalc.sim.ptx import compile_ptx
     compile_ptx("tanh", "float32", cc=(8, 0), names=["dense"])
     assert dispatcher.get_current_device is before
+
+
+@pytest.mark.parametrize("cc", TARGETS)
+def test_rnn_norm_kernel_compiles_and_fits_both_targets(cc):
+    # the recurrent BN/LN kernel (sim/cuda/rnn_norm.py), tanh and the identity (BN in place of
+    # tanh) — sm_90 and sm_80, no spills, within the register file at 256 threads
+    from vanishcalc.sim.ptx import assemble, compile_ptx
+    for spec in ("tanh", "x"):
+        ptx = compile_ptx(spec, "float64", cc=cc, names=["rnn_norm"])["rnn_norm"]
+        assert f".target sm_{cc[0]}{cc[1]}" in ptx
+        rep = assemble(ptx, cc)
+        assert rep.spill_stores == 0 and rep.spill_loads == 0, rep.log
+        assert rep.registers * 256 <= REGISTERS_PER_BLOCK, rep.registers
+        assert rep.shared_bytes <= SHARED_BYTES

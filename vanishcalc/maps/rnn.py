@@ -31,12 +31,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 
 from ..activation import activation
 from ..errors import VanishcalcError
 from ..value import Value
 from ..validate import integer, real
-from .activation import Nonlinearity, derivative_of, first_moment, second_moment, shifted
+from .activation import (Nonlinearity, cross_moment, derivative_of, first_moment, second_moment,
+                         shifted)
 from .dense import Dense
 from .layer import _fmt
 from .meanfield import MeanField
@@ -194,3 +196,197 @@ def recurrent_ln(spec, gamma=1.0, beta=0.0, sigma_w=1.0, sigma_u=0.0, sigma_b=0.
         raise VanishcalcError(f"{w}: the summed input W h + U x + b is 0; LN divides by zero")
     return RecurrentNorm(q=g * g + b * b, mean_derivative=first_moment(d, g * g),
                          rate=g * g * sw * sw * second_moment(d, g * g) / den)
+
+
+# ---------------------------------------------------------------- normalized RNN over time
+
+NORMS = ("bn", "ln")
+
+
+def width_iv(where, width):
+    """None (infinite width) or an integer ≥ 4 (LN over N units: 1/‖Py‖², ‖Py‖² ~ χ²_{N−1},
+    has a finite mean only for N ≥ 4)."""
+    if width is None:
+        return None
+    return integer(where, "width", width, 4, why=(
+        "(None for infinite width): LayerNorm over N units needs N ≥ 4 — at N = 1 the "
+        "standard deviation is 0, at N = 2 every unit becomes ±γ, and at N = 3 the expected "
+        "squared gradient is infinite"))
+
+
+class RecurrentNormRNN:
+    """Mean field over time of an RNN whose recurrence is normalized (BN or LN).
+
+    .. math::
+
+        \\text{bn:}\\quad a_t = γ_h\\,\\mathrm{BN}(W h_{t-1}) + γ_x\\,\\mathrm{BN}(U x_t) + β
+        \\qquad\\text{(Cooijmans et al. 2017, eq. 6)}
+
+        \\text{ln:}\\quad a_t = γ\\,\\mathrm{LN}(W h_{t-1} + U x_t + b) + β
+        \\qquad\\text{(Ba et al. 2016, §3.1)}
+
+    and h_t = φ(a_t), h_0 = 0.  With ``spec="x"`` (φ the identity) and β = 0 the ``"bn"`` model
+    is the RNN h_t = BN(W h_{t−1}) + BN(U x_t) with no tanh and no bias (BN in place of
+    tanh); ``"ln"`` with ``spec="x"`` is h_t = LN(W h_{t−1} + U x_t).  BN of the zero state
+    h_0 is taken as 0 (the ε of a real BN), so a_1 = γ_x BN(U x_1) + β.
+
+    Per step (index t holds a_{t+1}; v = γ_x² at the first step, γ_h² + γ_x² after):
+
+    * bn: q = v + β², c = (β² − v/(B−1))/(v + β²) exactly (standardized rows have batch mean
+      0, variance 1 and pairwise mean product −1/(B−1)); the gradient through one step is
+      multiplied by
+
+      .. math:: λ_t = \\frac{γ_h^2 E[φ'(a)^2]}{E[φ(a)^2] − E[φ(a_1)φ(a_2)]}
+                \\frac{B}{B-3}\\frac{B-2}{B-1},\\quad a ∼ N(β, v),\\ \\mathrm{corr}(a_1 − β, a_2 − β) = −\\tfrac{1}{B-1}
+
+      (notes/normalization.md's BN Jacobian with the recurrent share γ_h² of the variance);
+      B = ∞: γ_h² E[φ'(a)²]/Var φ(a) (:func:`recurrent_bn`).  For φ = x it is exactly
+      γ_h²/(γ_h² + γ_x²) · (B−2)/(B−3): σw, σu and σb cancel.
+    * ln: q = γ² + β²; the centered correlation of the summed input y = W h + U x + b is
+      ρ = (σw² E[φ(a_1)φ(a_2)] + σu² ρx x2 + σb²)/(σw² E[φ(a)²] + σu² x2 + σb²), so
+      c = (γ²ρ + β²)/(γ² + β²); the gradient factor is
+      γ²σw² E[φ'(a)²]/(σw² E[φ(a)²] + σu² x2 + σb²) · (N−2)/(N−3) (N = ∞: 1), a ∼ N(β, γ²)
+      (:func:`recurrent_ln`).
+
+    Parameters
+    ----------
+    spec : φ ("x" for no nonlinearity)
+    norm : {"bn", "ln"}
+    gamma : float, optional
+        bn: γ_h (default 0.1, Cooijmans et al.'s init); ln: γ (default 1).
+    gamma_x : float, optional
+        bn only: γ_x (default: γ_h).
+    beta : float
+    sigma_w, sigma_u, sigma_b, x2, x_corr : float
+        As for :class:`RNNMeanField` (under BN only σu > 0 and x_corr < 1 matter).
+    batch : int, optional
+        bn: the batch B ≥ 4 (None: infinite).
+    width : int, optional
+        ln: the width N ≥ 4 (None: infinite).
+
+    Notes
+    -----
+    notes/recurrent.md ("Normalized RNN: the seed question").  For φ nonlinear the
+    finite-batch factor neglects the batch mean of φ'·δa (an O(1/B²) term); exact for φ = x.
+
+    Examples
+    --------
+    >>> rnn = RecurrentNormRNN("x", "bn", gamma=1.0)        # BN in place of tanh
+    >>> round(rnn.step_rate(2), 12)                         # γ_h²/(γ_h² + γ_x²)
+    0.5
+    """
+
+    def __init__(self, spec, norm, gamma=None, gamma_x=None, beta=0.0, sigma_w=1.0,
+                 sigma_u=1.0, sigma_b=0.0, x2=1.0, x_corr=0.0, batch=None, width=None):
+        w = "RecurrentNormRNN"
+        if norm not in NORMS:
+            raise VanishcalcError(f"{w}: norm = {norm!r} is unknown; use 'bn' (BN(W h) + BN(U x), "
+                                  "Cooijmans et al.) or 'ln' (LN(W h + U x + b), Ba et al.)")
+        self.act = activation(spec)
+        self.norm = norm
+        self.beta = real(w, "beta", beta)
+        self.step = RecurrentDense(sigma_w, sigma_u, sigma_b, x2, x_corr)
+        if norm == "bn":
+            self.gamma = real(w, "gamma", 0.1 if gamma is None else gamma, positive=True,
+                              why="(γ_h of BN(W h))")
+            self.gamma_x = real(w, "gamma_x", self.gamma if gamma_x is None else gamma_x,
+                                positive=True, why="(γ_x of BN(U x); 0 would leave the state "
+                                "constant over the batch, and BN(W h) would divide by 0)")
+            if self.step.sigma_u == 0 or self.step.x2 == 0:
+                raise VanishcalcError(f"{w}: BN(U x) needs σu > 0 and x2 > 0 (the input term "
+                                      "must vary over the batch); pass sigma_u=1.0")
+            if self.step.x_corr == 1.0:
+                raise VanishcalcError(f"{w}: x_corr = 1 makes every input of the batch identical "
+                                      "and BN(U x) divides by 0; pass x_corr < 1")
+            from .norm import batch_iv
+            self.batch = batch_iv(w, batch)
+            if width is not None:
+                raise VanishcalcError(f"{w}: width is the LayerNorm finite-width correction; for "
+                                      "norm='bn' pass batch= instead")
+            self.width = None
+        else:
+            if gamma_x is not None:
+                raise VanishcalcError(f"{w}: norm='ln' normalizes the sum W h + U x + b with one "
+                                      "γ; pass gamma=, not gamma_x=")
+            self.gamma = real(w, "gamma", 1.0 if gamma is None else gamma, positive=True)
+            self.gamma_x = None
+            if self.step.drive <= 0:
+                raise VanishcalcError(f"{w}: with h_0 = 0 and σu = σb = 0 the summed input is 0 "
+                                      "and LN divides by 0; pass sigma_u > 0")
+            self.width = width_iv(w, width)
+            if batch is not None:
+                raise VanishcalcError(f"{w}: LayerNorm has no batch statistics; for norm='ln' "
+                                      "pass width= (its finite-width correction) instead")
+            self.batch = None
+        self._shifted = shifted(self.act, self.beta)
+        self._deriv = derivative_of(self._shifted)
+
+    def __repr__(self):
+        g = (f"gamma={_fmt(self.gamma)}, gamma_x={_fmt(self.gamma_x)}" if self.norm == "bn"
+             else f"gamma={_fmt(self.gamma)}")
+        return (f"RecurrentNormRNN({self.act.name!r}, {self.norm!r}, {g}, beta={_fmt(self.beta)}, "
+                f"batch={self.batch}, width={self.width})")
+
+    def _variance(self, t):
+        """Var a_t (t = 1, 2, ...)."""
+        if self.norm == "ln":
+            return self.gamma ** 2
+        return self.gamma_x ** 2 if t == 1 else self.gamma ** 2 + self.gamma_x ** 2
+
+    def step_rate(self, t) -> float:
+        """E‖δa_{t+1}‖²/E‖δa_t‖², the gradient factor of the step from a_t (t ≥ 1)."""
+        t = integer("RecurrentNormRNN.step_rate", "t", t, 1)
+        v = self._variance(t)
+        d2 = second_moment(self._deriv, v)
+        m2 = second_moment(self._shifted, v)
+        if self.norm == "bn":
+            if self.batch is None:
+                m1 = first_moment(self._shifted, v)
+                var, factor = m2 - m1 * m1, 1.0
+            else:
+                B = self.batch
+                var = m2 - cross_moment(self._shifted, v, v, -1.0 / (B - 1))
+                factor = B / (B - 3.0) * (B - 2.0) / (B - 1.0)
+            if not var > 0:
+                raise VanishcalcError(f"RecurrentNormRNN: φ(a_{t}) is constant over the batch "
+                                      f"(φ = {self.act.name}, β = {self.beta}); BN(W h) divides "
+                                      "by 0 — choose a φ that varies around β")
+            return self.gamma ** 2 * d2 / var * factor
+        s = self.step
+        den = s.sigma_w ** 2 * m2 + s.drive
+        factor = 1.0 if self.width is None else (self.width - 2.0) / (self.width - 3.0)
+        return self.gamma ** 2 * s.sigma_w ** 2 * d2 / den * factor
+
+    def _corr(self, t, rho_prev):
+        """(q_t, c_t) and the centered correlation ρ_t that LN's next step uses."""
+        b2 = self.beta ** 2
+        v = self._variance(t)
+        if self.norm == "bn":
+            chat = 0.0 if self.batch is None else -1.0 / (self.batch - 1)
+            return v + b2, (v * chat + b2) / (v + b2), None
+        s = self.step
+        if t == 1:
+            rho = s.drive_cov / s.drive
+        else:
+            cov = s.sigma_w ** 2 * cross_moment(self._shifted, v, v, rho_prev) + s.drive_cov
+            rho = cov / (s.sigma_w ** 2 * second_moment(self._shifted, v) + s.drive)
+        return v + b2, (v * rho + b2) / (v + b2), rho
+
+    def propagate(self, steps) -> "Propagation":
+        """q_t, c_t of a_1..a_T and grad_t = E‖δa_t‖²/E‖δa_T‖² (index t holds a_{t+1});
+        ``chi`` holds the T − 1 step rates and ``log_grad`` the log of grad (finite where
+        grad over- or underflows a double: T = 1000 steps at rate 1/2 is 2⁻⁹⁹⁹)."""
+        from .meanfield import Propagation
+        steps = integer("RecurrentNormRNN.propagate", "steps", steps, 1)
+        q = np.empty(steps)
+        c = np.empty(steps)
+        rho = None
+        for t in range(1, steps + 1):
+            q[t - 1], c[t - 1], rho = self._corr(t, rho)
+        # the rate depends on t only through Var a_t, the same from a_2 on
+        rates = np.array([self.step_rate(min(t, 2)) for t in range(1, steps)])
+        log_rates = np.log(rates)
+        log_grad = np.concatenate([np.cumsum(log_rates[::-1])[::-1], [0.0]])
+        with np.errstate(over="ignore", under="ignore"):
+            grad = np.exp(log_grad)
+        return Propagation(q=q, c=c, grad=grad, chi=rates, log_grad=log_grad)

@@ -283,15 +283,46 @@ def use_cuda_backend(where, backend) -> bool:
 
 
 def simulate_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, x2=1.0, x_corr=0.0,
-                 batch=2, n_nets=8, seed=0, backend="cpu"):
-    """Simulate a vanilla RNN for ``steps`` steps; index t is the pre-activation a_{t+1}.
+                 batch=None, n_nets=8, seed=0, backend="cpu", norm=None, gamma=None,
+                 gamma_x=None, beta=0.0):
+    """Simulate an RNN for ``steps`` steps; index t is the pre-activation a_{t+1}.
 
-    Compare with ``RNNMeanField(spec, sigma_w, sigma_u, sigma_b, x2, x_corr).propagate(steps)``
-    (or use :func:`vanishcalc.sim.check.check_rnn`).  ``backend="cuda"`` runs the CUDA kernel
-    of :mod:`vanishcalc.sim.cuda.composed`; ``"auto"`` picks it when a GPU is present.
+    ``norm=None``: the vanilla RNN h_t = φ(W h_{t−1} + U x_t + b); compare with
+    ``RNNMeanField(spec, sigma_w, sigma_u, sigma_b, x2, x_corr).propagate(steps)``.
+    ``norm="bn"``: recurrent BN, a_t = γ_h BN(W h_{t−1}) + γ_x BN(U x_t) + β with batch
+    statistics per time step (Cooijmans et al. 2017; ``gamma`` = γ_h, default 0.1,
+    ``gamma_x`` default γ_h); ``norm="ln"``: a_t = γ LN(W h_{t−1} + U x_t + b) + β (Ba et al.
+    2016; ``gamma`` default 1); h_t = φ(a_t), and ``spec="x"`` drops the nonlinearity (BN in
+    place of tanh).  Compare those with :class:`vanishcalc.maps.rnn.RecurrentNormRNN`, or use
+    :func:`vanishcalc.sim.check.check_rnn`.  ``batch`` defaults to 32 under BN, else 2.
+    ``backend="cuda"`` runs the CUDA kernels (:mod:`vanishcalc.sim.cuda.composed`,
+    :mod:`vanishcalc.sim.cuda.rnn_norm`); ``"auto"`` picks them when a GPU is present.
     Returns a :class:`~vanishcalc.sim.program.ComposedTrace`.
+
+    Raises
+    ------
+    VanishcalcError
+        bad numbers or sizes, naming the fix: under BN a batch below 4, σu = 0 or x_corr = 1
+        (BN(U x) divides by 0); under LN a width below 4.
     """
     from . import limits
+    if batch is None:
+        batch = 32 if norm == "bn" else 2
+    if norm is not None:
+        if use_cuda_backend("simulate_rnn", backend):
+            from .cuda.rnn_norm import simulate_rnn_norm_cuda as run_norm
+            from .program import rnn_norm_iv
+            _, _, w, b, _, _ = rnn_norm_iv(spec, norm, gamma, gamma_x, beta, sigma_w, sigma_u,
+                                           sigma_b, steps, width, x2, x_corr, batch, n_nets, seed)
+            limits.require_rnn_gpu("simulate_rnn", width=w, batch=b)
+        else:
+            from .cpu.rnn_norm import simulate_rnn_norm as run_norm
+        return run_norm(spec, sigma_w, sigma_u, sigma_b, norm=norm, steps=steps, width=width,
+                        gamma=gamma, gamma_x=gamma_x, beta=beta, x2=x2, x_corr=x_corr,
+                        batch=batch, n_nets=n_nets, seed=seed)
+    if gamma is not None or gamma_x is not None or beta != 0.0:
+        raise VanishcalcError("simulate_rnn: gamma, gamma_x and beta are the affine of a "
+                              "normalized recurrence; pass norm='bn' or norm='ln' with them")
     if use_cuda_backend("simulate_rnn", backend):
         from .cuda.composed import simulate_rnn_cuda
         from .program import rnn_iv

@@ -513,35 +513,62 @@ def _unresolved_reason(s, un, finite_here, power, tails_ok, s2, se, allow, width
 
 
 def check_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, n_nets, x2=1.0,
-              x_corr=0.0, batch=2, seed=0, backend="cpu", tolerance=None, allowance=1.0):
+              x_corr=0.0, batch=None, seed=0, backend="cpu", tolerance=None, allowance=1.0,
+              norm=None, gamma=None, gamma_x=None, beta=0.0, theory=None):
     """Compare the RNN mean field over time with a simulated ensemble, step by step.
 
-    h_t = φ(W h_{t−1} + U x_t + b), h_0 = 0, W reused over time; index t holds the
-    pre-activation a_{t+1}.  Theory: ``RNNMeanField(spec, sigma_w, sigma_u, sigma_b, x2,
-    x_corr).propagate(steps)``; simulation: :func:`vanishcalc.sim.api.simulate_rnn`
-    (``backend="cuda"`` runs :mod:`vanishcalc.sim.cuda.composed`).  The finite-width
-    allowance and the z-scores are those of :func:`check` (notes/simulation.md,
-    notes/recurrent.md), with the same three verdicts (PASSED / FAILED / INCONCLUSIVE).
+    ``norm=None``: h_t = φ(W h_{t−1} + U x_t + b), h_0 = 0, W reused over time; theory
+    ``RNNMeanField(spec, sigma_w, sigma_u, sigma_b, x2, x_corr).propagate(steps)``.
+    ``norm="bn"`` / ``"ln"``: the normalized recurrence of :func:`vanishcalc.sim.api.simulate_rnn`
+    (recurrent BN with batch statistics per step / LN of the summed input); theory
+    ``RecurrentNormRNN(spec, norm, gamma, gamma_x, beta, …, batch=batch)`` (``width=width`` for
+    LN: the finite-batch / finite-width factors of the gradient are part of the theory).
+    Index t holds the pre-activation a_{t+1}.  Simulation: :func:`vanishcalc.sim.api.simulate_rnn`
+    (``backend="cuda"`` runs the CUDA kernels).  The finite-width allowance and the z-scores
+    are those of :func:`check` (notes/simulation.md, notes/recurrent.md), with the same three
+    verdicts (PASSED / FAILED / INCONCLUSIVE).
+
+    ``theory``: arrays ``q, c, grad`` (length ``steps``) to test instead of the mean field
+    (a deliberately wrong theory must FAIL).
 
     Returns
     -------
     CheckReport
     """
-    from ..maps.rnn import RNNMeanField
     from . import limits
     from .api import simulate_rnn
-    from .program import rnn_iv
+    from .program import rnn_iv, rnn_norm_iv
     steps = integer("check_rnn", "steps", steps, 1, "(time steps)")
     tolerance, allowance = _check_iv(n_nets, tolerance, allowance, steps - 1)
-    _, _, steps_ok, width_ok, batch_ok, nets_ok, _ = rnn_iv(
-        spec, sigma_w, sigma_u, sigma_b, steps, width, x2, x_corr, batch, n_nets, seed)
+    if batch is None:
+        batch = 32 if norm == "bn" else 2
+    if norm is None:
+        if gamma is not None or gamma_x is not None or beta != 0.0:
+            raise VanishcalcError("check_rnn: gamma, gamma_x and beta are the affine of a "
+                                  "normalized recurrence; pass norm='bn' or norm='ln' with them")
+        _, _, steps_ok, width_ok, batch_ok, nets_ok, _ = rnn_iv(
+            spec, sigma_w, sigma_u, sigma_b, steps, width, x2, x_corr, batch, n_nets, seed)
+    else:
+        model, steps_ok, width_ok, batch_ok, nets_ok, _ = rnn_norm_iv(
+            spec, norm, gamma, gamma_x, beta, sigma_w, sigma_u, sigma_b, steps, width, x2,
+            x_corr, batch, n_nets, seed)
     limits.require_rnn("check_rnn", steps=steps_ok, width=width_ok, batch=batch_ok, n_nets=nets_ok,
                        extra_per_cell=limits.CHECK_BYTES_PER_CELL, cpu=False)
+    norm_kw = {} if norm is None else dict(norm=norm, gamma=gamma, gamma_x=gamma_x, beta=beta)
     tr = simulate_rnn(spec, sigma_w, sigma_u, sigma_b, steps=steps, width=width, x2=x2,
-                      x_corr=x_corr, batch=batch, n_nets=n_nets, seed=seed, backend=backend)
-    prop = RNNMeanField(spec, sigma_w, sigma_u, sigma_b, x2, x_corr).propagate(steps)
-    th = {k: np.asarray(getattr(prop, k), dtype=float) for k in STATS}
+                      x_corr=x_corr, batch=batch, n_nets=n_nets, seed=seed, backend=backend,
+                      **norm_kw)
+    if theory is not None:
+        th = _theory(spec, sigma_w, sigma_b, steps - 1, None, None, theory)
+    else:
+        if norm is None:
+            from ..maps.rnn import RNNMeanField
+            prop = RNNMeanField(spec, sigma_w, sigma_u, sigma_b, x2, x_corr).propagate(steps)
+        else:
+            prop = model.propagate(steps)
+        th = {k: np.asarray(getattr(prop, k), dtype=float) for k in STATS}
     params = dict(phi=str(spec), sigma_w=sigma_w, sigma_b=sigma_b, sigma_u=sigma_u, depth=steps - 1,
                   width=width, n_nets=n_nets, weights="gaussian (recurrent)", seed=seed,
-                  batch=batch, backend=backend, allowance=allowance, tolerance=tolerance)
+                  batch=batch, backend=backend, allowance=allowance, tolerance=tolerance,
+                  norm=norm, gamma=gamma, gamma_x=gamma_x, beta=beta)
     return _compare(th, tr, bool(np.all(np.isfinite(tr.q))), width, allowance, tolerance, params)

@@ -46,7 +46,7 @@ class ComposedTrace:
     rate: np.ndarray
     rate_se: np.ndarray
     n_nets: int
-    per_net: dict | None = None     # per-net q, c, grad (n_nets, depth+1), NaN where excluded
+    per_net: dict | None = None     # per-net q, c, grad, log_grad (n_nets, depth+1), NaN where excluded
 
     def mean_rate(self, skip=2):
         """Per-layer rate averaged over layers ≥ ``skip`` and nets, with its standard error
@@ -107,7 +107,10 @@ def trace(q, c, logF, bad):
     gm, gs = _mean_se(grad)
     rm, rs = _mean_se(rate)
     tr = ComposedTrace(qm, cm, gm, qs, cs, gs, rm, rs, q.shape[0],
-                       per_net={"q": q, "c": c, "grad": grad})
+                       per_net={"q": q, "c": c, "grad": grad,
+                                # log grad, finite where grad leaves float64 (T = 1000 steps
+                                # at rate 1/2 is 2⁻⁹⁹⁹ per net)
+                                "log_grad": logF[:, -1:] - logF})
     object.__setattr__(tr, "_per_net", rate)
     object.__setattr__(tr, "_mean_rate", _pooled(rate[:, 2:]) if rate.shape[1] > 2 else
                        _pooled(rate))
@@ -197,5 +200,37 @@ def rnn_iv(spec, sigma_w, sigma_u, sigma_b, steps, width, x2, x_corr, batch, n_n
     return activation(spec), step, steps, width, batch, n_nets, seed
 
 
-__all__ = ["ComposedTrace", "OP_ACT", "OP_BN", "OP_DENSE", "OP_LN", "program", "rnn_iv",
+def rnn_norm_iv(spec, norm, gamma, gamma_x, beta, sigma_w, sigma_u, sigma_b, steps, width, x2,
+                x_corr, batch, n_nets, seed):
+    """Validate a normalized-RNN simulation (recurrent BN / LN, both backends); returns the
+    theory model (:class:`~vanishcalc.maps.rnn.RecurrentNormRNN` at this batch / width, which
+    validates the numbers) and the sizes."""
+    from ..maps.rnn import RecurrentNormRNN
+    steps, width, batch, n_nets = _sizes_iv("simulate_rnn", steps=steps, width=width, batch=batch,
+                                            n_nets=n_nets)
+    seed = seed_iv("simulate_rnn", seed)
+    if batch < 2:
+        raise VanishcalcError("simulate_rnn: batch must be ≥ 2 (correlations need two inputs)")
+    if not 0.0 <= real("simulate_rnn", "x_corr", x_corr, lo=-1.0, hi=1.0) <= 1.0:
+        raise VanishcalcError("simulate_rnn: x_corr must lie in [0, 1] (exchangeable inputs)")
+    if norm == "bn":
+        from ..maps.norm import batch_iv
+        batch_iv("simulate_rnn", batch)
+        model = RecurrentNormRNN(spec, "bn", gamma, gamma_x, beta, sigma_w, sigma_u, sigma_b, x2,
+                                 x_corr, batch=batch)
+    elif norm == "ln":
+        from ..maps.rnn import width_iv
+        width_iv("simulate_rnn", width)
+        model = RecurrentNormRNN(spec, "ln", gamma, gamma_x, beta, sigma_w, sigma_u, sigma_b, x2,
+                                 x_corr, width=width)
+    else:
+        raise VanishcalcError(f"simulate_rnn: norm = {norm!r} is unknown; use None (plain RNN), "
+                              "'bn' (recurrent BN) or 'ln' (recurrent LN)")
+    from . import limits
+    limits.require_rnn("simulate_rnn", steps=steps, width=width, batch=batch, n_nets=n_nets,
+                       cpu=False)
+    return model, steps, width, batch, n_nets, seed
+
+
+__all__ = ["ComposedTrace", "OP_ACT", "OP_BN", "OP_DENSE", "OP_LN", "program", "rnn_iv", "rnn_norm_iv",
            "stack_iv", "trace"]

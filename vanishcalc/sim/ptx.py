@@ -1,7 +1,8 @@
 """Every CUDA kernel of vanishcalc as PTX for a chosen GPU, on a machine without one.
 
 :func:`compile_ptx` types and compiles each kernel (the dense-net kernels of ``sim/cuda/dense.py``,
-the composed-stack and RNN kernels of ``sim/cuda/composed.py``) for one φ, one float type and
+the composed-stack and RNN kernels of ``sim/cuda/composed.py``, the normalized-RNN
+kernel of ``sim/cuda/rnn_norm.py``) for one φ, one float type and
 one compute capability through NVIDIA's NVVM, which ``pip install "vanishcalc[ptx]"`` brings
 (``nvidia-nvvm``); no driver is needed.  :func:`assemble` runs ``ptxas`` (from
 ``nvidia-cuda-nvcc``) on the result and reports registers, spills and shared memory, so a
@@ -24,6 +25,7 @@ from ..activation import activation
 from ..errors import VanishcalcError
 from . import cuda as vcuda
 from .cuda import composed as cuda_composed
+from .cuda import rnn_norm as cuda_rnn_norm
 
 @contextlib.contextmanager
 def _target_compute_capability(cc):
@@ -60,6 +62,7 @@ def kernel_functions(act, dtype="float64") -> dict:
     funcs = dict(vcuda.kernel_functions(act, dtype))
     if dtype == "float64":
         funcs.update(cuda_composed.kernel_functions(act))
+        funcs.update(cuda_rnn_norm.kernel_functions(act))
     return funcs
 
 
