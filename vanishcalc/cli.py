@@ -34,6 +34,7 @@ examples:
   vanishcalc check tanh --sigma-w 1.5 --sigma-b 0.3 --depth 20 --width 128 --nets 16
   vanishcalc bn tanh --rate 1.05
   vanishcalc table relu tanh gelu --format json
+  vanishcalc sweep gain --grid spec=tanh,sigmoid --grid q=0.5,1,2
 
 'vanishcalc COMMAND --help' describes each command.  Bad input prints one line naming the
 problem and exits with status 2."""
@@ -45,6 +46,7 @@ SUBCOMMANDS = {
     "check": "simulate a deep network and compare it with the theory",
     "bn": "BatchNorm/LayerNorm affine settings (γ, β) and gradient rates",
     "zoo": "the named nonlinearities and their definitions",
+    "sweep": "one quantity over a grid of parameters, serially or on workers",
 }
 
 INTERNAL_ERROR = 3
