@@ -322,3 +322,35 @@ def plot_table(table, *, sigma_w=None, ax=None, path=None, progress=None):
     ax.set_ylabel(f"χ1 at q* (σb = {table.sigma_b:g})")
     ax.legend(fontsize="small")
     return _finish(fig, path), ax
+
+
+# ---------------------------------------------------------------- the CLI's --plot FILE
+
+
+def check_plot_path(path, option="--plot") -> str:
+    """``path`` if a figure can be saved there (matplotlib present, a format it writes, an
+    existing folder); checked before any computation so a long run does not end in an error."""
+    import os
+    plt = _pyplot()
+    import matplotlib
+    matplotlib.use("Agg")           # the CLI only writes files: no window, no display needed
+    ext = os.path.splitext(path)[1].lstrip(".").lower()
+    formats = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    if ext not in formats:
+        raise VanishcalcError(f"{option} {path}: give a file name ending in one of "
+                              f"{', '.join('.' + f for f in sorted(formats))}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise VanishcalcError(f"{option} {path}: the folder {folder} does not exist")
+    return path
+
+
+def save_cli_figure(draw, path, *args, **kwargs):
+    """Draw with ``draw(*args, path=path, **kwargs)`` and release the figure."""
+    plt = _pyplot()
+    try:
+        fig, _ = draw(*args, path=path, **kwargs)
+    except OSError as exc:
+        raise VanishcalcError(f"--plot {path}: cannot write the figure ({exc})") from None
+    plt.close(fig)
