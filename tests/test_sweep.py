@@ -160,3 +160,21 @@ def test_sweep_dask_local_cluster_two_processes():
             assert sweep(complex, grid, client, chunk_size=1) == expected
             with pytest.raises(VanishcalcError, match="timeout"):
                 sweep(complex, grid, client, timeout=1.0)
+
+
+def gaussian_mass_by_alarm(k):
+    """∫ z^k φ(z) dz by sympy.integrate under the symbolic rules' SIGALRM budget."""
+    import sympy
+
+    from vanishcalc.gaussian.symbolic import _integrate_with_alarm
+    from vanishcalc.parse import X as z
+    return _integrate_with_alarm(z ** k * sympy.exp(-z ** 2 / 2) / sympy.sqrt(2 * sympy.pi),
+                                 -sympy.oo, sympy.oo, 60.0)
+
+
+def test_sweep_timeout_leaves_sigalrm_to_the_symbolic_rules():
+    # In a daemonic process (a multiprocessing.Pool or Dask worker) the symbolic rules time
+    # sympy.integrate with SIGALRM and skip the closed form when SIGALRM is taken: the
+    # sweep's own timeout must leave it free, or a timeout changes the answers.
+    result = sweep(gaussian_mass_by_alarm, {"k": [0, 2]}, timeout=60.0)
+    assert [r.get("value") for r in result] == [1, 1]       # E[1] = E[z²] = 1

@@ -91,31 +91,52 @@ class _PointTimeout(Exception):
     pass
 
 
+#: The per-point timeout: a timer thread sends this signal to the main thread, whose handler
+#: raises (a real signal, so a blocking sleep or wait is interrupted too).  Not SIGALRM and
+#: its ITIMER_REAL: in a daemonic process the symbolic rules of vanishcalc.gaussian.symbolic
+#: time ``sympy.integrate`` with them and skip the closed form when SIGALRM is taken, so a
+#: sweep with a timeout would lose closed forms that the same sweep without one finds.
+TIMEOUT_SIGNAL = getattr(signal, "SIGUSR2", None)
+
+
 def _error_text(exc) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _run_point(fn, point, timeout):
-    """The record of one point; a timeout (POSIX, main thread) interrupts the point at its
-    next Python bytecode once ``timeout`` seconds have passed."""
-    def on_alarm(signum, frame):
-        raise _PointTimeout
-    old = None
-    if timeout is not None:
-        old = signal.signal(signal.SIGALRM, on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, timeout)
+    """The record of one point; with a timeout (main thread) the point is interrupted once
+    ``timeout`` seconds have passed (at its next Python bytecode, or in a blocking call)."""
+    if timeout is None:
+        try:
+            return dict(point, value=fn(**point))
+        except Exception as exc:      # noqa: BLE001 — recorded, by contract; the sweep goes on
+            return dict(point, error=_error_text(exc))
+    running = [True]
+
+    def on_timeout(signum, frame):
+        if running[0]:
+            raise _PointTimeout
+    old = signal.signal(TIMEOUT_SIGNAL, on_timeout)
+    timer = threading.Timer(timeout, signal.pthread_kill,
+                            args=(threading.main_thread().ident, TIMEOUT_SIGNAL))
+    timer.daemon = True
+    timer.start()
     try:
-        value = fn(**point)
-    except _PointTimeout:
-        return dict(point, error=f"TimeoutError: the point took longer than the timeout of "
-                                 f"{timeout:g} s")
-    except Exception as exc:      # noqa: BLE001 — recorded, by contract; the sweep goes on
-        return dict(point, error=_error_text(exc))
+        try:
+            value = fn(**point)
+            running[0] = False
+        except _PointTimeout:
+            return dict(point, error=f"TimeoutError: the point took longer than the timeout "
+                                     f"of {timeout:g} s")
+        except Exception as exc:      # noqa: BLE001
+            running[0] = False
+            return dict(point, error=_error_text(exc))
+        finally:
+            running[0] = False
+            timer.cancel()
     finally:
-        if timeout is not None:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, old)
+        signal.signal(TIMEOUT_SIGNAL, old)
     return dict(point, value=value)
 
 
@@ -133,7 +154,7 @@ def _is_dask_client(executor) -> bool:
 
 
 def _timeout_supported_here() -> bool:
-    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    return TIMEOUT_SIGNAL is not None and threading.current_thread() is threading.main_thread()
 
 
 def _worker_count(executor):
@@ -165,13 +186,13 @@ def _sweep_iv(fn, grid, executor, chunk_size, timeout):
                 not (0 < timeout < math.inf):
             raise VanishcalcError(f"sweep: timeout must be a positive number of seconds, got "
                                   f"{timeout!r}")
-        if not hasattr(signal, "setitimer"):
-            raise VanishcalcError("sweep: timeout needs POSIX interval timers (SIGALRM), which "
-                                  "this platform lacks; run without timeout")
+        if TIMEOUT_SIGNAL is None:
+            raise VanishcalcError("sweep: timeout needs POSIX signals (SIGUSR2), which this "
+                                  "platform lacks; run without timeout")
         if executor is None and not _timeout_supported_here():
             raise VanishcalcError("sweep: timeout works only from the main thread when "
-                                  "executor=None (it uses SIGALRM); call sweep from the main "
-                                  "thread or pass a ProcessPoolExecutor")
+                                  "executor=None (it interrupts the main thread); call sweep "
+                                  "from the main thread or pass a ProcessPoolExecutor")
         if executor is not None and not isinstance(executor, cf.ProcessPoolExecutor):
             raise VanishcalcError(
                 f"sweep: timeout is supported serially (executor=None) and with a "
@@ -229,9 +250,9 @@ def sweep(fn, grid, executor=None, *, chunk_size=None, timeout=None, progress=No
     timeout : float, optional
         Seconds each point may take; a point over it gets the record
         ``error = "TimeoutError: ..."`` and the sweep goes on.  Supported serially (main thread)
-        and with a ``ProcessPoolExecutor`` (POSIX: it uses SIGALRM in the process running the
-        point); other executors raise.  It interrupts Python code: one long compiled call
-        (a Numba kernel) finishes before the timeout is noticed.
+        and with a ``ProcessPoolExecutor`` (POSIX: a timer thread interrupts the main thread of
+        the process running the point); other executors raise.  It interrupts Python code:
+        one long compiled call (a Numba kernel) finishes before the timeout is noticed.
     progress : None, bool or callable(done, total)
         A bar over points on stderr (None: when stderr is a terminal; :mod:`vanishcalc.progress`).
 
@@ -239,9 +260,11 @@ def sweep(fn, grid, executor=None, *, chunk_size=None, timeout=None, progress=No
     -------
     SweepResult
         A list of dicts in grid order: the point's keys plus ``"value"`` (``fn``'s return) or
-        ``"error"`` (``"TypeName: message"`` of the exception it raised).  Identical to what a
+        ``"error"`` (``"TypeName: message"`` of the exception it raised).  Equal to what a
         serial loop gives; ``.failed`` lists the errors, ``.to_dataframe()`` gives a pandas
-        DataFrame.
+        DataFrame.  Values from another process come back through pickle, which rebuilds a
+        SymPy closed form in SymPy's canonical form: the same number and the same expression
+        mathematically, possibly printed differently (``3*(5*a)/125`` → ``3*a/25``).
 
     Raises
     ------
