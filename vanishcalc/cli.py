@@ -44,6 +44,7 @@ SUBCOMMANDS = {
     "table": "init table for several nonlinearities",
     "meanfield": "q*, χ1, depth scales and trajectories of a deep network",
     "check": "simulate a deep network and compare it with the theory",
+    "phase": "the σw × σb phase diagram: q*, χ1, depth scales at each grid point",
     "bn": "BatchNorm/LayerNorm affine settings (γ, β) and gradient rates",
     "zoo": "the named nonlinearities and their definitions",
     "sweep": "one quantity over a grid of parameters, serially or on workers",
