@@ -89,3 +89,13 @@ def test_progress_bad_value_named():
     from vanishcalc import VanishcalcError, simulate
     with pytest.raises(VanishcalcError, match="progress"):
         simulate("relu", 1.0, depth=1, width=2, progress="yes")
+
+
+def test_progress_points_of_a_sweep_show_no_bars_of_their_own(monkeypatch):
+    pytest.importorskip("tqdm")
+    monkeypatch.setattr(sys, "stderr", FakeTTY())
+    inner = sweep(lambda a: progress.wanted(None), {"a": [1, 2]})
+    assert [r["value"] for r in inner] == [False, False]
+    assert progress.wanted(None)                 # back to normal after the sweep
+    forced = sweep(lambda a: progress.wanted(True), {"a": [1]})
+    assert forced[0]["value"] is True

@@ -17,7 +17,9 @@ not depend on this module.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 
 #: Seconds a run must last before its bar appears (tqdm's ``delay``).
 DELAY_S = 1.0
@@ -48,9 +50,29 @@ def _tqdm():
     return tqdm
 
 
+_quiet_depth = 0
+_quiet_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def quiet():
+    """Within the block ``progress=None`` shows no bar: a run inside another run's bar (each
+    point of a sweep) stays silent instead of stacking bars.  ``True`` still shows one."""
+    global _quiet_depth
+    with _quiet_lock:
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+
+
 def wanted(progress) -> bool:
     """Whether ``progress`` (None, True or False) asks for a bar here and now."""
     if progress is None:
+        if _quiet_depth:
+            return False
         stream = sys.stderr
         try:
             tty = stream is not None and stream.isatty()

@@ -141,8 +141,11 @@ def _run_point(fn, point, timeout):
 
 
 def _run_chunk(fn, points, timeout):
-    """Records of a chunk of points (the task sent to a worker)."""
-    return [_run_point(fn, p, timeout) for p in points]
+    """Records of a chunk of points (the task sent to a worker); the points' own long runs
+    show no progress bar of their own (the sweep's bar counts them)."""
+    from .progress import quiet
+    with quiet():
+        return [_run_point(fn, p, timeout) for p in points]
 
 
 # ---------------------------------------------------------------- executors
@@ -288,7 +291,7 @@ def sweep(fn, grid, executor=None, *, chunk_size=None, timeout=None, progress=No
     with bar(len(points), "sweep", progress, unit="point") as meter:
         if executor is None:
             for i, p in enumerate(points):
-                records[i] = _run_point(fn, p, timeout)
+                records[i] = _run_chunk(fn, [p], timeout)[0]
                 meter.update(1)
             return SweepResult(records)
         chunks = _chunks(points, chunk_size, executor)
