@@ -75,7 +75,7 @@ def test_sweep_cli_bad_spec_one_line_exit_2(argv, piece, capsys):
     assert err.startswith("vanishcalc sweep: error:") and piece in err, err
 
 
-def test_sweep_cli_timeout_with_workers_refused_for_scheduler_free_serial_ok(capsys):
+def test_sweep_cli_timeout_serial(capsys):
     assert main(["sweep", "gain", "--grid", "spec=relu", "--timeout", "30"]) == 0
     assert "sqrt(2)" in capsys.readouterr().out
 
@@ -89,3 +89,14 @@ def test_parse_grid_types():
     g = parse_grid("check", ["spec=tanh", "sigma_w=sqrt(2)", "depth=2,4", "width=8"])
     assert g == {"spec": ["tanh"], "sigma_w": [math.sqrt(2)], "depth": [2, 4], "width": [8]}
     assert all(type(d) is int for d in g["depth"])
+
+
+def test_sweep_cli_scheduler_address_of_a_local_cluster(capsys):
+    distributed = pytest.importorskip("distributed")
+    argv = ["sweep", "gain", "--grid", "spec=relu,exp(-x**2)", "--format", "csv"]
+    assert main(argv) == 0
+    serial = capsys.readouterr().out
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  dashboard_address=None) as cluster:
+        assert main(argv + ["--scheduler", cluster.scheduler_address]) == 0
+    assert capsys.readouterr().out == serial
