@@ -93,6 +93,20 @@ def test_sweep_timeout_records_slow_point_and_goes_on():
     assert result[2] == {"seconds": 0.01, "value": 0.01}
 
 
+def nap_in_broad_except(seconds):
+    """Sleeps inside ``except Exception`` (as fallback paths in the library do)."""
+    try:
+        time.sleep(seconds)
+    except Exception:
+        return "swallowed"
+    return seconds
+
+
+def test_sweep_timeout_not_swallowed_by_except_exception():
+    result = sweep(nap_in_broad_except, {"seconds": [5.0]}, timeout=0.2)
+    assert result[0]["error"].startswith("TimeoutError"), result
+
+
 def test_sweep_timeout_in_process_pool():
     with cf.ProcessPoolExecutor(2) as ex:
         result = sweep(nap, {"seconds": [5.0, 0.0]}, ex, timeout=0.3, chunk_size=1)

@@ -87,8 +87,9 @@ def _grid_iv(grid):
 # ---------------------------------------------------------------- one point, one chunk
 
 
-class _PointTimeout(Exception):
-    pass
+class _PointTimeout(BaseException):
+    """A point ran past its timeout.  A BaseException, like KeyboardInterrupt, so that code
+    catching ``Exception`` inside the point (fallback paths do) cannot swallow it."""
 
 
 #: The per-point timeout: a timer thread sends this signal to the main thread, whose handler
@@ -125,15 +126,13 @@ def _run_point(fn, point, timeout):
     try:
         try:
             value = fn(**point)
-            running[0] = False
         except _PointTimeout:
             return dict(point, error=f"TimeoutError: the point took longer than the timeout "
                                      f"of {timeout:g} s")
         except Exception as exc:      # noqa: BLE001
-            running[0] = False
             return dict(point, error=_error_text(exc))
         finally:
-            running[0] = False
+            running[0] = False        # a signal already on its way now does nothing
             timer.cancel()
     finally:
         signal.signal(TIMEOUT_SIGNAL, old)
