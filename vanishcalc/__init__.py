@@ -20,6 +20,9 @@ from .value import Value
 # Both need only SymPy and NumPy, which value.py already imports.
 from .activation import Activation, activation
 from .parse import parse
+# sweep shares its name with its module too (the same trap as above); the module needs only
+# the standard library.
+from .sweep import SweepResult, sweep
 
 __version__ = "0.1.0"
 
@@ -61,9 +64,10 @@ _LAZY = {
     "LeCunInputScale": "vanishcalc.solve.lecun",
     "lr_multipliers": "vanishcalc.solve.lr_multipliers",
     "LRMultipliers": "vanishcalc.solve.lr_multipliers",
+    "MissingDependencyError": "vanishcalc.errors",
 }
 
-__all__ = sorted([*_LAZY, "activation", "Activation", "parse", "Value", "VanishcalcError", "ParseError", "DivergenceError",
+__all__ = sorted([*_LAZY, "activation", "Activation", "parse", "sweep", "SweepResult", "Value", "VanishcalcError", "ParseError", "DivergenceError",
                   "ComplexValuedError", "SingularityError", "NonFiniteError", "NotConvergedError",
                   "SimulationOverflowError", "VanishcalcWarning"])
 

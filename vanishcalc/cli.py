@@ -35,6 +35,7 @@ examples:
   vanishcalc bn tanh --rate 1.05
   vanishcalc transform tanh --method dks --depth 100
   vanishcalc table relu tanh gelu --format json
+  vanishcalc sweep gain --grid spec=tanh,sigmoid --grid q=0.5,1,2
 
 'vanishcalc COMMAND --help' describes each command.  Bad input prints one line naming the
 problem and exits with status 2."""
@@ -44,9 +45,11 @@ SUBCOMMANDS = {
     "table": "init table for several nonlinearities",
     "meanfield": "q*, χ1, depth scales and trajectories of a deep network",
     "check": "simulate a deep network and compare it with the theory",
+    "phase": "the σw × σb phase diagram: q*, χ1, depth scales at each grid point",
     "bn": "BatchNorm/LayerNorm affine settings (γ, β) and gradient rates",
     "zoo": "the named nonlinearities and their definitions",
     "transform": "DKS/TAT transform of a nonlinearity for a depth-L network",
+    "sweep": "one quantity over a grid of parameters, serially or on workers",
 }
 
 INTERNAL_ERROR = 3

@@ -73,3 +73,8 @@ class SimulationOverflowError(VanishcalcError):
 
 class VanishcalcWarning(UserWarning):
     """Warnings about accuracy or simulation health (overflow in a layer, dropped closed form)."""
+
+
+class MissingDependencyError(VanishcalcError, ImportError):
+    """An optional package (matplotlib, pandas, dask.distributed, ...) is needed and absent;
+    the message names the ``pip install`` that provides it."""

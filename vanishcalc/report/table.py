@@ -10,13 +10,14 @@ import html
 import io
 import json
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
 import sympy
 
 from ..errors import VanishcalcError
 from ..validate import real
-from ..value import ROUNDED_NOTE, shorten_decimals
+from ..value import DISPLAY_DIGITS, ROUNDED_NOTE, shorten_decimals
 
 COLUMNS = ("name", "expression", "gain_second_moment", "gain_std", "gain_backward",
            "closed_form", "critical_sigma_w", "critical_q_star", "q_star", "chi1", "xi_c",
@@ -50,6 +51,9 @@ class InitTable:
     sigma_b: float
     notes: dict
     columns: tuple = COLUMNS      # COLUMNS, then TRANSFORM_COLUMNS when a transform was asked for
+    #: Closed forms behind the numbers, keyed "<name>.<column>" (SymPy; the LaTeX format
+    #: prints them); a cell without one is a certified numeric value.
+    exact: dict = field(default_factory=dict)
 
     def _cell(self, v, digits=8):
         if v is None:
@@ -107,6 +111,45 @@ class InitTable:
                            "nonfinite": nonfinite, "notes": self.notes},
                           ensure_ascii=False, indent=1, allow_nan=False)
 
+    def to_latex(self) -> str:
+        """The table as a LaTeX ``tabular`` in booktabs style (``\\usepackage{booktabs}``).
+
+        A number with a closed form is written as the form and its decimal,
+        ``$\\sqrt[4]{5} \\approx 1.4953488$``; other numbers as decimals; φ names in
+        ``\\texttt`` with LaTeX's special characters escaped; the notes follow the table.
+        """
+        head = " & ".join(_latex_text(HEADERS[c]) for c in self.columns) + r" \\"
+        body = [" & ".join(self._latex_cell(r, c) for c in self.columns) + r" \\" for r in self.rows]
+        notes = ([f"$\\sigma_b = {self.sigma_b:g}$. $^\\dagger$ and ---: see the note for that "
+                  f"cell."] + [f"{_latex_text(k)}: {_latex_text(v)}" for k, v in self.notes.items()]
+                 + [_latex_text(n.lstrip("- ")) for n in self._rounded_note()])
+        return "\n".join([
+            "% vanishcalc init table; needs \\usepackage{booktabs}",
+            r"\begin{tabular}{" + "ll" + "r" * (len(self.columns) - 2) + "}",
+            r"\toprule", head, r"\midrule", *body, r"\bottomrule", r"\end{tabular}",
+            r"\par\smallskip{\footnotesize", *(n + r"\par" for n in notes), "}"]) + "\n"
+
+    def _latex_cell(self, row, col) -> str:
+        v = row[col]
+        if v is None:
+            return "---"
+        exact = self.exact.get(f"{row['name']}.{col}")
+        if col == "name":
+            text = r"\texttt{" + _latex_escape(str(v)) + "}"
+        elif exact is not None and col in ("expression", "closed_form"):
+            text = f"${_latex_math(exact)}$"
+        elif isinstance(v, float):
+            num = r"\infty" if v == math.inf else (r"-\infty" if v == -math.inf else f"{v:.8g}")
+            if exact is not None and exact.is_number and not exact.is_Float and \
+                    not exact.is_Integer:
+                text = f"${_latex_math(exact)} \\approx {num}$"
+            else:
+                text = f"${num}$"
+        else:
+            text = r"\texttt{" + _latex_escape(shorten_decimals(str(v))[0]) + "}"
+        noted = self._marked(row, col).endswith(" †")
+        return _merge_math(text + (r"$^\dagger$" if noted else ""))
+
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{html.escape(HEADERS[c])}</th>" for c in self.columns)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(self._marked(r, c))}</td>" for c in self.columns)
@@ -115,6 +158,71 @@ class InitTable:
 
     def __repr__(self):
         return self.to_markdown()
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                  "^": r"\textasciicircum{}"}
+_LATEX_UNICODE = {"φ": r"$\phi$", "σ": r"$\sigma$", "χ": r"$\chi$", "ξ": r"$\xi$",
+                  "γ": r"$\gamma$", "β": r"$\beta$", "λ": r"$\lambda$", "α": r"$\alpha$",
+                  "†": r"$^\dagger$", "—": "---", "–": "--", "→": r"$\to$", "√": r"$\surd$",
+                  "∞": r"$\infty$", "≈": r"$\approx$", "≥": r"$\geq$", "≤": r"$\leq$",
+                  "±": r"$\pm$", "·": r"$\cdot$", "²": r"$^2$", "′": "'", "∂": r"$\partial$",
+                  "−": "-", "×": r"$\times$", "π": r"$\pi$", "μ": r"$\mu$", "η": r"$\eta$"}
+
+
+def _latex_escape(text: str) -> str:
+    """Plain text → LaTeX text: special characters escaped (exp(-x**2) stays readable)."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+#: Symbols of shared/README.md's notation, matched before single characters.
+_LATEX_SYMBOLS = re.compile(r"σw|σb|χ1|χc|ξc|ξq|q\*|c\*")
+_LATEX_SYMBOL = {"σw": r"$\sigma_w$", "σb": r"$\sigma_b$", "χ1": r"$\chi_1$", "χc": r"$\chi_c$",
+                 "ξc": r"$\xi_c$", "ξq": r"$\xi_q$", "q*": r"$q^*$", "c*": r"$c^*$"}
+
+
+def _merge_math(text: str) -> str:
+    """Join adjacent math spans ($a$$b$ → $ab$): "$$" would open display math in TeX."""
+    return re.sub(r"(?<!\\)\$\$", "", text)
+
+
+def _latex_text(text: str) -> str:
+    """A header or note → LaTeX: escaped, the notation's symbols (σw, χ1, q*) and other Greek
+    letters in math mode."""
+    out, pos = [], 0
+    text = str(text)
+    for m in list(_LATEX_SYMBOLS.finditer(text)) + [None]:
+        end = len(text) if m is None else m.start()
+        out.extend(_LATEX_UNICODE.get(ch, _LATEX_SPECIAL.get(ch, ch)) for ch in text[pos:end])
+        if m is not None:
+            out.append(_LATEX_SYMBOL[m.group()])
+            pos = m.end()
+    return _merge_math("".join(out))
+
+
+def _latex_math(expr) -> str:
+    """SymPy's LaTeX of a closed form, decimal constants beyond DISPLAY_DIGITS + 2 digits
+    rounded (selu's 40-digit λ and α), as :meth:`vanishcalc.Value._repr_latex_` does."""
+    floats = {f: sympy.Float(f, DISPLAY_DIGITS) for f in expr.atoms(sympy.Float)
+              if len(str(f).lstrip("-").replace(".", "")) > DISPLAY_DIGITS + 2}
+    return sympy.latex(expr.xreplace(floats))
+
+
+def _exact_forms(name, key, result) -> dict:
+    """Closed forms carried by one computed result of init_table: a Value's ``exact``, or the
+    σw and q* of a CriticalPoint, or γ of a BNAffine; keyed "<name>.<column>"."""
+    if hasattr(result, "sigma_w") and hasattr(result, "q_star"):       # CriticalPoint
+        parts = {"critical_sigma_w": result.sigma_w, "critical_q_star": result.q_star}
+    elif hasattr(result, "gamma") and hasattr(result, "rate"):         # BNAffine
+        parts = {key: result.gamma}
+    else:
+        parts = {key: result}
+    if key == "gain_second_moment":
+        parts["closed_form"] = result
+    # exact is a SymPy expression or a Python number (0, 1); never a string, so never parsed
+    return {f"{name}.{col}": sympy.sympify(v.exact) for col, v in parts.items()
+            if getattr(v, "exact", None) is not None and not isinstance(v.exact, str)}
 
 
 def _init_table_iv(specs, sigma_b):
@@ -159,8 +267,14 @@ def _transform_cells(act, method, depth, targets):
             "transform_negative_slope": t.negative_slope}
 
 
-def init_table(specs=None, sigma_b=0.0, *, transform=None, depth=None, zeta=None, eta=None,
-               tau=None) -> InitTable:
+
+#: init_table(..., format=…) → the InitTable method that renders it.
+FORMATS = {"md": "to_markdown", "csv": "to_csv", "json": "to_json", "latex": "to_latex",
+           "html": "_repr_html_"}
+
+
+def init_table(specs=None, sigma_b=0.0, format=None, progress=None, *, transform=None, depth=None,
+               zeta=None, eta=None, tau=None):
     """Init settings for each nonlinearity in ``specs`` (default: the whole zoo).
 
     Columns: name, expression, the gain in the three conventions of
@@ -175,6 +289,11 @@ def init_table(specs=None, sigma_b=0.0, *, transform=None, depth=None, zeta=None
     ``tau`` as for :func:`vanishcalc.transform`), the columns of :data:`TRANSFORM_COLUMNS`
     follow: a, b, c, s of φ̂(x) = s·(φ(a·x + b) + c) and, for leaky ReLU, α.
 
+    ``format``: None returns the :class:`InitTable`; ``"md"``, ``"csv"``, ``"json"``,
+    ``"latex"`` (booktabs tabular, closed forms kept: :meth:`InitTable.to_latex`) or
+    ``"html"`` return that rendering as a string.  ``progress``: a bar over the rows on
+    stderr (None: when stderr is a terminal; :mod:`vanishcalc.progress`).
+
     Examples
     --------
     >>> t = init_table(["relu", "tanh"])
@@ -185,23 +304,32 @@ def init_table(specs=None, sigma_b=0.0, *, transform=None, depth=None, zeta=None
     from ..solve.criticality import critical_sigma_w
     from ..solve.bn_affine import bn_affine, bn_gradient_rate
     from ..solve.gain import gain
+    from ..progress import bar
     specs, sb = _init_table_iv(specs, sigma_b)
     targets = {"zeta": zeta, "eta": eta, "tau": tau}
     method = _transform_columns_iv(transform, depth, targets)
     columns = COLUMNS + (TRANSFORM_COLUMNS if method else ())
-    rows, notes = [], {}
+    if format is not None and format not in FORMATS:
+        raise VanishcalcError(f"init_table: format = {format!r} is unknown; use None (the "
+                              f"InitTable) or one of {', '.join(map(repr, FORMATS))}")
+    rows, notes, exact = [], {}, {}
+    meter = bar(len(specs), "init table", progress, unit="φ")
     for spec in specs:
+        meter.update(0)
         act = activation(spec)
         row = dict.fromkeys(columns)
         row["name"] = act.name
         row["expression"] = sympy.sstr(act.expr)
+        exact[f"{act.name}.expression"] = act.expr
 
         def attempt(key, fn):
             try:
-                return fn()
+                result = fn()
             except (VanishcalcError, NotImplementedError) as exc:
                 notes[f"{act.name}.{key}"] = str(exc).splitlines()[0]
                 return None
+            exact.update(_exact_forms(act.name, key, result))
+            return result
         g = attempt("gain_second_moment", lambda: gain(act, "second_moment"))
         row["gain_second_moment"] = None if g is None else float(g)
         row["closed_form"] = None if g is None or g.exact is None else sympy.sstr(g.exact)
@@ -241,4 +369,8 @@ def init_table(specs=None, sigma_b=0.0, *, transform=None, depth=None, zeta=None
             if cells is not None:
                 row.update(cells)
         rows.append(row)
-    return InitTable(rows=rows, sigma_b=sb, notes=notes, columns=columns)
+        meter.update(1)
+    meter.close()
+    table = InitTable(rows=rows, sigma_b=sb, notes=notes, exact=exact,
+                      columns=columns)
+    return table if format is None else getattr(table, FORMATS[format])()

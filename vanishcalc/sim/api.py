@@ -125,9 +125,9 @@ def _simulate_iv(spec, sigma_w, sigma_b, depth, width, n_nets, q0, c0, weights, 
             pass
     if dtype not in DTYPES:
         raise VanishcalcError(f"dtype = {dtype!r} is not supported; use one of {DTYPES}")
-    if progress is not None and not callable(progress):
-        raise VanishcalcError(f"progress must be a callable progress(done, total) or None, "
-                              f"got {progress!r}")
+    if progress is not None and not isinstance(progress, bool) and not callable(progress):
+        raise VanishcalcError(f"progress must be None (a bar on a terminal), True, False or a "
+                              f"callable progress(done, total), got {progress!r}")
     from . import limits        # sizes before any allocation (host memory, CPU time)
     limits.require_dense("simulate", depth=depth, width=width, n_nets=n_nets,
                          itemsize=np.dtype(dtype).itemsize, backend=backend)
@@ -206,7 +206,10 @@ def simulate(spec, sigma_w=None, sigma_b=0.0, *, depth, width, n_nets=1, q0=1.0,
     backend : {"cpu", "cuda", "auto"}
     dtype : {"float64", "float32"}
         Storage precision of the pre-activations between layers.
-    progress : callable(done_layers, depth), optional
+    progress : None, bool or callable(done_layers, depth)
+        None (default): a bar on stderr when it is a terminal (tqdm, :mod:`vanishcalc.progress`);
+        False: none; True: a bar even without a terminal; a callable is called after each
+        chunk of layers (CPU backend).
 
     Returns
     -------
@@ -261,9 +264,14 @@ def simulate(spec, sigma_w=None, sigma_b=0.0, *, depth, width, n_nets=1, q0=1.0,
         limits.require_dense_gpu("simulate", depth=depth, width=width, n_nets=n_nets)
     kwargs = dict(sigma_w=sigma_w, sigma_b=sigma_b, depth=depth, width=width, n_nets=n_nets,
                   q0=q0, c0=c0, orthogonal=weights == "orthogonal", seed=seed, dtype=dtype)
-    if progress is not None and module.__name__.endswith(".cpu"):
-        kwargs["progress"] = progress
-    raw = module.run_dense(act, **kwargs)
+    from ..progress import layer_callback
+    callback, close_bar = layer_callback(progress, f"simulate {act.name}")
+    if callback is not None and module.__name__.endswith(".cpu"):
+        kwargs["progress"] = callback
+    try:
+        raw = module.run_dense(act, **kwargs)
+    finally:
+        close_bar()
     params = dict(phi=act.name, sigma_w=sigma_w, sigma_b=sigma_b, depth=depth, width=width,
                   n_nets=n_nets, q0=q0, c0=c0, weights=weights, seed=seed,
                   backend=module.__name__.rsplit(".", 1)[-1], dtype=dtype)
@@ -366,9 +374,9 @@ def _simulate_network(spec, sigma_w, sigma_b, *, depth, width, n_nets, q0, c0, w
     if weights != "gaussian" or dtype != "float64":
         raise VanishcalcError("composed networks are simulated with Gaussian weights in float64 "
                               f"only (got weights={weights!r}, dtype={dtype!r})")
-    if progress is not None:
+    if progress is not None and progress is not False:
         raise VanishcalcError("progress is not reported for composed networks (their kernel runs "
-                              "the whole depth in one call); leave progress=None")
+                              "the whole depth in one call); leave progress=None or False")
     use_cuda = use_cuda_backend("simulate", backend)
     if use_cuda:
         from . import limits

@@ -498,7 +498,8 @@ def _phase_memory(n, m, nh, smooth):
     return fixed, per_point
 
 
-def phase_diagram(spec, sigma_w_grid, sigma_b_grid, *, n_hermite=60, max_iter=100) -> PhaseDiagram:
+def phase_diagram(spec, sigma_w_grid, sigma_b_grid, *, n_hermite=60, max_iter=100,
+                  progress=None) -> PhaseDiagram:
     """q*, χ1, ξq, ξc (and c*) of the plain network on a σw × σb grid, vectorized.
 
     Fixed points: safeguarded Newton on r(q) = σw² E[φ(√q z)²] + σb² − q for all grid points
@@ -514,7 +515,8 @@ def phase_diagram(spec, sigma_w_grid, sigma_b_grid, *, n_hermite=60, max_iter=10
     ``PHASE_CHUNK`` points (memory stays bounded for any grid size); arguments that cannot
     fit in this machine's memory raise :class:`~vanishcalc.budget.MemoryBudgetError`
     before anything is allocated, and a run projected past a minute warns after its first
-    chunk with the expected duration.
+    chunk with the expected duration.  ``progress``: a bar over grid points on stderr (None:
+    when stderr is a terminal; see :mod:`vanishcalc.progress`).
     """
     act, sw, sb, n_hermite, max_iter = _phase_iv(spec, sigma_w_grid, sigma_b_grid, n_hermite,
                                                  max_iter)
@@ -536,9 +538,12 @@ def phase_diagram(spec, sigma_w_grid, sigma_b_grid, *, n_hermite=60, max_iter=10
     status = np.empty(n, dtype=int)
     err = tail = 0.0
     t0 = time.perf_counter()
+    from ..progress import bar
+    meter = bar(n, f"phase diagram {act.name}", progress, unit="point")
     for s0 in range(0, n, chunk):
         sl = slice(s0, min(n, s0 + chunk))
         res = _phase_chunk(act, sw2[sl], sb2[sl], zmax, n_hermite, max_iter)
+        meter.update(sl.stop - sl.start)
         for k in out:
             out[k][sl] = res[k]
         status[sl] = res["status"]
@@ -549,6 +554,7 @@ def phase_diagram(spec, sigma_w_grid, sigma_b_grid, *, n_hermite=60, max_iter=10
                 warnings.warn(f"phase_diagram: {sw.size} × {sb.size} = {n} grid points will take "
                               f"about {projected:.0f} s (measured on the first {chunk}); "
                               "memory stays bounded (chunks)", VanishcalcWarning, stacklevel=2)
+    meter.close()
     shape = SW.shape
     ok = status < 2
     nan = np.where(ok, 1.0, np.nan)

@@ -37,6 +37,9 @@ def add_arguments(parser):
                         help="finite-width allowance factor κ (default 1; 0 disables)")
     parser.add_argument("--rows", type=count, default=12, metavar="N",
                         help="layers shown in the table (default 12)")
+    parser.add_argument("--plot", metavar="FILE", default=None,
+                        help="also draw theory and simulation (with the acceptance band) per "
+                             "layer into FILE (.png, .pdf, .svg; needs matplotlib)")
 
 
 def run(args) -> int:
@@ -46,12 +49,18 @@ def run(args) -> int:
     from ...sim.check import check
     if args.rows < 1:         # before the simulation, not after it
         raise VanishcalcError(f"--rows {args.rows}: the table needs at least 1 row")
+    if args.plot is not None:
+        from ...plot import check_plot_path
+        check_plot_path(args.plot)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         report = check(args.spec, args.sigma_w, args.sigma_b, depth=args.depth, width=args.width,
                        n_nets=args.nets, q0=args.q0, c0=args.c0, weights=args.weights,
                        seed=args.seed, backend=args.backend, tolerance=args.tolerance,
                        allowance=args.allowance)
+    if args.plot is not None:
+        from ...plot import plot_check, save_cli_figure
+        save_cli_figure(plot_check, args.plot, report)
     print(report.summary(max_rows=args.rows))
     for w in caught:
         print(f"warning: {w.message}")

@@ -21,6 +21,9 @@ def add_arguments(parser):
                         help="second moment of the input pre-activation (default 1)")
     parser.add_argument("--c0", type=number, default=0.5,
                         help="correlation of the two inputs (default 0.5)")
+    parser.add_argument("--plot", metavar="FILE", default=None,
+                        help="also draw q, c and the gradient against depth into FILE "
+                             "(.png, .pdf, .svg; needs --depth and matplotlib)")
 
 
 def _grad_cell(grad, log_grad) -> str:
@@ -31,13 +34,23 @@ def _grad_cell(grad, log_grad) -> str:
 
 
 def run(args) -> int:
+    from ...errors import VanishcalcError
     from ...maps.meanfield import MeanField
+    if args.plot is not None:
+        if args.depth is None:
+            raise VanishcalcError("--plot draws the trajectory over depth: give --depth L too")
+        from ...plot import check_plot_path
+        check_plot_path(args.plot)
     mf = MeanField(args.spec, args.sigma_w, args.sigma_b)
     # everything is computed before anything is printed: bad input gives only the error line;
     # warnings (an underflowed q, a gradient beyond the double range) become one stderr line each
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", VanishcalcWarning)
         lines = _lines(mf, args)
+    if args.plot is not None:
+        from ...plot import plot_depth, save_cli_figure
+        save_cli_figure(plot_depth, args.plot, mf.propagate(args.depth, q0=args.q0, c0=args.c0),
+                        label=f"mean field {mf!r}")
     print("\n".join(lines))
     for w in caught:
         if issubclass(w.category, VanishcalcWarning):
