@@ -825,3 +825,60 @@ def test_compile_kernels_unusable_disk_cache_compiles_in_memory_with_warning(mon
         k = vcuda.compile_kernels(_fake_funcs(), activation("relu"), "float64", seconds=5)
     assert k["dense"] == ("kernel", "dense_kernel")
     assert fake.calls == [{"cache": True}, {}]
+
+
+# The index key numba-cuda's disk cache files a kernel under (``CUDACache._index_key``: the
+# signature, the codegen's (toolkit, compute capability), the numba-cuda version, hashes of the
+# bytecode and of the pickled closure), computed without a GPU: the codegen is a stand-in
+# for an sm_90 device.  A key that changed from one process to the next would make every
+# process compile again (numba would append a new entry each time and never hit).
+_CACHE_KEY_CHILD = textwrap.dedent("""
+    import json, sys, types
+    try:
+        from numba.cuda.dispatcher import CUDACache
+    except ImportError as exc:
+        print(json.dumps({"skip": f"numba.cuda cannot be imported: {exc}"}))
+        raise SystemExit(0)
+    from vanishcalc.sim import cuda as vc
+    from vanishcalc.sim.ptx import kernel_functions      # every kernel: dense, reduction,
+    vc.import_cuda()                                     # composed stack, RNN
+    codegen = types.SimpleNamespace(magic_tuple=lambda: ("toolkit", (9, 0)))
+    out = {}
+    for spec, dtype in [("tanh", "float64"), ("tanh", "float32"), ("relu", "float64"),
+                        ("x*erf(x)", "float64")]:
+        for name, (fn, sig, _) in kernel_functions(spec, dtype).items():
+            cache = CUDACache(fn)
+            key = cache._index_key(sig.args, codegen)
+            out[f"{spec}|{dtype}|{name}"] = {"key": repr(key), "path": cache.cache_path}
+    print(json.dumps(out))
+""")
+
+
+def test_kernel_disk_cache_keys_stable_across_processes_and_keyed_by_phi_and_dtype(tmp_path):
+    """What makes numba-cuda's disk cache (``compile_kernels``: ``cuda.jit(sig, cache=True)``)
+    hit in a second process: the same key for the same (φ, dtype, kernel) in two fresh
+    processes (string hashing randomized differently), different keys for another φ or
+    dtype, one key for the reduction kernels whatever φ, and the files under
+    ``NUMBA_CACHE_DIR`` when set.  Loading compiled code needs a GPU: not checked here."""
+    env = child_env(simulate=False)
+    env["NUMBA_CACHE_DIR"] = str(tmp_path)
+    procs = [subprocess.Popen([sys.executable, "-c", _CACHE_KEY_CHILD], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env=dict(env, PYTHONHASHSEED=str(seed)))
+             for seed in (1, 2)]
+    runs = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+    if "skip" in runs[0]:
+        pytest.skip(runs[0]["skip"])
+    first, second = runs
+    assert first == second                       # stable across processes
+    keys = {name: v["key"] for name, v in first.items()}
+    dense = {name.rsplit("|", 1)[0]: k for name, k in keys.items() if name.endswith("|dense")}
+    assert len(set(dense.values())) == len(dense) == 4      # per φ and dtype
+    for kernel in vcuda.SUMMARY_KERNELS:                   # the reduction: one for every φ
+        assert len({k for name, k in keys.items() if name.endswith("|" + kernel)}) == 1
+    for v in first.values():
+        assert v["path"].startswith(str(tmp_path))
