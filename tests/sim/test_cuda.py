@@ -214,12 +214,18 @@ _CHILD = textwrap.dedent("""
             continue
         if spec.startswith("api:"):     # the front door: Simulation and its warnings
             import warnings
+            import numpy as np
             import vanishcalc
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 s = vanishcalc.simulate(spec[4:], backend="cuda", **kw)
             on_device = s.raw.on_device
+            import pickle           # a pickled Simulation carries its per-net arrays
+            copy = pickle.loads(pickle.dumps(s))
             out[name] = {"sim": s.to_dict(), "on_device": on_device,
+                         "pickled_raw_equal": isinstance(copy.raw, dict) and all(
+                             np.array_equal(copy.raw[k], s.raw[k], equal_nan=True)
+                             for k in s.raw),
                          "warnings": [str(w.message) for w in caught
                                       if issubclass(w.category, vanishcalc.VanishcalcWarning)],
                          "raw": {k: v.tolist() for k, v in s.raw.items()}}
@@ -709,6 +715,7 @@ def test_simulate_cuda_summary_and_warnings_as_host_reduction(cuda_runs, case):
     from vanishcalc.sim.summary import has_flat_piece
     res = cuda_runs[f"api_{case}"]
     assert res["on_device"] is True
+    assert res["pickled_raw_equal"] is True
     sim = res["sim"]
     params = dict(sim["params"])
     with warnings.catch_warnings(record=True) as caught:

@@ -31,4 +31,5 @@ __all__ = ["run_dense", "cuda_available", "is_available", "simulator_enabled", "
            "MAX_THREADS", "MAX_NET_BLOCKS", "N_STATS", "N_GRAM", "PIVOT_RTOL", "SAT_FRACTION",
            "import_cuda", "require_device", "device_functions", "compile_kernels", "next_pow2",
            "quiet_simulator", "rng_states", "rng_device_functions", "load_state", "store_state",
-           "SUMMARY_KERNELS", "DeviceRaw", "reduce_on_device", "summary_kernel_functions", "summary_kernels"]
+           "SUMMARY_KERNELS", "DeviceRaw", "reduce_on_device", "summary_kernel_functions",
+           "summary_kernels"]

@@ -29,7 +29,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..summary import LOG_RANGE, N_LAYER_SUMS, Q_TINY, LayerSums
-from .runtime import compile_kernels, import_cuda, quiet_simulator, simulator_enabled
+from .runtime import (compile_kernels, import_cuda, next_pow2, quiet_simulator,
+                      simulator_enabled)
 
 #: Threads per block of ``net_values`` (layers strided over them).
 VALUE_THREADS = 256
@@ -305,7 +306,7 @@ def reduce_on_device(d_sums, width: int, flat_piece: bool) -> "DeviceRaw":
         first_q_bad = cuda.device_array(n_nets, dtype=np.int32)
         out = cuda.device_array((N_LAYER_SUMS, n_layers), dtype=np.float64)
         blocks = min(n_nets, 65535)
-        threads = min(VALUE_THREADS, 1 << (max(n_layers, 1) - 1).bit_length())
+        threads = min(VALUE_THREADS, next_pow2(n_layers))
         k["net_values"][blocks, threads](d_sums, int(width), first_q_bad)
         grid = (n_layers + LAYERS_PER_BLOCK - 1) // LAYERS_PER_BLOCK
         k["layer_sums"][grid, (LAYERS_PER_BLOCK, NET_LANES)](d_sums, first_q_bad,
@@ -366,5 +367,6 @@ class DeviceRaw(Mapping):
         return f"<per-net arrays {', '.join(VALUE_ROWS)} ({where})>"
 
 
-__all__ = ["SUMMARY_KERNELS", "summary_kernel_functions", "summary_kernels", "reduce_on_device", "DeviceRaw",
+__all__ = ["SUMMARY_KERNELS", "summary_kernel_functions", "summary_kernels", "reduce_on_device",
+           "DeviceRaw",
            "VALUE_ROWS", "VALUE_THREADS", "LAYERS_PER_BLOCK", "NET_LANES"]
