@@ -889,3 +889,18 @@ def test_kernel_disk_cache_keys_stable_across_processes_and_keyed_by_phi_and_dty
         assert len({k for name, k in keys.items() if name.endswith("|" + kernel)}) == 1
     for v in first.values():
         assert v["path"].startswith(str(tmp_path))
+
+
+def test_compile_kernels_without_phi_announces_the_reduction(monkeypatch, tmp_path, capsys):
+    # The reduction kernels close over no φ: compile_kernels(funcs, None, ...) names them.
+    if vcuda.simulator_enabled():
+        pytest.skip("the simulator compiles nothing")
+    fake = _FakeCuda()
+    monkeypatch.setattr(vcuda.runtime, "cuda", fake)
+    monkeypatch.setenv("VANISHCALC_CACHE_DIR", str(tmp_path))
+    k = vcuda.compile_kernels({"layer_sums": _fake_funcs()["dense"]}, None, "float64", seconds=2)
+    assert k == {"layer_sums": ("kernel", "dense_kernel")} and fake.calls == [{"cache": True}]
+    assert "compiling CUDA kernels for the per-layer reduction (layer_sums)" in \
+        capsys.readouterr().err
+    vcuda.compile_kernels({"layer_sums": _fake_funcs()["dense"]}, None, "float64", seconds=2)
+    assert capsys.readouterr().err == ""
