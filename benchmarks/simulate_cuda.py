@@ -15,6 +15,13 @@ Cases (issue 6):
    from the SM count and clock with 128 FP32 lanes/SM — a rough figure, say so when quoting).
    Ours does O(N) work per layer, so this "equivalent" rate can exceed the peak.
 
+``ours_s`` is the whole front-door call ``simulate(..., backend="cuda")`` (inputs, stream
+seeding, the dense kernel, the per-layer reduction on the device, the O(depth) copy back,
+means and standard errors); comment lines give the dense kernel alone and the reduction
+kernels alone (CUDA events), what reading ``Simulation.raw`` (the per-net arrays, copied
+back on request) costs, and numba-cuda's disk-cache hits and misses for the first call (a
+second process with the same ``NUMBA_CACHE_DIR`` should show hits only).
+
 Prints ``case ours_s ref_s ratio`` as in the other benchmarks.  Run::
 
     pip install -e ".[cuda]"        # and torch with CUDA, or cupy, for the reference
@@ -117,8 +124,8 @@ def _ref_loop_cupy(n_nets, width, depth, sigma_w, sigma_b, dtype, seed):
 def _kernel_only(vcuda, act, *, sigma_w, sigma_b, depth, width, n_nets, q0, c0, dtype, seed,
                  repeat, **_):
     """Seconds of the dense kernel alone (CUDA events; inputs already on the device), so the
-    host's share of ``run_dense`` (inputs, stream seeding, copying the per-layer sums back and
-    turning them into q, c, grad) can be read off as the difference."""
+    rest of the call (inputs, stream seeding, the reduction, the copy back, means) can be read
+    off as the difference."""
     import numpy as np
     from numba import cuda
     from vanishcalc.activation import activation
@@ -142,6 +149,47 @@ def _kernel_only(vcuda, act, *, sigma_w, sigma_b, depth, width, n_nets, q0, c0, 
         stop.synchronize()
         best = min(best, cuda.event_elapsed_time(start, stop) / 1e3)
     return best
+
+
+def _reduction_only(vcuda, *, depth, width, n_nets, repeat, **_):
+    """Seconds of the two reduction kernels alone (CUDA events) on stand-in sums."""
+    import numpy as np
+    from numba import cuda
+    from vanishcalc.sim.cuda import summary
+    from vanishcalc.sim.summary import N_LAYER_SUMS
+    k = summary.summary_kernels()
+    rng = np.random.default_rng(0)
+    host = rng.uniform(1.0, 2.0, (vcuda.N_STATS, n_nets, depth + 1))
+    host[6] = 0.0
+    best = math.inf
+    for _ in range(repeat):
+        d = cuda.to_device(host)
+        first = cuda.device_array(n_nets, dtype=np.int32)
+        out = cuda.device_array((N_LAYER_SUMS, depth + 1), dtype=np.float64)
+        threads = min(summary.VALUE_THREADS, vcuda.next_pow2(depth + 1))
+        grid = (depth + summary.LAYERS_PER_BLOCK) // summary.LAYERS_PER_BLOCK
+        start, stop = cuda.event(), cuda.event()
+        start.record()
+        k["net_values"][min(n_nets, 65535), threads](d, width, first)
+        k["layer_sums"][grid, (summary.LAYERS_PER_BLOCK, summary.NET_LANES)](d, first, 0, out)
+        stop.record()
+        stop.synchronize()
+        best = min(best, cuda.event_elapsed_time(start, stop) / 1e3)
+    return best
+
+
+def _cache_stats(k, names):
+    """numba-cuda's disk-cache hits and misses of these kernels in this process."""
+    parts = []
+    try:
+        for name in names:
+            st = k[name].stats
+            parts.append(f"{name} hits={sum(st.cache_hits.values())} "
+                         f"misses={sum(st.cache_misses.values())}")
+        path = k[names[0]].stats.cache_path      # None: compiled in memory (no disk cache)
+    except AttributeError as exc:                # another numba-cuda: report, do not fail
+        return f"not available ({exc})"
+    return "; ".join(parts) + f" (cache: {path})"
 
 
 def _peak_flops(device, dtype, peak_tflops):
@@ -192,12 +240,28 @@ def main(argv=None):
     nets, width, depth = 1024, 64, 1000 // div
     kw = dict(sigma_w=1.5, sigma_b=0.05, depth=depth, width=width, n_nets=nets, q0=1.0,
               c0=0.5, orthogonal=False, dtype=args.dtype)
+    import vanishcalc
+    front = dict(sigma_w=kw["sigma_w"], sigma_b=kw["sigma_b"], depth=depth, width=width,
+                 n_nets=nets, q0=1.0, c0=0.5, dtype=args.dtype, backend="cuda")
+
+    def simulate(seed, **change):
+        return vanishcalc.simulate("tanh", **{**front, **change}, seed=seed)
+
     t0 = time.perf_counter()
-    vcuda.run_dense("tanh", **{**kw, "depth": 2, "n_nets": 2}, seed=0)   # compile outside
-    # Run twice in fresh processes: the second should load the kernel from numba-cuda's disk
-    # cache (notes/cuda.md, "Compile once per machine") and take well under a second.
+    simulate(0, depth=2, n_nets=2)                                       # compile outside
+    # Run twice in fresh processes with the same NUMBA_CACHE_DIR: the second should load the
+    # kernels from numba-cuda's disk cache (notes/cuda.md, "Compile once per machine").
     print(f"# first call (compile, or load from the disk cache): {time.perf_counter() - t0:.2f} s")
-    ours = _time(lambda: vcuda.run_dense("tanh", **kw, seed=1), args.repeat)
+    from vanishcalc.sim.cuda import summary
+    print("# disk cache, first call: "
+          + _cache_stats(vcuda.kernels("tanh", args.dtype), ["dense"]) + "; "
+          + _cache_stats(summary.summary_kernels(), list(summary.SUMMARY_KERNELS)))
+    ours = _time(lambda: simulate(1), args.repeat)
+    run_dense = _time(lambda: vcuda.run_dense("tanh", **kw, seed=1), args.repeat)
+    sim = simulate(1)
+    t0 = time.perf_counter()
+    sim.raw["q"]                                     # the per-net arrays, copied on request
+    raw_s = time.perf_counter() - t0
     backend = _reference_backend()
     if backend is None:
         print(f"narrow_{nets}x{width}x{depth} {ours:.4f} nan nan   # no torch CUDA / CuPy: "
@@ -209,13 +273,20 @@ def main(argv=None):
                   for s in range(args.repeat))
         print(f"narrow_{nets}x{width}x{depth}_vs_{backend} {ours:.4f} {ref:.4f} {ref / ours:.2f}")
     kern = _kernel_only(vcuda, "tanh", **kw, seed=1, repeat=args.repeat)
-    print(f"# narrow: kernel alone {kern:.4f} s; the rest of run_dense (host) {ours - kern:.4f} s")
+    red = _reduction_only(vcuda, **kw, repeat=args.repeat)
+    print(f"# narrow: simulate {ours:.4f} s = dense kernel {kern:.4f} s + reduction kernels "
+          f"{red:.4f} s + the rest {ours - kern - red:.4f} s (run_dense alone {run_dense:.4f} s); "
+          f"reading Simulation.raw afterwards {raw_s:.4f} s")
+    if backend is not None:
+        print(f"# narrow: goal ref/ours >= 10: {'met' if ref / ours >= 10 else 'NOT met'} "
+              f"({ref / ours:.1f}); ref/kernel {ref / kern:.0f}")
 
     # 2. wide: the same kernel, units strided over the block; the same reference loop
     nets, width, depth = 16, 4096, 100 // div
     kw = dict(kw, depth=depth, width=width, n_nets=nets)
-    vcuda.run_dense("tanh", **{**kw, "depth": 1, "n_nets": 1}, seed=0)
-    wide = _time(lambda: vcuda.run_dense("tanh", **kw, seed=2), args.repeat)
+    front.update(depth=depth, width=width, n_nets=nets)
+    simulate(0, depth=1, n_nets=1)
+    wide = _time(lambda: simulate(2), args.repeat)
     equivalent = 2.0 * 4 * width * width * depth * nets
     peak, how = _peak_flops(device, args.dtype, args.peak_tflops)
     note = (f"# explicit W would need {equivalent / wide / 1e12:.3f} TFLOP/s = "
@@ -228,7 +299,7 @@ def main(argv=None):
         print(f"wide_{nets}x{width}x{depth}_vs_{backend} {wide:.4f} {ref:.4f} {ref / wide:.2f}   "
               f"{note}")
     kern = _kernel_only(vcuda, "tanh", **kw, seed=2, repeat=args.repeat)
-    print(f"# wide: kernel alone {kern:.4f} s; the rest of run_dense (host) {wide - kern:.4f} s")
+    print(f"# wide: kernel alone {kern:.4f} s; the rest of simulate {wide - kern:.4f} s")
 
 
 if __name__ == "__main__":

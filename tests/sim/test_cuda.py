@@ -33,6 +33,7 @@ from tests.sim.cudasim import REAL_GPU, Stream, child_env, start
 from vanishcalc.activation import activation
 from vanishcalc.errors import VanishcalcError
 from vanishcalc.sim import cuda as vcuda   # importing it does not import numba.cuda
+from vanishcalc.sim.summary import LayerSums, host_layer_sums
 
 pytestmark = pytest.mark.cuda
 
@@ -90,6 +91,83 @@ _REPLAY = {
 }
 
 
+# The device reduction (``sim/cuda/summary.py``) on hand-made per-net sums: 21 nets (three
+# passes of the 8 net lanes, one partial), 70 layers (three blocks of 32, one partial); "mixed"
+# strides the layers of a net over 16 threads.  _reduce_case_sums puts every exclusion rule in.
+_REDUCE = {
+    "mixed": dict(nets=21, layers=70, width=16, seed=51, flat=False, value_threads=16),
+    "flat": dict(nets=21, layers=70, width=16, seed=52, flat=True, value_threads=256),
+}
+# The front door at the edges of float64 (backend="cuda"): q underflowing (invalid from layer
+# 2; the gradient ratio out of range), a net whose units are all 0 (q a true 0, c undefined,
+# the tangent exactly 0), and overflow to a non-finite layer.
+_API_EDGES = {
+    "underflow": dict(spec="tanh", sigma_w=1e-75, sigma_b=0.0, depth=3, width=8, n_nets=3,
+                      seed=61),
+    "dead": dict(spec="tanh", sigma_w=0.0, sigma_b=0.0, depth=2, width=8, n_nets=2, seed=62),
+    "overflow": dict(spec="relu", sigma_w=1e200, sigma_b=0.0, depth=2, width=8, n_nets=2,
+                     seed=63),
+}
+
+
+def _reduce_case_sums(nets, layers, width, seed, **_):
+    """Per-net sums (7, nets, layers) as the dense kernel writes them, with special nets."""
+    rng = np.random.default_rng(seed)
+    s = np.zeros((7, nets, layers))
+    s[0] = width * rng.uniform(0.5, 2.0, (nets, layers))
+    s[1] = width * rng.uniform(0.5, 2.0, (nets, layers))
+    s[2] = rng.uniform(-0.9, 0.9, (nets, layers)) * np.sqrt(s[0] * s[1])
+    s[3] = np.cumsum(rng.normal(0.0, 0.3, (nets, layers)), axis=1)
+    s[4] = np.cumsum(rng.normal(0.0, 0.3, (nets, layers)), axis=1)
+    s[5] = rng.integers(0, 2 * width + 1, (nets, layers))
+    s[0, 1, 40:], s[6, 1, 40:] = np.inf, 3.0     # net 1 overflows at layer 40
+    s[6, 2, 50] = 1.0                            # net 2: a NaN unit at layer 50 only
+    s[1, 7, 60] = np.nan                         # net 7: Σh2² NaN at layer 60 only
+    s[:2, 3, 10:] = 1e-300 * width               # net 3: q underflows at 10 (subnormal) ...
+    s[:3, 3, 12:] = 0.0                          # ... and is 0 from 12 on
+    s[:3, 4, 20:] = 0.0                          # net 4: q an exact 0 from a normal q at 20
+    s[3, 5, 30:] = -np.inf                       # net 5: tangent exactly 0 from layer 30
+    s[3:5, 6, 25:] += 2000.0                     # net 6: log F jumps: ratio out of float64
+    return s
+
+
+def _values_from_sums(s, width):
+    """Per-net q, c, grad, log_grad, sat, nonfinite from the kernel's sums, in numpy (the
+    definitions of notes/cuda.md, written independently of the device code)."""
+    s11, s22, s12, lf1, lf2, sat, bad = s
+    with np.errstate(all="ignore"):
+        q = (s11 + s22) / (2.0 * width)
+        c = s12 / (np.sqrt(s11) * np.sqrt(s22))
+        d1, d2 = lf1[:, -1:] - lf1, lf2[:, -1:] - lf2
+        grad = 0.5 * (np.exp(d1) + np.exp(d2))
+        log_grad = 0.5 * (d1 + d2)
+    nonfinite = (bad > 0) | ~np.isfinite(s11) | ~np.isfinite(s22)
+    grad[nonfinite] = np.nan
+    log_grad[nonfinite] = np.nan
+    return dict(q=q, c=c, grad=grad, log_grad=log_grad, sat=sat / (2.0 * width),
+                nonfinite=nonfinite)
+
+
+def _assert_layer_sums_equal(dev: LayerSums, host: LayerSums, per_net, label):
+    """Counts exactly; totals and squared deviations to 1e-12 of the sum of magnitudes."""
+    from dataclasses import fields
+    n_nets = np.asarray(per_net["q"]).shape[0]
+    for f in fields(LayerSums):
+        a, b = getattr(dev, f.name), getattr(host, f.name)
+        assert a.shape == b.shape, f"{label}: {f.name} shape"
+        if f.name.startswith("n_"):
+            np.testing.assert_array_equal(a, b, err_msg=f"{label}: {f.name}")
+            continue
+        stat = f.name.split("_", 1)[1]
+        x = np.abs(np.asarray(per_net[stat], dtype=float))
+        with np.errstate(all="ignore"):
+            big = np.nanmax(np.where(np.isfinite(x), x, np.nan), axis=0, initial=0.0)
+            tol = 1e-12 * n_nets * (big ** 2 if f.name.startswith("dev2") else big)
+        diff = np.abs(a - b)
+        assert np.all(diff <= tol), (f"{label}: {f.name} device vs host differ by up to "
+                                     f"{np.max(diff - tol):.3g} beyond 1e-12 of the scale")
+
+
 # The child script.  Group "narrow": one unit per thread; group "wide": several units per thread,
 # forced at widths 10–24 by lowering MAX_THREADS to 8.
 _CHILD = textwrap.dedent("""
@@ -123,9 +201,40 @@ _CHILD = textwrap.dedent("""
                               0.0)
             out[name] = {"sums": sums.tolist()}
             continue
+        if spec == "reduce":    # hand-made per-net sums through the reduction kernels
+            import numpy as np
+            from numba import cuda as nc
+            from vanishcalc.sim.cuda import summary as vs
+            vs.VALUE_THREADS = kw.get("value_threads", vs.VALUE_THREADS)
+            vs._KERNELS.clear()
+            d = nc.to_device(np.load(kw["sums"]))
+            r = vs.reduce_on_device(d, kw["width"], kw["flat"])
+            out[name] = {"layer_sums": r.layer_sums.as_array().tolist(),
+                         **{k: v.tolist() for k, v in r.items()}}
+            continue
+        if spec.startswith("api:"):     # the front door: Simulation and its warnings
+            import warnings
+            import numpy as np
+            import vanishcalc
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                s = vanishcalc.simulate(spec[4:], backend="cuda", **kw)
+            on_device = s.raw.on_device
+            import pickle           # a pickled Simulation carries its per-net arrays
+            copy = pickle.loads(pickle.dumps(s))
+            out[name] = {"sim": s.to_dict(), "on_device": on_device,
+                         "pickled_raw_equal": isinstance(copy.raw, dict) and all(
+                             np.array_equal(copy.raw[k], s.raw[k], equal_nan=True)
+                             for k in s.raw),
+                         "warnings": [str(w.message) for w in caught
+                                      if issubclass(w.category, vanishcalc.VanishcalcWarning)],
+                         "raw": {k: v.tolist() for k, v in s.raw.items()}}
+            continue
         r = vc.run_dense(spec, orthogonal=False, **kw)
+        sums = r.layer_sums.as_array().tolist()
         out[name] = {k: [[None if (isinstance(x, float) and math.isnan(x)) else x
                           for x in row] for row in v.tolist()] for k, v in r.items()}
+        out[name]["layer_sums"] = sums
     if group == "narrow":       # the public entry dispatches backend="cuda" here
         import vanishcalc
         s = vanishcalc.simulate("tanh", 1.5, 0.2, depth=2, width=8, n_nets=2, seed=7,
@@ -149,15 +258,20 @@ def _collect(proc):
     for name, val in res.items():
         if isinstance(val, dict) and "sums" in val:
             res[name] = {"sums": np.array(val["sums"], dtype=float)}
+        elif isinstance(val, dict) and "sim" in val:
+            val["raw"] = {k: np.array(v, dtype=bool if k == "nonfinite" else float)
+                          for k, v in val["raw"].items()}
         elif isinstance(val, dict) and name != "api":
             res[name] = {k: np.array([[np.nan if x is None else x for x in row] for row in v],
                                      dtype=bool if k == "nonfinite" else float)
                          for k, v in val.items()}
+            if "layer_sums" in res[name]:
+                res[name]["layer_sums"] = LayerSums.from_array(res[name]["layer_sums"])
     return res
 
 
 @pytest.fixture(scope="session")
-def cuda_runs():
+def cuda_runs(tmp_path_factory):
     """All kernel runs of this file, in two child processes running in parallel."""
     narrow = {name: dict(spec=spec, sigma_w=sw, sigma_b=sb, seed=seed, **_STAT_SIZE)
               for name, (spec, sw, sb, seed) in _STAT_CASES.items()}
@@ -180,6 +294,16 @@ def cuda_runs():
     wide["gauss"] = narrow.pop("gauss")
     narrow.update({f"replay_{k}": v for k, v in _REPLAY.items() if k != "strided"})
     wide["replay_strided"] = _REPLAY["strided"]
+    # The device reduction: hand-made sums (several layer blocks and net lanes, every
+    # exclusion rule), and the front door at the edges of float64.
+    for k, v in _REDUCE.items():     # as files: too long for the command line
+        path = tmp_path_factory.mktemp("reduce") / f"{k}.npy"
+        np.save(path, _reduce_case_sums(**v))
+        wide[f"reduce_{k}"] = dict(spec="reduce", sums=str(path), width=v["width"],
+                                   flat=v["flat"], value_threads=v["value_threads"])
+    narrow.update({f"api_{k}": dict(spec=f"api:{v['spec']}", **{a: b for a, b in v.items()
+                                                                 if a != "spec"})
+                   for k, v in _API_EDGES.items()})
     procs = [_start("narrow", narrow), _start("wide", wide)]
     res = {}
     for p in procs:
@@ -534,6 +658,87 @@ def test_run_dense_vs_cpu_backend(cuda_runs, case):
     _assert_vs_naive(cuda_runs[case], ref, _STAT_SIZE["n_nets"], kw["width"], f"{case} vs cpu")
 
 
+# ---------------------------------------------------------------- the reduction on the device
+
+
+def _run_cases(cuda_runs):
+    return sorted(k for k, v in cuda_runs.items()
+                  if isinstance(v, dict) and "layer_sums" in v and not k.startswith("reduce_"))
+
+
+def test_device_layer_sums_equal_host_reduction_for_every_run(cuda_runs):
+    """Every run_dense case: the per-layer sums reduced on the device equal
+    ``summary.host_layer_sums`` (the CPU backend's reduction) of the same per-net arrays."""
+    from vanishcalc.sim.summary import has_flat_piece
+    names = _run_cases(cuda_runs)
+    assert len(names) >= 10
+    for name in names:
+        res = cuda_runs[name]
+        per_net = {k: v for k, v in res.items() if k != "layer_sums"}
+        spec = _REPLAY.get(name[len("replay_"):], {}).get("spec") or \
+            dict(_STAT_CASES).get(name, ("tanh",))[0]
+        host = host_layer_sums(per_net, has_flat_piece(activation(spec)))
+        _assert_layer_sums_equal(res["layer_sums"], host, per_net, name)
+
+
+@pytest.mark.parametrize("case", sorted(_REDUCE))
+def test_device_reduction_of_hand_made_sums(cuda_runs, case):
+    """Hand-made sums with every exclusion rule: the device's per-net values equal their
+    definitions (numpy, here) and its per-layer sums equal the host reduction of them."""
+    kw = _REDUCE[case]
+    res = cuda_runs[f"reduce_{case}"]
+    sums = _reduce_case_sums(**kw)
+    ref = _values_from_sums(sums, kw["width"])
+    per_net = {k: np.array(res[k], dtype=bool if k == "nonfinite" else float) for k in ref}
+    for k in ref:
+        np.testing.assert_allclose(per_net[k], ref[k], rtol=1e-15, atol=0, equal_nan=True,
+                                   err_msg=f"{case}: per-net {k}")
+    dev = res["layer_sums"]
+    _assert_layer_sums_equal(dev, host_layer_sums(ref, kw["flat"]), ref, case)
+    # The rules have teeth here: the special nets of _reduce_case_sums are seen where placed.
+    layers = np.arange(kw["layers"])
+    np.testing.assert_array_equal(
+        dev.n_nonfinite, (layers >= 40).astype(int) + (layers == 50) + (layers == 60))
+    assert dev.n_invalid_q[9] == 0 and dev.n_invalid_q[10] == 1     # net 3 from layer 10
+    assert dev.n_undefined_c[20] == 1                               # net 4's c at layer 20
+    assert dev.n_invalid_grad[0] == (1 if kw["flat"] else 2)        # nets 5 (unless flat), 6
+    assert dev.n_invalid_grad[kw["layers"] - 1] == (0 if kw["flat"] else 1)
+
+
+@pytest.mark.parametrize("case", sorted(_API_EDGES))
+def test_simulate_cuda_summary_and_warnings_as_host_reduction(cuda_runs, case):
+    """The front door with backend="cuda" at the edges of float64: means, standard errors,
+    non-finite and invalid layers and the warnings equal those the host reduction gives for
+    the same per-net arrays; the per-net arrays stayed on the device until read."""
+    import warnings
+    from vanishcalc.sim import api
+    from vanishcalc.sim.summary import has_flat_piece
+    res = cuda_runs[f"api_{case}"]
+    assert res["on_device"] is True
+    assert res["pickled_raw_equal"] is True
+    sim = res["sim"]
+    params = dict(sim["params"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        host = api._summarize(res["raw"], params,
+                              has_flat_piece(activation(_API_EDGES[case]["spec"])))
+    ref = host.to_dict()
+    from vanishcalc.errors import VanishcalcWarning
+    assert [str(w.message) for w in caught
+            if issubclass(w.category, VanishcalcWarning)] == res["warnings"]
+    assert sim["first_nonfinite_layer"] == ref["first_nonfinite_layer"]
+    assert sim["first_invalid_layer"] == ref["first_invalid_layer"]
+    for k in ("q", "c", "grad", "q_se", "c_se", "grad_se", "saturation", "log_grad"):
+        a = np.array(sim[k], dtype=float)
+        np.testing.assert_allclose(a, np.array(ref[k], dtype=float), rtol=1e-12, atol=1e-300,
+                                   equal_nan=True, err_msg=f"{case}: {k}")
+    for k in ("nonfinite", "n_finite"):
+        assert sim[k] == ref[k], k
+    expected = {"underflow": "q (and c with it)", "dead": "correlation c is undefined",
+                "overflow": "overflowed or became NaN"}[case]
+    assert any(expected in w for w in res["warnings"]), res["warnings"]
+
+
 # ---------------------------------------------------------------- numba-cuda vs numpy
 
 
@@ -627,3 +832,75 @@ def test_compile_kernels_unusable_disk_cache_compiles_in_memory_with_warning(mon
         k = vcuda.compile_kernels(_fake_funcs(), activation("relu"), "float64", seconds=5)
     assert k["dense"] == ("kernel", "dense_kernel")
     assert fake.calls == [{"cache": True}, {}]
+
+
+# The index key numba-cuda's disk cache files a kernel under (``CUDACache._index_key``: the
+# signature, the codegen's (toolkit, compute capability), the numba-cuda version, hashes of the
+# bytecode and of the pickled closure), computed without a GPU: the codegen is a stand-in
+# for an sm_90 device.  A key that changed from one process to the next would make every
+# process compile again (numba would append a new entry each time and never hit).
+_CACHE_KEY_CHILD = textwrap.dedent("""
+    import json, sys, types
+    try:
+        from numba.cuda.dispatcher import CUDACache
+    except ImportError as exc:
+        print(json.dumps({"skip": f"numba.cuda cannot be imported: {exc}"}))
+        raise SystemExit(0)
+    from vanishcalc.sim import cuda as vc
+    from vanishcalc.sim.ptx import kernel_functions      # every kernel: dense, reduction,
+    vc.import_cuda()                                     # composed stack, RNN
+    codegen = types.SimpleNamespace(magic_tuple=lambda: ("toolkit", (9, 0)))
+    out = {}
+    for spec, dtype in [("tanh", "float64"), ("tanh", "float32"), ("relu", "float64"),
+                        ("x*erf(x)", "float64")]:
+        for name, (fn, sig, _) in kernel_functions(spec, dtype).items():
+            cache = CUDACache(fn)
+            key = cache._index_key(sig.args, codegen)
+            out[f"{spec}|{dtype}|{name}"] = {"key": repr(key), "path": cache.cache_path}
+    print(json.dumps(out))
+""")
+
+
+def test_kernel_disk_cache_keys_stable_across_processes_and_keyed_by_phi_and_dtype(tmp_path):
+    """What makes numba-cuda's disk cache (``compile_kernels``: ``cuda.jit(sig, cache=True)``)
+    hit in a second process: the same key for the same (φ, dtype, kernel) in two fresh
+    processes (string hashing randomized differently), different keys for another φ or
+    dtype, one key for the reduction kernels whatever φ, and the files under
+    ``NUMBA_CACHE_DIR`` when set.  Loading compiled code needs a GPU: not checked here."""
+    env = child_env(simulate=False)
+    env["NUMBA_CACHE_DIR"] = str(tmp_path)
+    procs = [subprocess.Popen([sys.executable, "-c", _CACHE_KEY_CHILD], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env=dict(env, PYTHONHASHSEED=str(seed)))
+             for seed in (1, 2)]
+    runs = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+    if "skip" in runs[0]:
+        pytest.skip(runs[0]["skip"])
+    first, second = runs
+    assert first == second                       # stable across processes
+    keys = {name: v["key"] for name, v in first.items()}
+    dense = {name.rsplit("|", 1)[0]: k for name, k in keys.items() if name.endswith("|dense")}
+    assert len(set(dense.values())) == len(dense) == 4      # per φ and dtype
+    for kernel in vcuda.SUMMARY_KERNELS:                   # the reduction: one for every φ
+        assert len({k for name, k in keys.items() if name.endswith("|" + kernel)}) == 1
+    for v in first.values():
+        assert v["path"].startswith(str(tmp_path))
+
+
+def test_compile_kernels_without_phi_announces_the_reduction(monkeypatch, tmp_path, capsys):
+    # The reduction kernels close over no φ: compile_kernels(funcs, None, ...) names them.
+    if vcuda.simulator_enabled():
+        pytest.skip("the simulator compiles nothing")
+    fake = _FakeCuda()
+    monkeypatch.setattr(vcuda.runtime, "cuda", fake)
+    monkeypatch.setenv("VANISHCALC_CACHE_DIR", str(tmp_path))
+    k = vcuda.compile_kernels({"layer_sums": _fake_funcs()["dense"]}, None, "float64", seconds=2)
+    assert k == {"layer_sums": ("kernel", "dense_kernel")} and fake.calls == [{"cache": True}]
+    assert "compiling CUDA kernels for the per-layer reduction (layer_sums)" in \
+        capsys.readouterr().err
+    vcuda.compile_kernels({"layer_sums": _fake_funcs()["dense"]}, None, "float64", seconds=2)
+    assert capsys.readouterr().err == ""

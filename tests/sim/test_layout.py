@@ -121,7 +121,7 @@ def test_no_private_name_imported_across_sim_modules():
 _LAYERS = {
     "top": ("api", "check", "composed", "ptx"),
     "backend": ("cpu", "cuda"),
-    "base": ("program", "source", "compile", "seeds", "limits"),
+    "base": ("program", "source", "compile", "seeds", "limits", "summary"),
 }
 
 

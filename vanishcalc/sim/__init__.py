@@ -13,9 +13,10 @@ Layout (``notes/sim-layout.md``)::
                  φ and φ' printed as source, the saturation scale, standardize_row (BN)
     compile.py   CPU compilation of φ (on-disk cache), threading, cache repair, notice
     seeds.py     seed validation        limits.py  memory and time before allocating
+    summary.py   per-net arrays → per-layer sums, means and SEs (both backends)
 
 Arrows point down only: api/check/composed/ptx → cpu | cuda → program, source, compile, seeds,
-limits (``tests/sim/test_layout.py``).
+limits, summary (``tests/sim/test_layout.py``).
 
 Adding a layer kind = its mean-field map (``vanishcalc/maps``) + one op in ``program.py`` +
 its ``@njit`` body in ``cpu/composed.py`` + its ``cuda.jit(device=True)`` body in

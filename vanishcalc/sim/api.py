@@ -14,6 +14,8 @@ import numpy as np
 from ..errors import SimulationOverflowError, VanishcalcError, VanishcalcWarning
 from ..validate import integer, real
 from .seeds import seed_iv  # noqa: F401 - re-exported: sim.api.seed_iv is public
+from .summary import (LOG_RANGE, Q_TINY, column_sums, has_flat_piece,  # noqa: F401 - re-exported
+                      host_layer_sums, invalid_masks, mean_of_sums, se_of_sums)
 
 WEIGHTS = ("gaussian", "orthogonal")
 BACKENDS = ("cpu", "cuda", "auto")
@@ -52,8 +54,10 @@ class Simulation:
         was left out of the mean; ``first_invalid_layer[k]`` is the first such layer (None
         if none), and a warning says why.  Values are never silently garbage: a layer where
         every net is invalid is NaN.
-    raw : dict
-        Per-net arrays ``q, c, grad, sat`` (n_nets, depth+1) and ``nonfinite``.
+    raw : mapping
+        Per-net arrays ``q, c, grad, sat`` (n_nets, depth+1) and ``nonfinite``.  On
+        ``backend="cuda"`` the means above are summed on the GPU and these arrays stay there
+        until ``raw`` is first read (then copied back once, and the GPU copy freed).
     params : dict
         The arguments of :func:`simulate` (φ as its canonical name).
     """
@@ -68,7 +72,7 @@ class Simulation:
     nonfinite: np.ndarray
     n_finite: np.ndarray
     first_nonfinite_layer: int | None
-    raw: dict = field(repr=False)
+    raw: dict = field(repr=False)      # a Mapping; dict on the CPU backend
     params: dict
     log_grad: np.ndarray | None = field(default=None, repr=False)
     invalid: dict = field(default_factory=dict, repr=False)
@@ -156,15 +160,8 @@ def _backend_module(backend):
 
 def _mean_se(x):
     """Mean and standard error over axis 0, ignoring NaN (non-finite nets); se = 0 for n < 2."""
-    finite = np.isfinite(x)
-    n = finite.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        s = np.where(finite, x, 0.0).sum(axis=0)
-        mean = np.where(n > 0, s / np.maximum(n, 1), np.nan)
-        dev = np.where(finite, x - mean, 0.0)
-        var = (dev ** 2).sum(axis=0) / np.maximum(n - 1, 1)
-        se = np.where(n >= 2, np.sqrt(var / np.maximum(n, 1)), np.where(n == 1, 0.0, np.nan))
-    return mean, se, n
+    n, total, dev2 = column_sums(x)
+    return mean_of_sums(n, total), se_of_sums(n, dev2), n
 
 
 def simulate(spec, sigma_w=None, sigma_b=0.0, *, depth, width, n_nets=1, q0=1.0, c0=0.5,
@@ -406,47 +403,6 @@ def _simulate_network(spec, sigma_w, sigma_b, *, depth, width, n_nets, q0, c0, w
                       params=params)
 
 
-#: Below this a mean square q is not a float64 value to trust: unit squares h² < 1e-308
-#: are subnormal or 0 (precision lost), so q̂ and ĉ (built from them) are garbage.
-Q_TINY = 1e-290
-#: |log| of a gradient ratio beyond which exp() leaves float64 (0 or inf).
-LOG_RANGE = 700.0
-
-
-def has_flat_piece(act) -> bool:
-    """True if φ is constant on some interval (relu, hardtanh): there φ' = 0 exactly, so a
-    tangent that becomes exactly 0 (a dead relu net) is a true zero gradient, not underflow."""
-    from ..parse import X
-    return any(not p.expr.has(X) for p in act.pieces)
-
-
-def invalid_masks(raw, nonfinite_net, flat_piece=False):
-    """Per-net masks (n_nets, depth+1) of values float64 cannot carry, and the reason per quantity.
-
-    * q (and c, built from the same units): q̂ < Q_TINY — underflow — except an exact 0
-      reached from a normal q (a relu net whose units all died: a true 0).  Once a net
-      underflowed, its later layers are computed from garbage and stay invalid.
-    * grad: the per-net ratio ‖t^L‖²/‖t^l‖² outside float64 (|log| > LOG_RANGE, or a tangent
-      that became exactly 0 because φ' rounded to 0 on every unit).  When φ is constant on
-      an interval (``flat_piece``), a tangent that is exactly 0 is a true zero (a dead relu
-      net: 0 before it died, undefined 0/0 after, excluded as before) and not flagged.
-    """
-    q = np.asarray(raw["q"], dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        tiny = q < Q_TINY
-        prev_normal = np.concatenate([np.zeros((q.shape[0], 1), bool), q[:, :-1] >= Q_TINY], axis=1)
-        true_zero = (q == 0.0) & prev_normal
-        q_bad = np.logical_or.accumulate(tiny & ~true_zero, axis=1) & ~nonfinite_net
-    log_grad = raw.get("log_grad")
-    g = np.asarray(raw["grad"], dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lg = np.asarray(log_grad, dtype=np.float64) if log_grad is not None else np.log(g)
-        out_of_range = np.isfinite(lg) & (np.abs(lg) > LOG_RANGE)
-        died = ~np.isfinite(lg) | ~np.isfinite(g) | (g == 0.0)
-        g_bad = (out_of_range | (died & (not flat_piece))) & ~nonfinite_net
-    return {"q": q_bad, "c": q_bad, "grad": g_bad}
-
-
 _WHY = {
     "q": "q underflowed below {tiny:g} (float64 cannot hold the net's true, smaller q)",
     "c": "c is computed from units that underflowed (q < {tiny:g})",
@@ -456,38 +412,35 @@ _WHY = {
 
 
 def _summarize(raw, params, flat_piece=False):
-    nonfinite_net = np.asarray(raw["nonfinite"], dtype=bool)
-    bad = invalid_masks(raw, nonfinite_net, flat_piece)
-    masked = {}
-    for k in ("q", "c", "grad", "sat"):
-        a = np.array(raw[k], dtype=np.float64)
-        a[nonfinite_net] = np.nan
-        if k in bad:
-            a[bad[k]] = np.nan
-        masked[k] = a
-    q, q_se, n_q = _mean_se(masked["q"])
-    c, c_se, _ = _mean_se(masked["c"])
-    grad, grad_se, _ = _mean_se(masked["grad"])
-    sat, _, _ = _mean_se(masked["sat"])
-    if raw.get("log_grad") is not None:
-        lg = np.array(raw["log_grad"], dtype=np.float64)
-    else:
-        with np.errstate(divide="ignore"):
-            lg = np.log(np.array(raw["grad"], dtype=np.float64))
-    lg[nonfinite_net] = np.nan
-    lg[~np.isfinite(lg)] = np.nan
-    log_grad, _, _ = _mean_se(lg)
-    nonfinite = nonfinite_net.any(axis=0)
+    """The :class:`Simulation` of a backend's per-net results ``raw``, with its warnings.
+
+    ``raw`` is a dict of per-net arrays (CPU), summed over nets here
+    (``summary.host_layer_sums``), or a mapping that carries its per-layer sums already
+    (``raw.layer_sums``: the CUDA backend sums on the device and copies the per-net arrays
+    back only when ``Simulation.raw`` is read).  Means and standard errors are formed from
+    the sums by ``summary.mean_of_sums`` / ``se_of_sums`` in both cases.
+    """
+    sums = getattr(raw, "layer_sums", None)
+    if sums is None:
+        sums = host_layer_sums(raw, flat_piece)
+    q, q_se = mean_of_sums(sums.n_q, sums.total_q), se_of_sums(sums.n_q, sums.dev2_q)
+    c, c_se = mean_of_sums(sums.n_c, sums.total_c), se_of_sums(sums.n_c, sums.dev2_c)
+    grad = mean_of_sums(sums.n_grad, sums.total_grad)
+    grad_se = se_of_sums(sums.n_grad, sums.dev2_grad)
+    sat = mean_of_sums(sums.n_sat, sums.total_sat)
+    log_grad = mean_of_sums(sums.n_log_grad, sums.total_log_grad)
+    nonfinite = sums.n_nonfinite > 0
     first = int(np.argmax(nonfinite)) if nonfinite.any() else None
     if first is not None:
-        n_bad = int(nonfinite_net[:, first].sum())
+        n_bad = int(sums.n_nonfinite[first])
         warnings.warn(f"{n_bad} of {params['n_nets']} simulated nets overflowed or became NaN at "
                       f"layer {first} (φ = {params['phi']}, σw = {params['sigma_w']}); those nets "
                       "are excluded from the means from that layer on (see Simulation.nonfinite)",
                       VanishcalcWarning, stacklevel=3)
+    n_invalid = {"q": sums.n_invalid_q, "c": sums.n_invalid_q, "grad": sums.n_invalid_grad}
     invalid, first_invalid = {}, {}
     for k in ("q", "c", "grad"):
-        invalid[k] = bad[k].any(axis=0)
+        invalid[k] = n_invalid[k] > 0
         first_invalid[k] = int(np.argmax(invalid[k])) if invalid[k].any() else None
     for k in ("q", "grad"):
         if first_invalid[k] is not None:
@@ -495,19 +448,22 @@ def _summarize(raw, params, flat_piece=False):
             layers = (f"from layer {l}" if k == "q" else
                       f"at layers {layer_ranges(np.flatnonzero(invalid[k]))}")
             also = " (and c with it)" if k == "q" else ""
-            warnings.warn(f"{k}{also}: {int(bad[k][:, l].sum())} of {params['n_nets']} nets "
+            warnings.warn(f"{k}{also}: {int(n_invalid[k][l])} of {params['n_nets']} nets "
                           f"excluded {layers}: {_WHY[k].format(tiny=Q_TINY)}; see "
                           f"Simulation.first_invalid_layer", VanishcalcWarning, stacklevel=3)
-    zero_c = np.isnan(raw["c"]) & ~nonfinite_net & ~bad["c"]
-    if zero_c.any():
-        layer = int(np.argmax(zero_c.any(axis=0)))
+    undefined_c = sums.n_undefined_c > 0
+    if undefined_c.any():
+        layer = int(np.argmax(undefined_c))
         warnings.warn(f"the correlation c is undefined (an input's pre-activations are all zero) "
                       f"from layer {layer} in some nets; they are left out of c there",
                       VanishcalcWarning, stacklevel=3)
+    if isinstance(raw, dict):
+        raw = {k: np.asarray(v) for k, v in raw.items()}
+    # else: the CUDA backend's lazy mapping, kept as it is (copied from the device when read)
     return Simulation(q=q, c=c, grad=grad, q_se=q_se, c_se=c_se, grad_se=grad_se, saturation=sat,
-                      nonfinite=nonfinite, n_finite=n_q, first_nonfinite_layer=first,
-                      raw={k: np.asarray(v) for k, v in raw.items()}, params=params,
-                      log_grad=log_grad, invalid=invalid, first_invalid_layer=first_invalid)
+                      nonfinite=nonfinite, n_finite=sums.n_q.astype(np.int64),
+                      first_nonfinite_layer=first, raw=raw, params=params, log_grad=log_grad,
+                      invalid=invalid, first_invalid_layer=first_invalid)
 
 
 def layer_ranges(idx) -> str:

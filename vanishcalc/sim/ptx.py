@@ -58,8 +58,11 @@ def _target_compute_capability(cc):
 
 def kernel_functions(act, dtype="float64") -> dict:
     """``{name: (python function, signature, most threads per block at launch)}``, every
-    kernel for φ = ``act`` in ``dtype`` (composed-stack and RNN kernels only for float64)."""
+    kernel for φ = ``act`` in ``dtype`` (composed-stack and RNN kernels only for float64;
+    the per-layer reduction kernels, which read float64 sums for every φ and dtype, with
+    each)."""
     funcs = dict(vcuda.kernel_functions(act, dtype))
+    funcs.update(vcuda.summary_kernel_functions())
     if dtype == "float64":
         funcs.update(cuda_composed.kernel_functions(act))
         funcs.update(cuda_rnn_norm.kernel_functions(act))
@@ -119,10 +122,21 @@ def compile_ptx(act, dtype="float64", cc=(9, 0), names=None) -> dict:
                                   f"{sorted(funcs)}")
         out = {}
         for name in wanted:
+            key = (name, cc)
+            if key in _PHI_FREE_PTX:
+                out[name] = _PHI_FREE_PTX[key]
+                continue
             fn, sig, _ = funcs[name]
             ptx, _ = cu.compile_ptx(fn, sig.args, cc=cc)
             out[name] = ptx
+            if name in vcuda.SUMMARY_KERNELS:
+                _PHI_FREE_PTX[key] = ptx
     return out
+
+
+#: PTX of the kernels that close over no φ and no dtype (``cuda.SUMMARY_KERNELS``), per
+#: (name, cc): the same text for every φ, so compiled once per process.
+_PHI_FREE_PTX: dict = {}
 
 
 # ---------------------------------------------------------------- ptxas

@@ -4,6 +4,8 @@
   (on-disk cache + notice), the simulator patch;
 * :mod:`.rng`      xoroshiro128+ device streams, seeded on the host;
 * :mod:`.dense`    the plain dense-net kernel (4-column exact conditional sampling);
+* :mod:`.summary`  its per-net sums reduced over nets on the device (per-layer sums back,
+  per-net arrays copied only on request);
 * :mod:`.composed` the op program of ``sim/program.py`` (Dense / BatchNorm / LayerNorm /
   Activation) and the RNN.
 
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 from .dense import (MAX_NET_BLOCKS, MAX_THREADS, N_GRAM, N_STATS, PIVOT_RTOL, SAT_FRACTION,
                     CudaOrthogonalError, kernel_functions, kernels, run_dense)
+from .summary import (SUMMARY_KERNELS, DeviceRaw, reduce_on_device, summary_kernel_functions,
+                      summary_kernels)
 from .rng import load_state, rng_device_functions, rng_states, store_state
 from .runtime import (CudaUnavailableError, check_numba_cuda, compile_kernels, cuda_available,
                       device_functions, import_cuda, is_available, next_pow2, quiet_simulator,
@@ -26,4 +30,6 @@ __all__ = ["run_dense", "cuda_available", "is_available", "simulator_enabled", "
            "kernel_functions", "check_numba_cuda", "CudaUnavailableError", "CudaOrthogonalError",
            "MAX_THREADS", "MAX_NET_BLOCKS", "N_STATS", "N_GRAM", "PIVOT_RTOL", "SAT_FRACTION",
            "import_cuda", "require_device", "device_functions", "compile_kernels", "next_pow2",
-           "quiet_simulator", "rng_states", "rng_device_functions", "load_state", "store_state"]
+           "quiet_simulator", "rng_states", "rng_device_functions", "load_state", "store_state",
+           "SUMMARY_KERNELS", "DeviceRaw", "reduce_on_device", "summary_kernel_functions",
+           "summary_kernels"]

@@ -32,8 +32,10 @@ from ...errors import VanishcalcError
 from ...validate import integer, real
 from ..seeds import seed_iv
 from .rng import rng_device_functions, rng_states
+from ..summary import has_flat_piece
 from .runtime import (compile_kernels, device_functions, import_cuda, next_pow2,
                       quiet_simulator, require_device, simulator_enabled)
+from .summary import reduce_on_device
 
 #: Most threads per block; wider nets have several units per thread (strided).
 MAX_THREADS = 256
@@ -418,11 +420,13 @@ def run_dense(act, *, sigma_w, sigma_b=0.0, depth, width, n_nets=1, q0=1.0, c0=0
 
     Returns
     -------
-    dict
-        ``q``, ``c``, ``grad``, ``sat`` float64 (n_nets, depth+1); ``nonfinite`` bool
-        (n_nets, depth+1).  ``grad[l] = F_L / F_l`` averaged over the two inputs,
-        ``F_l = ‖t^l‖²``; ``sat`` the fraction of units (both inputs) with
-        ``|φ'(h)| < 1e-3 · max|φ'|``.
+    DeviceRaw
+        A mapping of per-net arrays: ``q``, ``c``, ``grad``, ``log_grad``, ``sat`` float64
+        (n_nets, depth+1); ``nonfinite`` bool (n_nets, depth+1).  ``grad[l] = F_L / F_l``
+        averaged over the two inputs, ``F_l = ‖t^l‖²``; ``sat`` the fraction of units (both
+        inputs) with ``|φ'(h)| < 1e-3 · max|φ'|``.  They stay on the GPU until first read;
+        ``.layer_sums`` holds their per-layer sums over nets, reduced on the device
+        (:class:`~vanishcalc.sim.summary.LayerSums`, ``sim/cuda/summary.py``).
 
     Raises
     ------
@@ -452,54 +456,37 @@ def run_dense(act, *, sigma_w, sigma_b=0.0, depth, width, n_nets=1, q0=1.0, c0=0
     thr = SAT_FRACTION * float(ref)
     w_scale = float(sigma_w) / math.sqrt(width)
     b_scale = float(sigma_b)
-    return _finish(_launch(k, x0, dev_ss, w_scale, b_scale, depth, thr), width)
+    d_sums = launch(k, x0, dev_ss, w_scale, b_scale, depth, thr)
+    return reduce_on_device(d_sums, width, has_flat_piece(act))
 
 
-def _launch(k, x0, dev_ss, w_scale, b_scale, depth, thr):
-    """Run the kernel ``k`` from the layer-0 inputs ``x0`` (n_nets, 4, width): per-layer sums.
+def launch(k, x0, dev_ss, w_scale, b_scale, depth, thr):
+    """Run the kernel ``k`` from the layer-0 inputs ``x0`` (n_nets, 4, width); the per-layer
+    sums, left on the device: a float64 ``(7, n_nets, depth + 1)`` device array of
+    :data:`N_STATS` sums (statistic-major; see the module docstring).
 
     ``x0`` holds h1, h2, t1, t2 per net; ``dev_ss`` seeds the RNG streams (one per thread:
-    stream ``block · threads + tid``).  Returns the float64 array (n_nets, depth + 1, 7) of
-    :data:`N_STATS` sums (see the module docstring); tests drive it with hand-made ``x0`` to
-    check each input's layer-1 law separately.
+    stream ``block · threads + tid``).
     """
     n_nets, _, width = x0.shape
     threads = min(next_pow2(width), MAX_THREADS)
     blocks = min(n_nets, MAX_NET_BLOCKS)
     with quiet_simulator():
-        # Statistic-major (7, nets, depth+1): each statistic comes back contiguous, so turning
-        # the sums into q, c, grad on the host runs over plain arrays, not 7-strided views.
         out = cuda.device_array((N_STATS, n_nets, depth + 1), dtype=np.float64)
         d_x = cuda.to_device(np.ascontiguousarray(x0, dtype=k["npf"]))
         states = cuda.to_device(rng_states(dev_ss, blocks * threads))
         k["dense"][blocks, threads](d_x, states, float(w_scale), float(b_scale), depth, thr, out)
-        sums = out.copy_to_host()
+    return out
+
+
+def _launch(k, x0, dev_ss, w_scale, b_scale, depth, thr):
+    """:func:`launch`, copied to the host as (n_nets, depth + 1, 7): tests drive it with
+    hand-made ``x0`` to check each input's layer-1 law separately."""
+    with quiet_simulator():
+        sums = launch(k, x0, dev_ss, w_scale, b_scale, depth, thr).copy_to_host()
     return np.moveaxis(sums, 0, -1)
 
 
-def _finish(sums, width):
-    """Per-layer sums (n_nets, depth+1, 7) → the result dict of :func:`run_dense`."""
-    s11, s22, s12, lf1, lf2, sat, bad = np.moveaxis(sums, -1, 0)
-    with np.errstate(all="ignore"):
-        q = (s11 + s22) / (2.0 * width)
-        c = s12 / (np.sqrt(s11) * np.sqrt(s22))      # s11·s22 can overflow where each is finite
-        g1 = np.exp(lf1[:, -1:] - lf1)
-        g2 = np.exp(lf2[:, -1:] - lf2)
-        # As the CPU backend: ½ Σ_a log(F^L_a / F^l_a), finite where grad leaves float64.
-        log_grad = 0.5 * ((lf1[:, -1:] - lf1) + (lf2[:, -1:] - lf2))
-    grad = 0.5 * (g1 + g2)
-    nonfinite = (bad > 0) | ~np.isfinite(s11) | ~np.isfinite(s22)
-    grad[nonfinite] = np.nan            # as the CPU backend: no gradient through a bad layer
-    log_grad[nonfinite] = np.nan
-    return {
-        "q": np.ascontiguousarray(q, dtype=np.float64),
-        "c": np.ascontiguousarray(c, dtype=np.float64),
-        "grad": np.ascontiguousarray(grad, dtype=np.float64),
-        "log_grad": np.ascontiguousarray(log_grad, dtype=np.float64),
-        "sat": np.ascontiguousarray(sat / (2.0 * width), dtype=np.float64),
-        "nonfinite": np.ascontiguousarray(nonfinite, dtype=bool),
-    }
-
-
-__all__ = ["run_dense", "kernels", "kernel_functions", "CudaOrthogonalError", "MAX_THREADS",
+__all__ = ["run_dense", "launch", "kernels", "kernel_functions", "CudaOrthogonalError",
+           "MAX_THREADS",
            "MAX_NET_BLOCKS", "N_STATS", "N_GRAM", "PIVOT_RTOL", "SAT_FRACTION"]

@@ -190,6 +190,9 @@ def device_functions(act):
 def compile_kernels(funcs: dict, act, dtype: str, seconds: int) -> dict:
     """``{name: kernel}``: each ``(function, signature, _)`` of ``funcs`` compiled for this GPU.
 
+    ``act`` is the φ the kernels close over, or None for kernels without one (the reduction
+    kernels of ``summary.py``).
+
     Compiled once per machine: numba-cuda's on-disk cache (``cache=True``) keys each kernel by
     its bytecode and its closure (φ, φ' and the helper device functions, pickled by value:
     a different φ or dtype is a different entry), the signature, the compute capability and
@@ -204,7 +207,9 @@ def compile_kernels(funcs: dict, act, dtype: str, seconds: int) -> dict:
         return {name: cuda.jit(sig)(fn) for name, (fn, sig, _) in funcs.items()}
     marker = _compile_marker(act, dtype, sorted(funcs))
     if marker is None or not marker.exists():
-        print(f"vanishcalc: compiling CUDA kernels for {act.name} ({dtype}): first use, "
+        what = (f"{act.name} ({dtype})" if act is not None else
+                f"the per-layer reduction ({', '.join(sorted(funcs))})")
+        print(f"vanishcalc: compiling CUDA kernels for {what}: first use, "
               f"~{seconds} s", file=sys.stderr, flush=True)
     out = {}
     for name, (fn, sig, _) in funcs.items():
@@ -233,7 +238,8 @@ def _compile_marker(act, dtype, names):
     from ..source import python_source
     try:
         cc = cuda.get_current_device().compute_capability
-        parts = [python_source(act), dtype, ",".join(names), repr(tuple(cc)),
+        parts = [python_source(act) if act is not None else "", dtype, ",".join(names),
+                 repr(tuple(cc)),
                  version("numba-cuda")]
         here = os.path.dirname(__file__)
         for mod in sorted(f for f in os.listdir(here) if f.endswith(".py")):
@@ -251,12 +257,15 @@ def next_pow2(n: int) -> int:
 
 @contextlib.contextmanager
 def quiet_simulator():
-    """In the simulator, numba's RNG is plain Python on uint64 scalars: silence its wraparound
-    RuntimeWarnings and object-mode NumbaWarnings (on a GPU nothing is filtered)."""
+    """In the simulator, numba's RNG is plain Python on uint64 scalars, and kernel arithmetic
+    is numpy scalar arithmetic: silence its wraparound, overflow and NaN RuntimeWarnings (a
+    GPU computes the same IEEE values silently) and object-mode NumbaWarnings (on a GPU
+    nothing is filtered)."""
     with warnings.catch_warnings():
         if simulator_enabled():
-            warnings.filterwarnings("ignore", category=RuntimeWarning,
-                                    message="overflow encountered")
+            for message in ("overflow encountered", "invalid value encountered",
+                            "divide by zero encountered"):
+                warnings.filterwarnings("ignore", category=RuntimeWarning, message=message)
             from numba.core.errors import NumbaWarning
             warnings.filterwarnings("ignore", category=NumbaWarning)
         yield
