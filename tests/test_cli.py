@@ -270,3 +270,32 @@ def test_cli_transform_bad_input_exit_2_one_line(argv, piece, capsys):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("vanishcalc transform: error:"), err
     assert piece in lines[0], lines[0]
+
+
+def test_cli_closed_pipe_is_not_an_internal_error():
+    """`vanishcalc phase … | head -1`: the reader leaves early; the command stops quietly
+    (exit 0, nothing on stderr) instead of reporting 'internal error BrokenPipeError'."""
+    code = ("import sys; from vanishcalc.cli import main; "
+            "sys.exit(main(['phase', 'tanh', '--sigma-w', '1:2:40', '--sigma-b', '0:0.2:4']))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()                        # the reader goes away, as `head -1` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert "internal error" not in err and "Traceback" not in err
+
+
+def test_cli_table_transform_columns(capsys):
+    """`table --transform dks --depth L` adds the transform's a, b, c, s (the solver is tested
+    against mpmath and dks in tests/solve/test_transform.py); a target without --transform is
+    refused with exit 2."""
+    assert main(["table", "tanh", "--transform", "dks", "--depth", "100", "--format", "csv"]) == 0
+    head, row = capsys.readouterr().out.splitlines()[:2]
+    assert "transform_input_scale" in head and "transform_output_scale" in head
+    from vanishcalc import transform
+    t = transform("tanh", "dks", depth=100)
+    cells = dict(zip(head.split(","), row.split(",")))
+    assert float(cells["transform_input_scale"]) == pytest.approx(float(t.input_scale), rel=1e-7)
+    assert main(["table", "tanh", "--zeta", "2"]) == 2
+    assert "applies only with transform" in capsys.readouterr().err

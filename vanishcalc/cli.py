@@ -115,6 +115,11 @@ def main(argv=None) -> int:
             status = 2
         except KeyboardInterrupt:
             problem, status = "interrupted", 2
+        except BrokenPipeError:
+            # the reader went away (`vanishcalc phase … | head`): stop quietly, as Unix tools do;
+            # point stdout at devnull so the interpreter's final flush does not fail again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
         except Exception as exc:            # a bug: one line, and the way to see the traceback
             if os.environ.get("VANISHCALC_TRACEBACK"):
                 raise
