@@ -198,6 +198,18 @@ def test_check_theory_overflow_is_a_named_error():
         check("x**2", 2.0, depth=10, width=16, n_nets=4)
 
 
+def test_theory_overflow_leaks_no_numpy_warning():
+    # the c-map's Cauchy–Schwarz scale √(E[f²]E[g²]) overflowed as a product before the root
+    # and printed numpy's "overflow encountered in scalar multiply"
+    import warnings
+    from vanishcalc.gaussian.bivariate import expect2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        v = expect2("x**2", "x**2", 1e80, 1e80, 0.5)
+    assert v.error <= 1e-6 * float(v)       # E[u1² u2²] = q1 q2 (1 + 2c²) = 1.5e160
+    assert float(v) == pytest.approx(1.5e160, rel=1e-10)
+
+
 def test_check_cli_exit_code_inconclusive(capsys):
     from vanishcalc.cli import main
     code = main(["check", "relu", "--sigma-w", "1.6", "--depth", "100", "--width", "16",

@@ -392,7 +392,8 @@ def _numeric(fa, ga, q1, q2, c, rtol=1e-13):
     edges = panel_edges(z1max, breaks)
     # Absolute floor on the Cauchy–Schwarz scale √(E[f²]E[g²]) ≥ |E[f g]|: near-cancelling
     # values (c ≈ 0 for odd φ) cannot reach a relative target and need not.
-    scale = math.sqrt(_square_mean(fa, q1) * _square_mean(ga, q2))
+    # (a product of roots: the product of the means can overflow where each root does not)
+    scale = math.sqrt(float(_square_mean(fa, q1))) * math.sqrt(float(_square_mean(ga, q2)))
     value, err, _ = adaptive_gk(outer, edges, rtol=rtol, atol=rtol * scale)
     # Inner errors enter weighted by |f(√q1 z1)| φ(z1): bounded by the largest weighted
     # inner error times the length of the outer range.
