@@ -44,6 +44,8 @@ _LAZY = {
     "ln_gradient_rate": "vanishcalc.solve.bn_affine",
     "bn_affine": "vanishcalc.solve.bn_affine",
     "BNAffine": "vanishcalc.solve.bn_affine",
+    "rbf_scale": "vanishcalc.solve.rbf_scale",
+    "RBFScale": "vanishcalc.solve.rbf_scale",
 }
 
 __all__ = sorted([*_LAZY, "activation", "Activation", "parse", "Value", "VanishcalcError", "ParseError", "DivergenceError",

@@ -79,7 +79,7 @@ def _is_gauss(act) -> bool:
 
 
 @functools.lru_cache(maxsize=64)
-def _kind(act):
+def moment_kind(act):
     return "gauss" if _is_gauss(act) else "numeric"
 
 
@@ -125,7 +125,7 @@ def numeric_moments(act, m1, v1, m2, v2, cov):
     return e1, e11, e12, ed
 
 
-def _rbf_iv(spec, width, scale, offset, sigma_c, center_mean, centers):
+def rbf_iv(spec, width, scale, offset, sigma_c, center_mean, centers):
     act = activation(spec)
     if act.derivative(1).deltas:
         raise VanishcalcError(f"RBF: φ = {act.name} jumps, so E[φ'²] is infinite; use a "
@@ -191,7 +191,7 @@ class RBF(Layer):
     def __init__(self, spec="exp(-x**2)", *, width, scale, offset, sigma_c=1.0, center_mean=0.0,
                  centers="gaussian"):
         (self.act, self.width, self.scale, self.offset, self.sigma_c,
-         self.center_mean) = _rbf_iv(spec, width, scale, offset, sigma_c, center_mean, centers)
+         self.center_mean) = rbf_iv(spec, width, scale, offset, sigma_c, center_mean, centers)
         self.centers = centers
 
     # -------------------------------------------------------------- the law of d
@@ -247,7 +247,7 @@ class RBF(Layer):
                 f"field, needs a wide layer); use width ≥ {need}")
 
     def _moments(self, m1, v1, m2, v2, cov):
-        if _kind(self.act) == "gauss":
+        if moment_kind(self.act) == "gauss":
             return gauss_moments(m1, v1, m2, v2, cov)
         return numeric_moments(self.act, m1, v1, m2, v2, cov)
 
@@ -258,10 +258,6 @@ class RBF(Layer):
         return saturated_fraction(self.act, math.sqrt(v1), m1)
 
     def _check_alive(self, state, m1, v1):
-        # cheap screen first: d within 40 std of 0 cannot be saturated everywhere for any φ
-        # whose φ' is not flat near 0
-        if abs(m1) < 40.0 * math.sqrt(v1) and abs(m1) < 1e3:
-            return
         from ..solve.bn_affine import saturated_fraction
         if saturated_fraction(self.act, math.sqrt(v1), m1) >= ALL_SATURATED:
             n = self.width

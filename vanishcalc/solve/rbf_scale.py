@@ -41,7 +41,7 @@ from ..activation import activation
 from ..errors import VanishcalcError
 from ..maps.combinators import serial
 from ..maps.norm import LayerNorm
-from ..maps.rbf import RBF, gauss_moments, numeric_moments, _kind, _rbf_iv
+from ..maps.rbf import RBF, gauss_moments, numeric_moments, moment_kind, rbf_iv
 from ..validate import real
 
 SD_RANGE = (1e-2, 1e2)         # s_d scanned (log grid), then refined by Brent
@@ -71,7 +71,7 @@ class RBFScale:
 
 def _moments(act, mu, sd):
     v = sd * sd
-    if _kind(act) == "gauss":
+    if moment_kind(act) == "gauss":
         return gauss_moments(mu, v, mu, v, v)
     return numeric_moments(act, mu, v, mu, v, v)
 
@@ -164,7 +164,7 @@ def rbf_scale(spec="exp(-x**2)", *, width, sigma_c=1.0, rate=None, saturation=No
     if rate is not None and saturation is not None:
         raise VanishcalcError("rbf_scale: give rate= or saturation=, not both")
     act = activation(spec)
-    _rbf_iv(act, width, 1.0, 0.0, sigma_c, center_mean, "gaussian")      # width, σc, φ
+    rbf_iv(act, width, 1.0, 0.0, sigma_c, center_mean, "gaussian")      # width, σc, φ
     g = real("rbf_scale", "ln_gamma", ln_gamma, positive=True)
     b = real("rbf_scale", "ln_beta", ln_beta)
     mu_c = float(center_mean)
