@@ -186,6 +186,22 @@ def test_rbf_scale_rate_vs_mpmath_from_scale_and_offset():
         assert prop.chi[1:] == pytest.approx(target, rel=1e-9)
 
 
+def test_rbf_scale_tanh_rate_within_reported_error_vs_mpmath():
+    """tanh has no closed form here: the rate is adaptive quadrature; mpmath from scale and
+    offset lies within the reported error, and the error is small.  (Gauss–Hermite with 160
+    nodes missed by 1.6e-4 with an estimate of 1.6e-4 from 240 nodes: this test caught it.)"""
+    n = 64
+    r = rbf_scale("tanh", width=n, rate=1.2)
+    mu = (n * 2.0 - r.offset) / r.scale
+    v = n * 6.0 / r.scale ** 2
+    e1, e11 = _mp_mean(mpmath.tanh, mu, v), _mp_mean(lambda t: mpmath.tanh(t) ** 2, mu, v)
+    ed = _mp_mean(lambda t: mpmath.sech(t) ** 4, mu, v)
+    ref = 4 * n * ed / r.scale ** 2 / (e11 - e1 ** 2)
+    assert abs(float(r.rate) - ref) <= r.rate.error and r.rate.error < 1e-8
+    assert r.rate.error_kind == "estimate" and "gauss-kronrod" in r.rate.method
+    assert r.d_mean == 0.0                                # tanh is steepest at 0
+
+
 def test_rbf_scale_width_independent_parameterization():
     a, b = rbf_scale(width=100), rbf_scale(width=400)
     assert b.scale / a.scale == pytest.approx(2.0, rel=1e-12)

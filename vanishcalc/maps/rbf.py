@@ -64,14 +64,6 @@ MAX_SKEW = 0.5
 MIN_WIDTH = 8
 #: A layer whose units are all saturated (this share or more) is refused.
 ALL_SATURATED = 1.0 - 1e-9
-#: Gauss–Hermite nodes per dimension for φ without a closed form.
-GH_NODES = 160
-
-
-@functools.lru_cache(maxsize=1)
-def _gh():
-    z, w = np.polynomial.hermite_e.hermegauss(GH_NODES)
-    return z, w / math.sqrt(2.0 * math.pi)
 
 
 def _is_gauss(act) -> bool:
@@ -101,28 +93,36 @@ def gauss_moments(m1, v1, m2, v2, cov):
     return e1, e11, e12, 4 * d2
 
 
+def numeric_moments_with_error(act, m1, v1, m2, v2, cov):
+    """The same four moments for any φ, each with an error estimate: ((E φ(d1), E φ(d1)²,
+    E φ(d1)φ(d2), E φ'(d1)²), (their errors)).
+
+    φ shifted by the mean (x ↦ φ(x + m), ``maps.activation.shifted``, cached per mean) turns
+    each into a centered Gaussian expectation, computed by the project's kink-aware adaptive
+    Gauss–Kronrod rules (``maps.activation.second_moment_with_error``,
+    ``gaussian.bivariate``)."""
+    from ..gaussian import bivariate as bv
+    from .activation import derivative_of, second_moment_with_error, shifted
+    a1 = shifted(act, float(m1))
+    a2 = a1 if m2 == m1 else shifted(act, float(m2))
+    e1, r1 = bv.expect1_product(a1, None, v1, v1) if v1 > 0 else \
+        (float(act.numpy(np.array([m1]))[0]), 0.0)
+    e11, r11 = second_moment_with_error(a1, v1)
+    ed, rd = second_moment_with_error(derivative_of(a1), v1)
+    if v1 > 0 and v2 > 0:
+        rho = max(-1.0, min(1.0, cov / math.sqrt(v1 * v2)))
+        e12, r12 = bv.expect2_float(a1, a2, v1, v2, rho)
+    else:
+        e2 = bv.expect1_product(a2, None, v2, v2)[0] if v2 > 0 else \
+            float(act.numpy(np.array([m2]))[0])
+        e12, r12 = e1 * e2, abs(e2) * r1
+    return ((float(e1), float(e11), float(e12), float(ed)),
+            (float(r1), float(r11), float(r12), float(rd)))
+
+
 def numeric_moments(act, m1, v1, m2, v2, cov):
-    """The same four moments by tensor Gauss–Hermite quadrature (GH_NODES² nodes)."""
-    z, w = _gh()
-    f, df = act.numpy, act.derivative(1).numpy
-    s1 = math.sqrt(max(v1, 0.0))
-    with np.errstate(all="ignore"):
-        x1 = m1 + s1 * z
-        p1 = np.asarray(f(x1), dtype=float) * np.ones_like(z)
-        dp1 = np.asarray(df(x1), dtype=float) * np.ones_like(z)
-        e1 = float(w @ p1)
-        e11 = float(w @ (p1 * p1))
-        ed = float(w @ (dp1 * dp1))
-        if v1 > 0 and v2 > 0:
-            rho = max(-1.0, min(1.0, cov / math.sqrt(v1 * v2)))
-            s2 = math.sqrt(v2)
-            x2 = m2 + s2 * (rho * z[:, None] + math.sqrt(max(0.0, 1 - rho * rho)) * z[None, :])
-            p2 = np.asarray(f(x2), dtype=float) * np.ones_like(x2)
-            e12 = float(w @ (p1[:, None] * p2) @ w)
-        else:
-            p2 = np.asarray(f(m2 + math.sqrt(max(v2, 0.0)) * z), dtype=float) * np.ones_like(z)
-            e12 = e1 * float(w @ p2)
-    return e1, e11, e12, ed
+    """The four moments of :func:`numeric_moments_with_error`, without their errors."""
+    return numeric_moments_with_error(act, m1, v1, m2, v2, cov)[0]
 
 
 def rbf_iv(spec, width, scale, offset, sigma_c, center_mean, centers):

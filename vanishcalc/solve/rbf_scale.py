@@ -41,8 +41,9 @@ from ..activation import activation
 from ..errors import VanishcalcError
 from ..maps.combinators import serial
 from ..maps.norm import LayerNorm
-from ..maps.rbf import RBF, gauss_moments, numeric_moments, moment_kind, rbf_iv
+from ..maps.rbf import RBF, gauss_moments, moment_kind, numeric_moments_with_error, rbf_iv
 from ..validate import real
+from ..value import Value
 
 SD_RANGE = (1e-2, 1e2)         # s_d scanned (log grid), then refined by Brent
 
@@ -50,39 +51,66 @@ SD_RANGE = (1e-2, 1e2)         # s_d scanned (log grid), then refined by Brent
 @dataclass(frozen=True)
 class RBFScale:
     """The solved RBF layer: ``scale``, ``offset`` at ``width``; the law of d across units
-    (``d_mean``, ``d_std``); the block rate and saturated fraction there; ``layer`` (the RBF)
-    and ``block`` (``serial(LayerNorm(γ, β), layer)``, the network's repeated block)."""
+    (``d_mean``, ``d_std``); the block rate there (a Value: closed form for exp(−x²), else
+    adaptive Gauss–Kronrod, with the error estimate propagated from the moments') and the
+    saturated fraction; ``layer`` (the RBF) and ``block`` (``serial(LayerNorm(γ, β), layer)``,
+    the network's repeated block)."""
 
     scale: float
     offset: float
     width: int
     d_mean: float
     d_std: float
-    rate: float
+    rate: Value
     saturated_fraction: float
     layer: RBF
     block: object
 
     def __repr__(self):
         return (f"RBFScale(scale={self.scale:.6g}, offset={self.offset:.6g}, width={self.width}, "
-                f"d ~ N({self.d_mean:.4g}, {self.d_std:.4g}²), rate={self.rate:.6g}, "
+                f"d ~ N({self.d_mean:.4g}, {self.d_std:.4g}²), rate={float(self.rate):.6g}, "
                 f"saturated={self.saturated_fraction:.3g})")
 
 
-def _moments(act, mu, sd):
+def _one_input_moments(act, mu, sd):
+    """((E φ(d), E φ(d)², E φ'(d)²), their errors) for d ~ N(mu, sd²)."""
+    from ..maps.activation import derivative_of, second_moment_with_error, shifted
+    from ..gaussian import bivariate as bv
     v = sd * sd
     if moment_kind(act) == "gauss":
-        return gauss_moments(mu, v, mu, v, v)
-    return numeric_moments(act, mu, v, mu, v, v)
+        e1, e11, _, ed = gauss_moments(mu, v, mu, v, v)
+        eps = 16 * np.finfo(float).eps
+        return (e1, e11, ed), (eps * e1, eps * e11, eps * ed)
+    a = shifted(act, float(mu))
+    e1, r1 = bv.expect1_product(a, None, v, v)
+    e11, r11 = second_moment_with_error(a, v)
+    ed, rd = second_moment_with_error(derivative_of(a), v)
+    return (float(e1), float(e11), float(ed)), (float(r1), float(r11), float(rd))
+
+
+def block_rate_with_error(act, mu, sd, Q, sigma_c2, ln_gamma):
+    """(λ(μd, sd) of the module docstring, its error estimate from the moments' errors)."""
+    (e1, e11, ed), (r1, r11, rd) = _one_input_moments(act, mu, sd)
+    var = e11 - e1 * e1
+    if not var > 0:
+        return math.inf, math.inf
+    rate = 2.0 * ln_gamma ** 2 * sd * sd * ed / ((2.0 * Q + sigma_c2) * var)
+    # first order in each moment's error, plus rounding of the variance's cancellation
+    rel = rd / ed + (r11 + 2 * abs(e1) * r1 + 4 * np.finfo(float).eps * e11) / var if ed > 0 \
+        else math.inf
+    return rate, abs(rate) * rel + 64 * np.finfo(float).eps * abs(rate)
 
 
 def block_rate(act, mu, sd, Q, sigma_c2, ln_gamma):
     """λ(μd, sd) of the module docstring."""
-    e1, e11, _, ed = _moments(act, mu, sd)
-    var = e11 - e1 * e1
-    if not var > 0:
-        return math.inf
-    return 2.0 * ln_gamma ** 2 * sd * sd * ed / ((2.0 * Q + sigma_c2) * var)
+    return block_rate_with_error(act, mu, sd, Q, sigma_c2, ln_gamma)[0]
+
+
+def _rate_value(act, mu, sd, Q, s2, g) -> Value:
+    rate, err = block_rate_with_error(act, mu, sd, Q, s2, g)
+    method = ("rbf_scale:closed-form" if moment_kind(act) == "gauss" else
+              "rbf_scale:gauss-kronrod")
+    return Value(rate, error=err, error_kind="estimate", method=method)
 
 
 def steepest_point(act) -> float:
@@ -155,7 +183,7 @@ def rbf_scale(spec="exp(-x**2)", *, width, sigma_c=1.0, rate=None, saturation=No
     Examples
     --------
     >>> r = rbf_scale(width=256)
-    >>> round(r.rate, 10), round(r.d_mean, 3), round(r.d_std, 4)
+    >>> round(float(r.rate), 10), round(r.d_mean, 3), round(r.d_std, 4)
     (1.0, -0.707, 0.6378)
     >>> r4 = rbf_scale(width=1024)                      # scale ∝ √n; offset − n(Q+σc²) ∝ √n
     >>> round(r4.scale / r.scale, 10), round((r4.offset - 2048) / (r.offset - 512), 10)
@@ -188,6 +216,6 @@ def rbf_scale(spec="exp(-x**2)", *, width, sigma_c=1.0, rate=None, saturation=No
     layer = RBF(act, width=n, scale=scale, offset=offset, sigma_c=sigma_c, center_mean=mu_c)
     from .bn_affine import saturated_fraction
     return RBFScale(scale=scale, offset=offset, width=n, d_mean=mu, d_std=sd,
-                    rate=block_rate(act, mu, sd, Q, s2, g),
+                    rate=_rate_value(act, mu, sd, Q, s2, g),
                     saturated_fraction=saturated_fraction(act, sd, mu), layer=layer,
                     block=serial(LayerNorm(g, b), layer))
