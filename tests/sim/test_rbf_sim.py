@@ -63,10 +63,11 @@ def test_rbf_program_lowering_and_refusals():
 def test_rbf_check_cpu_layer_by_layer(centers):
     """[LayerNorm, RBF] at the solved scale: q, c, grad within Monte-Carlo error per layer."""
     from vanishcalc import check
-    r = rbf_scale(width=64)
+    # LayerNorm(1.2, 0.3): matched centers are N(0.3, 1.2²), the law rbf_scale is told
+    r = rbf_scale(width=64, sigma_c=1.2, center_mean=0.3, ln_gamma=1.2, ln_beta=0.3)
     layer = r.layer if centers == "gaussian" else RBF(width=64, scale=r.scale, offset=r.offset,
                                                       centers="matched")
-    rep = check(serial(LayerNorm(1.0, 0.0), layer), depth=4, width=64, n_nets=12, batch=8,
+    rep = check(serial(LayerNorm(1.2, 0.3), layer), depth=4, width=64, n_nets=12, batch=8,
                 q0=1.0, c0=0.5, seed=3)
     assert rep.verdict == "PASSED", rep.summary()
 
