@@ -179,7 +179,8 @@ def _replay(block, *, depth, width, batch, n_nets, seed, strided, q0=1.0, c0=0.5
     def stats(X, V):
         tot = np.sum(X * X)
         qq = tot / NB
-        return qq, (np.sum(X.sum(1) ** 2) - tot) / (batch * (batch - 1.0)) / (width * qq), np.sum(V * V)
+        cc = (np.sum(X.sum(1) ** 2) - tot) / (batch * (batch - 1.0)) / (width * qq)
+        return qq, cc, np.sum(V * V)
     for n in range(n_nets):
         X, V = np.empty((width, batch)), np.empty((width, batch))
 

@@ -109,7 +109,9 @@ def numeric_moments_with_error(act, m1, v1, m2, v2, cov):
         (float(act.numpy(np.array([m1]))[0]), 0.0)
     e11, r11 = second_moment_with_error(a1, v1)
     ed, rd = second_moment_with_error(derivative_of(a1), v1)
-    if v1 > 0 and v2 > 0:
+    if (m1, v1) == (m2, v2) and cov == v1:            # the same input twice: d1 = d2
+        e12, r12 = e11, r11
+    elif v1 > 0 and v2 > 0:
         rho = max(-1.0, min(1.0, cov / math.sqrt(v1 * v2)))
         e12, r12 = bv.expect2_float(a1, a2, v1, v2, rho)
     else:

@@ -74,18 +74,13 @@ class RBFScale:
 
 def _one_input_moments(act, mu, sd):
     """((E φ(d), E φ(d)², E φ'(d)²), their errors) for d ~ N(mu, sd²)."""
-    from ..maps.activation import derivative_of, second_moment_with_error, shifted
-    from ..gaussian import bivariate as bv
     v = sd * sd
     if moment_kind(act) == "gauss":
         e1, e11, _, ed = gauss_moments(mu, v, mu, v, v)
         eps = 16 * np.finfo(float).eps
         return (e1, e11, ed), (eps * e1, eps * e11, eps * ed)
-    a = shifted(act, float(mu))
-    e1, r1 = bv.expect1_product(a, None, v, v)
-    e11, r11 = second_moment_with_error(a, v)
-    ed, rd = second_moment_with_error(derivative_of(a), v)
-    return (float(e1), float(e11), float(ed)), (float(r1), float(r11), float(rd))
+    (e1, e11, _, ed), (r1, r11, _, rd) = numeric_moments_with_error(act, mu, v, mu, v, v)
+    return (e1, e11, ed), (r1, r11, rd)
 
 
 def block_rate_with_error(act, mu, sd, Q, sigma_c2, ln_gamma):
