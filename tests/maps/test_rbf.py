@@ -236,6 +236,19 @@ def test_deep_rbf_solved_keeps_signal_naive_collapses_theory():
     assert rates[0] > 100 and rates[1] / rates[0] > 10
 
 
+def test_rbf_norm_mode_q_slope_grows_as_sqrt_width_without_layernorm():
+    """The norm mode (notes/rbf.md) seen by the map itself: after a Dense layer the fixed
+    point q* of [Dense, RBF] has q-slope ∝ √n (unstable), while [LayerNorm, RBF] has 0."""
+    q = 0.42168523712477557                      # the solved block's q* (exp(−x²), σc = 1)
+    slopes = []
+    for n in (64, 1024):
+        r = rbf_scale(width=n)
+        state = MomentState(q, q, 0.5)
+        slopes.append(serial(Dense(1 / math.sqrt(q)), r.layer).q_slope(state))
+        assert r.block.q_slope(state) == 0.0
+    assert slopes[0] > 1.5 and slopes[1] / slopes[0] == pytest.approx(4.0, rel=0.05)
+
+
 # ---------------------------------------------------------------- bad input
 
 

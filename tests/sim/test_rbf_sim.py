@@ -17,7 +17,7 @@ import pytest
 from tests.sim.cudasim import Stream, start
 from vanishcalc.activation import activation
 from vanishcalc.errors import VanishcalcError, VanishcalcWarning
-from vanishcalc.maps import RBF, LayerNorm, serial
+from vanishcalc.maps import RBF, Dense, LayerNorm, serial
 from vanishcalc.sim.program import trace as _trace
 from vanishcalc.solve.rbf_scale import rbf_scale
 
@@ -97,6 +97,20 @@ def test_deep_rbf_solved_vs_naive_simulation():
     half = serial(LayerNorm(), RBF(width=n, scale=1.0, offset=2.0 * n))
     hot = simulate(half, depth=3, width=n, n_nets=4, batch=8, seed=5)
     assert np.all(hot.raw["rate"][1:] > 20)
+
+
+def test_rbf_without_layernorm_collapses_in_simulation():
+    """The documented limit of the map (notes/rbf.md, "The norm mode"): [Dense, RBF] at the
+    solved scale has a fixed point the map computes but the finite net cannot hold — each
+    input's norm fluctuation is amplified by ~√n per block, and q collapses by depth 5."""
+    from vanishcalc import simulate
+    q = 0.42168523712477557
+    r = rbf_scale(width=256)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VanishcalcWarning)
+        sim = simulate(serial(Dense(1 / math.sqrt(q)), r.layer), depth=5, width=256, n_nets=4,
+                       batch=8, q0=q, seed=2)
+    assert sim.q[1] > 0.8 * q and sim.q[5] < 0.25 * q
 
 
 # ---------------------------------------------------------------- CUDA body (simulator)
