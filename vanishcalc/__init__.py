@@ -65,6 +65,8 @@ _LAZY = {
     "lr_multipliers": "vanishcalc.solve.lr_multipliers",
     "LRMultipliers": "vanishcalc.solve.lr_multipliers",
     "MissingDependencyError": "vanishcalc.errors",
+    "rbf_scale": "vanishcalc.solve.rbf_scale",
+    "RBFScale": "vanishcalc.solve.rbf_scale",
 }
 
 __all__ = sorted([*_LAZY, "activation", "Activation", "parse", "sweep", "SweepResult", "Value", "VanishcalcError", "ParseError", "DivergenceError",

@@ -1,5 +1,5 @@
 """Mean-field layers that compose: ``Dense``, ``Activation``, ``BatchNorm``, ``LayerNorm``,
-``serial``, ``repeat``; and ``RNNMeanField`` for recurrence.
+``RBF`` (distance units), ``serial``, ``repeat``; and ``RNNMeanField`` for recurrence.
 
 >>> from vanishcalc.maps import Activation, Dense, repeat, serial
 >>> net = repeat(serial(Activation("tanh"), Dense(1.5, 0.1)), 3)
@@ -9,8 +9,9 @@ from .combinators import Repeat, Serial, repeat, serial
 from .dense import Dense
 from .layer import Layer
 from .norm import BatchNorm, LayerNorm
+from .rbf import RBF
 from .rnn import RNNMeanField
 from .state import MomentState
 
 __all__ = ["Activation", "BatchNorm", "Dense", "Layer", "LayerNorm", "MomentState",
-           "Nonlinearity", "RNNMeanField", "Repeat", "Serial", "repeat", "serial"]
+           "Nonlinearity", "RBF", "RNNMeanField", "Repeat", "Serial", "repeat", "serial"]

@@ -28,6 +28,10 @@ from .seeds import seed_iv
 
 #: Op codes of the program (the CPU and CUDA kernels dispatch on them).
 OP_DENSE, OP_BN, OP_LN, OP_ACT = 0, 1, 2, 3
+#: RBF distance units (maps/rbf.py): pars (σc, μc, offset, scale, matched 0/1).
+OP_RBF = 4
+#: Columns of the parameter table (the widest op's row; shorter rows are padded with 0).
+N_PARS = 5
 
 
 @dataclass(frozen=True)
@@ -122,9 +126,11 @@ def _sizes_iv(where, **kw):
     return [integer(where, name, v, 1) for name, v in kw.items()]
 
 
-def program(block, batch):
-    """(phi Activation, ops, pars, batch) from a list/serial of Dense/BatchNorm/LayerNorm/Activation."""
+def program(block, batch, width=None):
+    """(phi Activation, ops, pars, batch) from a list/serial of Dense/BatchNorm/LayerNorm/
+    Activation/RBF; ``width`` (when given) must match every RBF layer's own."""
     from ..maps.activation import Nonlinearity
+    from ..maps.rbf import RBF
     from ..maps.combinators import serial
     from ..maps.dense import Dense
     from ..maps.layer import Layer
@@ -151,12 +157,25 @@ def program(block, batch):
             act = layer.act
             ops.append(OP_ACT)
             pars.append((0.0, 0.0))
+        elif isinstance(layer, RBF):
+            if act is not None and layer.act != act:
+                raise VanishcalcError("simulate_stack: the RBF and Activation layers of a block "
+                                      f"must share one φ (got {act.name} and {layer.act.name})")
+            if width is not None and layer.width != width:
+                raise VanishcalcError(f"simulate_stack: {layer!r} is built for width "
+                                      f"{layer.width} but the simulation width is {width}; make "
+                                      "them equal (the distances scale with the width)")
+            act = layer.act
+            ops.append(OP_RBF)
+            pars.append((layer.sigma_c, layer.center_mean, layer.offset, layer.scale,
+                         1.0 if layer.centers == "matched" else 0.0))
         else:
             raise VanishcalcError(f"simulate_stack: cannot simulate {layer!r}; supported layers "
-                                  "are Dense, BatchNorm, LayerNorm and Activation")
+                                  "are Dense, BatchNorm, LayerNorm, Activation and RBF")
     if act is None:
         act = activation("x")
-    return act, np.asarray(ops, dtype=np.int64), np.asarray(pars, dtype=np.float64).reshape(-1, 2)
+    pars = [tuple(p) + (0.0,) * (N_PARS - len(p)) for p in pars]
+    return act, np.asarray(ops, dtype=np.int64), np.asarray(pars, dtype=np.float64).reshape(-1, N_PARS)
 
 
 def stack_iv(block, depth, width, batch, n_nets, q0, c0, seed):
@@ -171,7 +190,7 @@ def stack_iv(block, depth, width, batch, n_nets, q0, c0, seed):
         raise VanishcalcError(f"simulate_stack: c0 = {c0!r} must lie in [0, 1) (exchangeable "
                               "batch; c0 = 1 makes every input identical)")
     seed = seed_iv("simulate_stack", seed)
-    act, ops, pars = program(block, batch)
+    act, ops, pars = program(block, batch, width)
     if OP_BN in ops and batch < 4:
         from ..maps.norm import batch_iv
         batch_iv("simulate_stack", batch)
@@ -232,5 +251,5 @@ def rnn_norm_iv(spec, norm, gamma, gamma_x, beta, sigma_w, sigma_u, sigma_b, ste
     return model, steps, width, batch, n_nets, seed
 
 
-__all__ = ["ComposedTrace", "OP_ACT", "OP_BN", "OP_DENSE", "OP_LN", "program", "rnn_iv", "rnn_norm_iv",
-           "stack_iv", "trace"]
+__all__ = ["ComposedTrace", "N_PARS", "OP_ACT", "OP_BN", "OP_DENSE", "OP_LN", "OP_RBF", "program",
+           "rnn_iv", "rnn_norm_iv", "stack_iv", "trace"]

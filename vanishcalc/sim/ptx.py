@@ -1,8 +1,9 @@
 """Every CUDA kernel of vanishcalc as PTX for a chosen GPU, on a machine without one.
 
 :func:`compile_ptx` types and compiles each kernel (the dense-net kernels of ``sim/cuda/dense.py``,
-the composed-stack and RNN kernels of ``sim/cuda/composed.py``, the normalized-RNN
-kernel of ``sim/cuda/rnn_norm.py``) for one φ, one float type and
+the composed-stack kernel — every op of ``sim/program.py``, the RBF distance units included —
+and the RNN kernel of ``sim/cuda/composed.py``, the normalized-RNN kernel of
+``sim/cuda/rnn_norm.py``) for one φ, one float type and
 one compute capability through NVIDIA's NVVM, which ``pip install "vanishcalc[ptx]"`` brings
 (``nvidia-nvvm``); no driver is needed.  :func:`assemble` runs ``ptxas`` (from
 ``nvidia-cuda-nvcc``) on the result and reports registers, spills and shared memory, so a

@@ -1,4 +1,4 @@
-"""Numba CPU kernels for composed stacks (Dense / BatchNorm / LayerNorm / Activation) and RNNs.
+"""Numba CPU kernels for composed stacks (Dense / BatchNorm / LayerNorm / Activation / RBF) and RNNs.
 
 Model (notes/normalization.md, notes/recurrent.md).  Per net, a batch of B inputs
 X ∈ R^{N×B} (exchangeable: x_a = √q0(√c0 g + √(1−c0) e_a), g, e_a ~ N(0, I_N)) and a
@@ -10,7 +10,9 @@ forward tangent V ∈ R^{N×B} (i.i.d. N(0, 1)) go through the block ``depth`` t
 * BatchNorm:  per unit i (row), u = (x − mean)/std over the batch (population std),
   X ← γu + β,  V ← γ (P v − u·⟨u, P v⟩/B)/std  — the exact Jacobian of standardization;
 * LayerNorm:  the same per input a (column), over the units;
-* Activation: V ← φ'(X) ⊙ V, X ← φ(X).
+* Activation: V ← φ'(X) ⊙ V, X ← φ(X);
+* RBF:        X_ib ← φ(d_ib), d_ib = (‖x_b − w_i‖² − offset)/scale, V_ib ← φ'(d_ib)·2(x_b − w_i)·v_b/scale
+  (centers w_i fresh per layer, drawn row by row: notes/rbf.md).
 
 After every block: q = mean of X², c = mean pairwise covariance over the batch / q (what
 ``MomentState.c`` means for BatchNorm: the common correlation of an exchangeable batch),
@@ -36,7 +38,7 @@ from numba import njit, prange
 
 from ..compile import FASTMATH
 from .. import source
-from ..program import (OP_BN, OP_DENSE, OP_LN, ComposedTrace, rnn_iv, stack_iv, trace,
+from ..program import (OP_BN, OP_DENSE, OP_LN, OP_RBF, ComposedTrace, rnn_iv, stack_iv, trace,
                        trace_buffers)
 from .rng import normal, seed_states
 
@@ -99,6 +101,42 @@ def _activation(phi, dphi, X, V):
 
 
 @njit(cache=True, fastmath=FASTMATH)
+def _rbf(st, phi, dphi, X, V, sigma_c, mu_c, offset, scale, matched):
+    """RBF units (maps/rbf.py): unit i draws its center w_i ~ N(μc, σc²)^N (one row at a time,
+    never a matrix) and outputs φ(d), d = (‖x − w_i‖² − offset)/scale, with the tangent
+    φ'(d)·2(x − w_i)·v/scale.  ``matched`` > 0: μc, σc² are the mean and variance of all
+    entries of X (the input layer's own law, pooled over units and batch)."""
+    N, B = X.shape
+    if matched > 0.0:
+        s1 = 0.0
+        s2 = 0.0
+        for j in range(N):
+            for b in range(B):
+                s1 += X[j, b]
+                s2 += X[j, b] * X[j, b]
+        mu_c = s1 / (N * B)
+        sigma_c = math.sqrt(max(s2 / (N * B) - mu_c * mu_c, 0.0))
+    w = np.empty(N)
+    Xn = np.empty((N, B))
+    Vn = np.empty((N, B))
+    for i in range(N):
+        for j in range(N):
+            w[j] = mu_c + sigma_c * normal(st)
+        for b in range(B):
+            dist2 = 0.0
+            dv = 0.0
+            for j in range(N):
+                dx = X[j, b] - w[j]
+                dist2 += dx * dx
+                dv += dx * V[j, b]
+            d = (dist2 - offset) / scale
+            Xn[i, b] = phi(d)
+            Vn[i, b] = dphi(d) * 2.0 * dv / scale
+    X[:, :] = Xn
+    V[:, :] = Vn
+
+
+@njit(cache=True, fastmath=FASTMATH)
 def _stats(X, V, out_q, out_c, l):
     """q, batch-mean pairwise correlation; returns ‖V‖² (NaN if anything is not finite)."""
     N, B = X.shape
@@ -149,6 +187,9 @@ def _stack_kernel(phi, dphi, rng, ops, pars, depth, width, batch, q0, c0, q, c, 
                     ok = _standardize_rows(Xt, Vt, pars[k, 0], pars[k, 1])
                     X[:, :] = Xt.T
                     V[:, :] = Vt.T
+                elif op == OP_RBF:
+                    _rbf(st, phi, dphi, X, V, pars[k, 0], pars[k, 1], pars[k, 2], pars[k, 3],
+                         pars[k, 4])
                 else:
                     _activation(phi, dphi, X, V)
                 if not ok:

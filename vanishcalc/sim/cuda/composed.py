@@ -1,4 +1,4 @@
-"""CUDA kernels for composed stacks (Dense / BatchNorm / LayerNorm / Activation) and RNNs.
+"""CUDA kernels for composed stacks (Dense / BatchNorm / LayerNorm / Activation / RBF) and RNNs.
 
 The CUDA twin of ``sim/cpu/composed.py``: the same model, the same estimators, the same
 :class:`~vanishcalc.sim.program.ComposedTrace` (built by ``program.trace``), different
@@ -23,6 +23,9 @@ Layout (see ``notes/cuda-composed.md``)
 * LayerNorm: per input over the units — for each column, two block tree-reductions
   (Σx, Σv; then Σ(x−m)², Σ(x−m)(v−m_v)), then each thread updates its rows.
 * Activation: elementwise.
+* RBF: as Dense — thread i draws center w_i coordinate by coordinate (never stored) and
+  accumulates ‖x − w_i‖² and (x − w_i)·v into row i of the other buffer, then applies φ, φ'
+  (``centers="matched"``: one block reduction for the input's mean and variance first).
 * ``cuda.syncthreads()`` after every op; after BN/LN the failure flag (a standard
   deviation that is 0 or NaN) is read by all threads and a second barrier is passed
   before it can change, so every thread leaves the depth loop together.
@@ -47,7 +50,7 @@ from ...activation import activation
 # The validation and the trace are backend-neutral (sim/program.py); the runtime and the RNG
 # are shared with the dense-net kernel (runtime.py, rng.py).
 from .. import source
-from ..program import (OP_BN, OP_DENSE, OP_LN, ComposedTrace, rnn_iv, stack_iv, trace,
+from ..program import (OP_BN, OP_DENSE, OP_LN, OP_RBF, ComposedTrace, rnn_iv, stack_iv, trace,
                        trace_buffers)
 from .rng import rng_device_functions, rng_states
 from .runtime import (CudaUnavailableError, compile_kernels, device_functions, import_cuda,
@@ -231,6 +234,39 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
                 X[i, a] = gamma * u + beta
 
     @cuda.jit(device=True)
+    def rbf(st, X, V, Xn, Vn, sigma_c, mu_c, offset, scale, matched, width, batch, tid,
+            nthreads, red):
+        """RBF units (maps/rbf.py), as ``cpu/composed._rbf``: thread i draws center w_i one
+        coordinate at a time (never stored) and accumulates ‖x_b − w_i‖² and (x_b − w_i)·v_b
+        into row i of the other buffer; then φ(d), φ'(d)·2(x − w)·v/scale.  ``matched`` > 0:
+        μc, σc² from a block reduction over all of X (every thread calls it)."""
+        if matched > 0.0:
+            s1 = 0.0
+            s2 = 0.0
+            for i in range(tid, width, nthreads):
+                for b in range(batch):
+                    s1 += X[i, b]
+                    s2 += X[i, b] * X[i, b]
+            s1, s2, _, _ = block_sum4(red, s1, s2, 0.0, 0.0, tid, nthreads)
+            nb = width * batch
+            mu_c = s1 / nb
+            sigma_c = math.sqrt(max(s2 / nb - mu_c * mu_c, 0.0))
+        for i in range(tid, width, nthreads):
+            for b in range(batch):
+                Xn[i, b] = 0.0
+                Vn[i, b] = 0.0
+            for j in range(width):
+                w = mu_c + sigma_c * normal(st)
+                for b in range(batch):
+                    dx = X[j, b] - w
+                    Xn[i, b] += dx * dx
+                    Vn[i, b] += dx * V[j, b]
+            for b in range(batch):
+                d = (Xn[i, b] - offset) / scale
+                Vn[i, b] = dphi(d) * 2.0 * Vn[i, b] / scale
+                Xn[i, b] = phi(d)
+
+    @cuda.jit(device=True)
     def act_rows(X, V, width, batch, tid, nthreads):
         for i in range(tid, width, nthreads):
             for b in range(batch):
@@ -297,6 +333,10 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
                         batch_norm(X, V, p0, p1, width, batch, tid, nthreads, flag)
                     elif op == OP_LN:
                         layer_norm(X, V, p0, p1, width, batch, tid, nthreads, red, flag)
+                    elif op == OP_RBF:
+                        rbf(st, X, V, XS[bx, 1 - cur], VS[bx, 1 - cur], p0, p1, pars[k, 2],
+                            pars[k, 3], pars[k, 4], width, batch, tid, nthreads, red)
+                        cur = 1 - cur
                     else:
                         act_rows(X, V, width, batch, tid, nthreads)
                     cuda.syncthreads()
