@@ -1,5 +1,5 @@
 """Mean-field layers that compose: ``Dense``, ``Activation``, ``BatchNorm``, ``LayerNorm``,
-``serial``, ``repeat``; and ``RNNMeanField`` for recurrence.
+``serial``, ``repeat``, ``Residual``, ``Dropout``; and ``RNNMeanField`` for recurrence.
 
 >>> from vanishcalc.maps import Activation, Dense, repeat, serial
 >>> net = repeat(serial(Activation("tanh"), Dense(1.5, 0.1)), 3)
@@ -7,10 +7,13 @@
 from .activation import Activation, Nonlinearity
 from .combinators import Repeat, Serial, repeat, serial
 from .dense import Dense
+from .dropout import Dropout
 from .layer import Layer
 from .norm import BatchNorm, LayerNorm
+from .residual import Residual, post_norm_block, pre_norm_block
 from .rnn import RNNMeanField
 from .state import MomentState
 
 __all__ = ["Activation", "BatchNorm", "Dense", "Layer", "LayerNorm", "MomentState",
-           "Nonlinearity", "RNNMeanField", "Repeat", "Serial", "repeat", "serial"]
+           "Nonlinearity", "RNNMeanField", "Repeat", "Serial", "repeat", "serial",
+           "Dropout", "Residual", "post_norm_block", "pre_norm_block"]
