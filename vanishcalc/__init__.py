@@ -65,6 +65,12 @@ _LAZY = {
     "lr_multipliers": "vanishcalc.solve.lr_multipliers",
     "LRMultipliers": "vanishcalc.solve.lr_multipliers",
     "MissingDependencyError": "vanishcalc.errors",
+    # issue 17: residual blocks and dropout
+    "Residual": "vanishcalc.maps.residual",
+    "Dropout": "vanishcalc.maps.dropout",
+    "residual_alpha": "vanishcalc.solve.residual",
+    "residual_growth": "vanishcalc.solve.residual",
+    "dropout_xi_c": "vanishcalc.solve.residual",
 }
 
 __all__ = sorted([*_LAZY, "activation", "Activation", "parse", "sweep", "SweepResult", "Value", "VanishcalcError", "ParseError", "DivergenceError",
