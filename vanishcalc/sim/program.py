@@ -28,6 +28,12 @@ from .seeds import seed_iv
 
 #: Op codes of the program (the CPU and CUDA kernels dispatch on them).
 OP_DENSE, OP_BN, OP_LN, OP_ACT = 0, 1, 2, 3
+#: Residual blocks and dropout (issue 17; notes/residual.md, notes/dropout.md).  OP_SAVE copies
+#: the state (X, V) into the one saved slot per net; OP_ADD_SAVED sets X ← saved + α·X,
+#: V ← saved_V + α·V (pars[k, 0] = α); OP_DROPOUT multiplies each entry by m/keep,
+#: m ~ Bernoulli(keep) drawn per unit and input (pars[k, 0] = keep).  One slot: nested
+#: residuals are refused by ``program``.  Codes 10–12 leave room for other new ops.
+OP_SAVE, OP_ADD_SAVED, OP_DROPOUT = 10, 11, 12
 
 
 @dataclass(frozen=True)
@@ -130,9 +136,19 @@ def program(block, batch):
     from ..maps.layer import Layer
     from ..maps.norm import BatchNorm, LayerNorm
     layers = block.layers if isinstance(block, Layer) else serial(*block).layers
+    layers = _expand_residuals(layers)
     ops, pars, act = [], [], None
     for layer in layers:
-        if isinstance(layer, Dense):
+        if isinstance(layer, _Save):
+            ops.append(OP_SAVE)
+            pars.append((0.0, 0.0))
+        elif isinstance(layer, _AddSaved):
+            ops.append(OP_ADD_SAVED)
+            pars.append((layer.alpha, 0.0))
+        elif _is_dropout(layer):
+            ops.append(OP_DROPOUT)
+            pars.append((layer.keep, 0.0))
+        elif isinstance(layer, Dense):
             ops.append(OP_DENSE)
             pars.append((layer.sigma_w, layer.sigma_b))
         elif isinstance(layer, BatchNorm):
@@ -153,10 +169,48 @@ def program(block, batch):
             pars.append((0.0, 0.0))
         else:
             raise VanishcalcError(f"simulate_stack: cannot simulate {layer!r}; supported layers "
-                                  "are Dense, BatchNorm, LayerNorm and Activation")
+                                  "are Dense, BatchNorm, LayerNorm, Activation, Dropout and "
+                                  "Residual")
     if act is None:
         act = activation("x")
     return act, np.asarray(ops, dtype=np.int64), np.asarray(pars, dtype=np.float64).reshape(-1, 2)
+
+
+class _Save:
+    """Marker of the lowering: the residual block's input is saved here."""
+
+
+@dataclass(frozen=True)
+class _AddSaved:
+    """Marker of the lowering: the branch output is scaled by α and the saved input added."""
+
+    alpha: float
+
+
+def _is_dropout(layer) -> bool:
+    from ..maps.dropout import Dropout
+    return isinstance(layer, Dropout)
+
+
+def _expand_residuals(layers):
+    """Residual(branch, α) → [_Save, *branch layers, _AddSaved(α)]; nested residuals refused
+    (one saved slot per net; the kernels keep one copy of the state, not a stack)."""
+    from ..maps.residual import Residual
+    out = []
+    for layer in layers:
+        if not isinstance(layer, Residual):
+            out.append(layer)
+            continue
+        inner = layer.branch.layers
+        if any(isinstance(l, Residual) for l in inner):
+            raise VanishcalcError(f"simulate_stack: cannot simulate the nested residual in "
+                                  f"{layer!r}: the simulator keeps one saved block input per net; "
+                                  "flatten the branch (a residual inside a residual branch is "
+                                  "supported by the mean-field maps only)")
+        out.append(_Save())
+        out.extend(inner)
+        out.append(_AddSaved(layer.alpha))
+    return out
 
 
 def stack_iv(block, depth, width, batch, n_nets, q0, c0, seed):
@@ -232,5 +286,6 @@ def rnn_norm_iv(spec, norm, gamma, gamma_x, beta, sigma_w, sigma_u, sigma_b, ste
     return model, steps, width, batch, n_nets, seed
 
 
-__all__ = ["ComposedTrace", "OP_ACT", "OP_BN", "OP_DENSE", "OP_LN", "program", "rnn_iv", "rnn_norm_iv",
+__all__ = ["ComposedTrace", "OP_ACT", "OP_ADD_SAVED", "OP_BN", "OP_DENSE", "OP_DROPOUT", "OP_LN",
+           "OP_SAVE", "program", "rnn_iv", "rnn_norm_iv",
            "stack_iv", "trace"]

@@ -1,4 +1,5 @@
-"""Numba CPU kernels for composed stacks (Dense / BatchNorm / LayerNorm / Activation) and RNNs.
+"""Numba CPU kernels for composed stacks (Dense / BatchNorm / LayerNorm / Activation, residual
+save / add, dropout) and RNNs.
 
 Model (notes/normalization.md, notes/recurrent.md).  Per net, a batch of B inputs
 X ∈ R^{N×B} (exchangeable: x_a = √q0(√c0 g + √(1−c0) e_a), g, e_a ~ N(0, I_N)) and a
@@ -10,7 +11,10 @@ forward tangent V ∈ R^{N×B} (i.i.d. N(0, 1)) go through the block ``depth`` t
 * BatchNorm:  per unit i (row), u = (x − mean)/std over the batch (population std),
   X ← γu + β,  V ← γ (P v − u·⟨u, P v⟩/B)/std  — the exact Jacobian of standardization;
 * LayerNorm:  the same per input a (column), over the units;
-* Activation: V ← φ'(X) ⊙ V, X ← φ(X).
+* Activation: V ← φ'(X) ⊙ V, X ← φ(X);
+* Residual (OP_SAVE … OP_ADD_SAVED): S ← (X, V) before the branch, then X ← S_X + αX,
+  V ← S_V + αV after it (one saved copy per net: nested residuals are refused);
+* Dropout: X, V ← (m/keep) ⊙ X, V with m ~ Bernoulli(keep) per entry, from the net's stream.
 
 After every block: q = mean of X², c = mean pairwise covariance over the batch / q (what
 ``MomentState.c`` means for BatchNorm: the common correlation of an exchangeable batch),
@@ -38,7 +42,9 @@ from ..compile import FASTMATH
 from .. import source
 from ..program import (OP_BN, OP_DENSE, OP_LN, ComposedTrace, rnn_iv, stack_iv, trace,
                        trace_buffers)
+from ..program import OP_ADD_SAVED, OP_DROPOUT, OP_SAVE
 from .rng import normal, seed_states
+from .rng import uniform
 
 # ---------------------------------------------------------------- per-op steps
 
@@ -99,6 +105,35 @@ def _activation(phi, dphi, X, V):
 
 
 @njit(cache=True, fastmath=FASTMATH)
+def _save(X, V, SX, SV):
+    """OP_SAVE: keep the residual block's input (values and tangent)."""
+    SX[:, :] = X
+    SV[:, :] = V
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _add_saved(X, V, SX, SV, alpha):
+    """OP_ADD_SAVED: h' = h + α·branch(h), and its tangent v' = v + α·J_B v."""
+    R, C = X.shape
+    for i in range(R):
+        for b in range(C):
+            X[i, b] = SX[i, b] + alpha * X[i, b]
+            V[i, b] = SV[i, b] + alpha * V[i, b]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _dropout(st, X, V, keep):
+    """OP_DROPOUT: x·m/keep, m ~ Bernoulli(keep) per unit and input; the tangent by the same m."""
+    R, C = X.shape
+    inv = 1.0 / keep
+    for i in range(R):
+        for b in range(C):
+            m = inv if uniform(st) < keep else 0.0
+            X[i, b] *= m
+            V[i, b] *= m
+
+
+@njit(cache=True, fastmath=FASTMATH)
 def _stats(X, V, out_q, out_c, l):
     """q, batch-mean pairwise correlation; returns ‖V‖² (NaN if anything is not finite)."""
     N, B = X.shape
@@ -131,6 +166,8 @@ def _stack_kernel(phi, dphi, rng, ops, pars, depth, width, batch, q0, c0, q, c, 
         X = np.empty((width, batch))
         V = np.empty((width, batch))
         W = np.empty((width, width))
+        SX = np.empty((width, batch))      # the residual block's saved input (OP_SAVE)
+        SV = np.empty((width, batch))
         _init_batch(st, X, V, q0, c0)
         f = _stats(X, V, q[n], c[n], 0)
         logF[n, 0] = math.log(f / (width * batch))
@@ -149,6 +186,12 @@ def _stack_kernel(phi, dphi, rng, ops, pars, depth, width, batch, q0, c0, q, c, 
                     ok = _standardize_rows(Xt, Vt, pars[k, 0], pars[k, 1])
                     X[:, :] = Xt.T
                     V[:, :] = Vt.T
+                elif op == OP_SAVE:
+                    _save(X, V, SX, SV)
+                elif op == OP_ADD_SAVED:
+                    _add_saved(X, V, SX, SV, pars[k, 0])
+                elif op == OP_DROPOUT:
+                    _dropout(st, X, V, pars[k, 0])
                 else:
                     _activation(phi, dphi, X, V)
                 if not ok:
