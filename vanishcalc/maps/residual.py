@@ -52,8 +52,8 @@ from .state import MomentState, geometric_mean
 
 def _alpha_iv(where, alpha):
     return real(where, "alpha", alpha, nonneg=True, hi_bound=1e150,
-                why="(the branch scale α ≥ 0; a negative α is the same net as −α with the "
-                    "branch's last Dense weights flipped — pass |α|)")
+                why="(the branch scale α ≥ 0; when the branch ends with a random Dense "
+                    "layer the sign of α is absorbed by its symmetric weights — pass |α|)")
 
 
 def _branch_iv(where, branch):
