@@ -39,6 +39,15 @@ def test_program_refuses_nested_residual():
     assert math.isfinite(MeanField([Residual([inner, Dense(1.0)], 0.5)]).propagate(2).q[-1])
 
 
+def test_program_refuses_batchless_batchnorm_in_a_branch():
+    from vanishcalc.maps import BatchNorm
+    with pytest.raises(VanishcalcError, match="batch=B"):
+        program([Residual([Dense(1.0), BatchNorm(), Activation("relu"), Dense(1.0)], 0.5)], 8)
+    _, ops, _ = program([Residual([Dense(1.0), BatchNorm(batch=8), Activation("relu"),
+                                   Dense(1.0)], 0.5)], 8)
+    assert ops[0] == OP_SAVE
+
+
 def test_cpu_add_saved_and_dropout_bodies_vs_numpy(rng):
     from vanishcalc.sim.cpu.composed import _add_saved, _dropout
     from vanishcalc.sim.cpu.rng import seed_states

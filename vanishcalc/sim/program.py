@@ -207,6 +207,12 @@ def _expand_residuals(layers):
                                   f"{layer!r}: the simulator keeps one saved block input per net; "
                                   "flatten the branch (a residual inside a residual branch is "
                                   "supported by the mean-field maps only)")
+        from ..maps.norm import BatchNorm
+        if any(isinstance(l, BatchNorm) and l.batch is None for l in inner):
+            # check/simulate give a top-level BatchNorm the simulation's batch; one inside a
+            # branch would keep the infinite-batch map while the kernels run a finite batch
+            raise VanishcalcError(f"simulate_stack: the BatchNorm inside {layer!r} has no batch; "
+                                  "give it the simulation's batch, BatchNorm(γ, β, batch=B)")
         out.append(_Save())
         out.extend(inner)
         out.append(_AddSaved(layer.alpha))
