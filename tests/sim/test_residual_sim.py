@@ -99,6 +99,22 @@ def test_sim_dropout_correlation_leaves_one_finite_xi_c():
     assert abs(tr.c[-1] - cs) < 5 * tr.c_se[-1] + 0.02
 
 
+def test_sim_residual_growth_laws_closed_forms():
+    """relu branches (closed forms, Yang & Schoenholz 2017): without a norm q grows
+    geometrically, q_l = (1 + α²κ)^l q0; pre-LN linearly, q_l = q0 + l·α²κγ²; κ = σw₁²σw₂²/2."""
+    from vanishcalc.sim.composed import simulate_stack
+    a, s1, s2 = 0.6, 1.2, 1.1
+    kappa = s1 * s1 * s2 * s2 / 2
+    ls = np.arange(7)
+    for blk, law in (([Residual([Dense(s1), Activation("relu"), Dense(s2)], a)],
+                      (1 + a * a * kappa) ** ls),
+                     ([pre_norm_block("relu", a, sigma_w=s1, sigma_w2=s2)],
+                      1 + a * a * kappa * ls)):
+        tr = simulate_stack(blk, depth=6, width=128, batch=8, n_nets=16, q0=1.0, c0=0.5, seed=6)
+        # 5 standard errors plus the O(l/N) finite-width allowance of check
+        assert np.all(np.abs(tr.q - law) <= 5 * tr.q_se + ls / 128 * law), (tr.q, law)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name, block, c0", [
     ("tanh-none", [Residual([Dense(1.2, 0.1), Activation("tanh"), Dense(1.0)], 0.5)], 0.5),
