@@ -166,8 +166,13 @@ def _stack_kernel(phi, dphi, rng, ops, pars, depth, width, batch, q0, c0, q, c, 
         X = np.empty((width, batch))
         V = np.empty((width, batch))
         W = np.empty((width, width))
-        SX = np.empty((width, batch))      # the residual block's saved input (OP_SAVE)
-        SV = np.empty((width, batch))
+        # the residual block's saved input (OP_SAVE); allocated only when the program has one
+        n_saved = 0
+        for k in range(n_ops):
+            if ops[k] == OP_SAVE:
+                n_saved = 1
+        SX = np.empty((width * n_saved, batch))
+        SV = np.empty((width * n_saved, batch))
         _init_batch(st, X, V, q0, c0)
         f = _stats(X, V, q[n], c[n], 0)
         logF[n, 0] = math.log(f / (width * batch))
