@@ -67,6 +67,12 @@ _LAZY = {
     "MissingDependencyError": "vanishcalc.errors",
     "rbf_scale": "vanishcalc.solve.rbf_scale",
     "RBFScale": "vanishcalc.solve.rbf_scale",
+    # issue 17: residual blocks and dropout
+    "Residual": "vanishcalc.maps.residual",
+    "Dropout": "vanishcalc.maps.dropout",
+    "residual_alpha": "vanishcalc.solve.residual",
+    "residual_growth": "vanishcalc.solve.residual",
+    "dropout_xi_c": "vanishcalc.solve.residual",
 }
 
 __all__ = sorted([*_LAZY, "activation", "Activation", "parse", "sweep", "SweepResult", "Value", "VanishcalcError", "ParseError", "DivergenceError",

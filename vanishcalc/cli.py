@@ -36,6 +36,7 @@ examples:
   vanishcalc transform tanh --method dks --depth 100
   vanishcalc table relu tanh gelu --format json
   vanishcalc sweep gain --grid spec=tanh,sigmoid --grid q=0.5,1,2
+  vanishcalc residual tanh --depth 100 --placement pre
 
 'vanishcalc COMMAND --help' describes each command.  Bad input prints one line naming the
 problem and exits with status 2."""
@@ -50,6 +51,8 @@ SUBCOMMANDS = {
     "zoo": "the named nonlinearities and their definitions",
     "transform": "DKS/TAT transform of a nonlinearity for a depth-L network",
     "sweep": "one quantity over a grid of parameters, serially or on workers",
+    "residual": "residual branch scale α for a depth, q growth per LayerNorm placement, "
+                "dropout ξc",
 }
 
 INTERNAL_ERROR = 3

@@ -32,6 +32,12 @@ OP_DENSE, OP_BN, OP_LN, OP_ACT = 0, 1, 2, 3
 OP_RBF = 4
 #: Columns of the parameter table (the widest op's row; shorter rows are padded with 0).
 N_PARS = 5
+#: Residual blocks and dropout (issue 17; notes/residual.md, notes/dropout.md).  OP_SAVE copies
+#: the state (X, V) into the one saved slot per net; OP_ADD_SAVED sets X ← saved + α·X,
+#: V ← saved_V + α·V (pars[k, 0] = α); OP_DROPOUT multiplies each entry by m/keep,
+#: m ~ Bernoulli(keep) drawn per unit and input (pars[k, 0] = keep).  One slot: nested
+#: residuals are refused by ``program``.  Codes 10–12 leave room for other new ops.
+OP_SAVE, OP_ADD_SAVED, OP_DROPOUT = 10, 11, 12
 
 
 @dataclass(frozen=True)
@@ -136,9 +142,19 @@ def program(block, batch, width=None):
     from ..maps.layer import Layer
     from ..maps.norm import BatchNorm, LayerNorm
     layers = block.layers if isinstance(block, Layer) else serial(*block).layers
+    layers = _expand_residuals(layers)
     ops, pars, act = [], [], None
     for layer in layers:
-        if isinstance(layer, Dense):
+        if isinstance(layer, _Save):
+            ops.append(OP_SAVE)
+            pars.append((0.0, 0.0))
+        elif isinstance(layer, _AddSaved):
+            ops.append(OP_ADD_SAVED)
+            pars.append((layer.alpha, 0.0))
+        elif _is_dropout(layer):
+            ops.append(OP_DROPOUT)
+            pars.append((layer.keep, 0.0))
+        elif isinstance(layer, Dense):
             ops.append(OP_DENSE)
             pars.append((layer.sigma_w, layer.sigma_b))
         elif isinstance(layer, BatchNorm):
@@ -171,11 +187,55 @@ def program(block, batch, width=None):
                          1.0 if layer.centers == "matched" else 0.0))
         else:
             raise VanishcalcError(f"simulate_stack: cannot simulate {layer!r}; supported layers "
-                                  "are Dense, BatchNorm, LayerNorm, Activation and RBF")
+                                  "are Dense, BatchNorm, LayerNorm, Activation, RBF, Dropout "
+                                  "and Residual")
     if act is None:
         act = activation("x")
     pars = [tuple(p) + (0.0,) * (N_PARS - len(p)) for p in pars]
     return act, np.asarray(ops, dtype=np.int64), np.asarray(pars, dtype=np.float64).reshape(-1, N_PARS)
+
+
+class _Save:
+    """Marker of the lowering: the residual block's input is saved here."""
+
+
+@dataclass(frozen=True)
+class _AddSaved:
+    """Marker of the lowering: the branch output is scaled by α and the saved input added."""
+
+    alpha: float
+
+
+def _is_dropout(layer) -> bool:
+    from ..maps.dropout import Dropout
+    return isinstance(layer, Dropout)
+
+
+def _expand_residuals(layers):
+    """Residual(branch, α) → [_Save, *branch layers, _AddSaved(α)]; nested residuals refused
+    (one saved slot per net; the kernels keep one copy of the state, not a stack)."""
+    from ..maps.residual import Residual
+    out = []
+    for layer in layers:
+        if not isinstance(layer, Residual):
+            out.append(layer)
+            continue
+        inner = layer.branch.layers
+        if any(isinstance(l, Residual) for l in inner):
+            raise VanishcalcError(f"simulate_stack: cannot simulate the nested residual in "
+                                  f"{layer!r}: the simulator keeps one saved block input per net; "
+                                  "flatten the branch (a residual inside a residual branch is "
+                                  "supported by the mean-field maps only)")
+        from ..maps.norm import BatchNorm
+        if any(isinstance(l, BatchNorm) and l.batch is None for l in inner):
+            # check/simulate give a top-level BatchNorm the simulation's batch; one inside a
+            # branch would keep the infinite-batch map while the kernels run a finite batch
+            raise VanishcalcError(f"simulate_stack: the BatchNorm inside {layer!r} has no batch; "
+                                  "give it the simulation's batch, BatchNorm(γ, β, batch=B)")
+        out.append(_Save())
+        out.extend(inner)
+        out.append(_AddSaved(layer.alpha))
+    return out
 
 
 def stack_iv(block, depth, width, batch, n_nets, q0, c0, seed):
@@ -251,5 +311,5 @@ def rnn_norm_iv(spec, norm, gamma, gamma_x, beta, sigma_w, sigma_u, sigma_b, ste
     return model, steps, width, batch, n_nets, seed
 
 
-__all__ = ["ComposedTrace", "N_PARS", "OP_ACT", "OP_BN", "OP_DENSE", "OP_LN", "OP_RBF", "program",
-           "rnn_iv", "rnn_norm_iv", "stack_iv", "trace"]
+__all__ = ["ComposedTrace", "N_PARS", "OP_ACT", "OP_ADD_SAVED", "OP_BN", "OP_DENSE", "OP_DROPOUT",
+           "OP_LN", "OP_RBF", "OP_SAVE", "program", "rnn_iv", "rnn_norm_iv", "stack_iv", "trace"]

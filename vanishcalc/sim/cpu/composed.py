@@ -1,4 +1,5 @@
-"""Numba CPU kernels for composed stacks (Dense / BatchNorm / LayerNorm / Activation / RBF) and RNNs.
+"""Numba CPU kernels for composed stacks (Dense / BatchNorm / LayerNorm / Activation / RBF,
+residual save / add, dropout) and RNNs.
 
 Model (notes/normalization.md, notes/recurrent.md).  Per net, a batch of B inputs
 X ∈ R^{N×B} (exchangeable: x_a = √q0(√c0 g + √(1−c0) e_a), g, e_a ~ N(0, I_N)) and a
@@ -13,6 +14,9 @@ forward tangent V ∈ R^{N×B} (i.i.d. N(0, 1)) go through the block ``depth`` t
 * Activation: V ← φ'(X) ⊙ V, X ← φ(X);
 * RBF:        X_ib ← φ(d_ib), d_ib = (‖x_b − w_i‖² − offset)/scale, V_ib ← φ'(d_ib)·2(x_b − w_i)·v_b/scale
   (centers w_i fresh per layer, drawn row by row: notes/rbf.md).
+* Residual (OP_SAVE … OP_ADD_SAVED): S ← (X, V) before the branch, then X ← S_X + αX,
+  V ← S_V + αV after it (one saved copy per net: nested residuals are refused);
+* Dropout: X, V ← (m/keep) ⊙ X, V with m ~ Bernoulli(keep) per entry, from the net's stream.
 
 After every block: q = mean of X², c = mean pairwise covariance over the batch / q (what
 ``MomentState.c`` means for BatchNorm: the common correlation of an exchangeable batch),
@@ -40,7 +44,9 @@ from ..compile import FASTMATH
 from .. import source
 from ..program import (OP_BN, OP_DENSE, OP_LN, OP_RBF, ComposedTrace, rnn_iv, stack_iv, trace,
                        trace_buffers)
+from ..program import OP_ADD_SAVED, OP_DROPOUT, OP_SAVE
 from .rng import normal, seed_states
+from .rng import uniform
 
 # ---------------------------------------------------------------- per-op steps
 
@@ -137,6 +143,35 @@ def _rbf(st, phi, dphi, X, V, sigma_c, mu_c, offset, scale, matched):
 
 
 @njit(cache=True, fastmath=FASTMATH)
+def _save(X, V, SX, SV):
+    """OP_SAVE: keep the residual block's input (values and tangent)."""
+    SX[:, :] = X
+    SV[:, :] = V
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _add_saved(X, V, SX, SV, alpha):
+    """OP_ADD_SAVED: h' = h + α·branch(h), and its tangent v' = v + α·J_B v."""
+    R, C = X.shape
+    for i in range(R):
+        for b in range(C):
+            X[i, b] = SX[i, b] + alpha * X[i, b]
+            V[i, b] = SV[i, b] + alpha * V[i, b]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _dropout(st, X, V, keep):
+    """OP_DROPOUT: x·m/keep, m ~ Bernoulli(keep) per unit and input; the tangent by the same m."""
+    R, C = X.shape
+    inv = 1.0 / keep
+    for i in range(R):
+        for b in range(C):
+            m = inv if uniform(st) < keep else 0.0
+            X[i, b] *= m
+            V[i, b] *= m
+
+
+@njit(cache=True, fastmath=FASTMATH)
 def _stats(X, V, out_q, out_c, l):
     """q, batch-mean pairwise correlation; returns ‖V‖² (NaN if anything is not finite)."""
     N, B = X.shape
@@ -169,6 +204,13 @@ def _stack_kernel(phi, dphi, rng, ops, pars, depth, width, batch, q0, c0, q, c, 
         X = np.empty((width, batch))
         V = np.empty((width, batch))
         W = np.empty((width, width))
+        # the residual block's saved input (OP_SAVE); allocated only when the program has one
+        n_saved = 0
+        for k in range(n_ops):
+            if ops[k] == OP_SAVE:
+                n_saved = 1
+        SX = np.empty((width * n_saved, batch))
+        SV = np.empty((width * n_saved, batch))
         _init_batch(st, X, V, q0, c0)
         f = _stats(X, V, q[n], c[n], 0)
         logF[n, 0] = math.log(f / (width * batch))
@@ -190,6 +232,12 @@ def _stack_kernel(phi, dphi, rng, ops, pars, depth, width, batch, q0, c0, q, c, 
                 elif op == OP_RBF:
                     _rbf(st, phi, dphi, X, V, pars[k, 0], pars[k, 1], pars[k, 2], pars[k, 3],
                          pars[k, 4])
+                elif op == OP_SAVE:
+                    _save(X, V, SX, SV)
+                elif op == OP_ADD_SAVED:
+                    _add_saved(X, V, SX, SV, pars[k, 0])
+                elif op == OP_DROPOUT:
+                    _dropout(st, X, V, pars[k, 0])
                 else:
                     _activation(phi, dphi, X, V)
                 if not ok:

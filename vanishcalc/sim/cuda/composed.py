@@ -26,6 +26,9 @@ Layout (see ``notes/cuda-composed.md``)
 * RBF: as Dense — thread i draws center w_i coordinate by coordinate (never stored) and
   accumulates ‖x − w_i‖² and (x − w_i)·v into row i of the other buffer, then applies φ, φ'
   (``centers="matched"``: one block reduction for the input's mean and variance first).
+* Residual: OP_SAVE copies each own row of (X, V) into the third scratch slot
+  (``XS[bx, 2]``, ``VS[bx, 2]``); OP_ADD_SAVED sets X ← saved + α·X row by row.  Dropout:
+  each thread draws the Bernoulli(keep) mask of its own rows from its own stream.
 * ``cuda.syncthreads()`` after every op; after BN/LN the failure flag (a standard
   deviation that is 0 or NaN) is read by all threads and a second barrier is passed
   before it can change, so every thread leaves the depth loop together.
@@ -52,6 +55,7 @@ from ...activation import activation
 from .. import source
 from ..program import (OP_BN, OP_DENSE, OP_LN, OP_RBF, ComposedTrace, rnn_iv, stack_iv, trace,
                        trace_buffers)
+from ..program import OP_ADD_SAVED, OP_DROPOUT, OP_SAVE
 from .rng import rng_device_functions, rng_states
 from .runtime import (CudaUnavailableError, compile_kernels, device_functions, import_cuda,
                       next_pow2, quiet_simulator, require_device, simulator_enabled)
@@ -275,6 +279,34 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
                 X[i, b] = phi(x)
 
     @cuda.jit(device=True)
+    def save_rows(X, V, SX, SV, width, batch, tid, nthreads):
+        """OP_SAVE: the residual block's input, own rows."""
+        for i in range(tid, width, nthreads):
+            for b in range(batch):
+                SX[i, b] = X[i, b]
+                SV[i, b] = V[i, b]
+
+    @cuda.jit(device=True)
+    def add_saved_rows(X, V, SX, SV, alpha, width, batch, tid, nthreads):
+        """OP_ADD_SAVED: X ← saved + α·X, V ← saved_V + α·V, own rows."""
+        for i in range(tid, width, nthreads):
+            for b in range(batch):
+                X[i, b] = SX[i, b] + alpha * X[i, b]
+                V[i, b] = SV[i, b] + alpha * V[i, b]
+
+    @cuda.jit(device=True)
+    def dropout_rows(st, X, V, keep, width, batch, tid, nthreads):
+        """OP_DROPOUT: x·m/keep, m ~ Bernoulli(keep) per entry from the row owner's stream."""
+        inv = 1.0 / keep
+        for i in range(tid, width, nthreads):
+            for b in range(batch):
+                m = 0.0
+                if uniform(st) < keep:
+                    m = inv
+                X[i, b] *= m
+                V[i, b] *= m
+
+    @cuda.jit(device=True)
     def scale_rows(V, r, width, batch, tid, nthreads):
         for i in range(tid, width, nthreads):
             for b in range(batch):
@@ -283,7 +315,8 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
     def stack_kernel(states, ops, pars, depth, width, batch, q0, c0, XS, VS, q, c, logF, bad):
         """``depth`` blocks of the op program for every net; one block per net.
 
-        XS, VS : (blocks, 2, width, batch) scratch; q, c, logF (n_nets, depth+1) float64,
+        XS, VS : (blocks, slots, width, batch) scratch (slots 0, 1: the state, swapped by
+        Dense; slot 2, present when the program has OP_SAVE: the residual block's input); q, c, logF (n_nets, depth+1) float64,
         bad (n_nets, depth+1) int8 — the arrays of ``composed._stack_kernel``.
         """
         red = cuda.shared.array((4, MAXT), float64)
@@ -337,6 +370,13 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
                         rbf(st, X, V, XS[bx, 1 - cur], VS[bx, 1 - cur], p0, p1, pars[k, 2],
                             pars[k, 3], pars[k, 4], width, batch, tid, nthreads, red)
                         cur = 1 - cur
+                    elif op == OP_SAVE:
+                        save_rows(X, V, XS[bx, 2], VS[bx, 2], width, batch, tid, nthreads)
+                    elif op == OP_ADD_SAVED:
+                        add_saved_rows(X, V, XS[bx, 2], VS[bx, 2], p0, width, batch, tid,
+                                       nthreads)
+                    elif op == OP_DROPOUT:
+                        dropout_rows(st, X, V, p0, width, batch, tid, nthreads)
                     else:
                         act_rows(X, V, width, batch, tid, nthreads)
                     cuda.syncthreads()
@@ -514,13 +554,17 @@ def simulate_stack_cuda(block, *, depth, width, batch=64, n_nets=8, q0=1.0, c0=0
     _cuda()
     depth, width, batch, n_nets = int(depth), int(width), int(batch), int(n_nets)
     k = kernels(act)
-    blocks, threads = _layout(n_nets, width, 4 * width * batch * 8)
+    # X and V: two slots (swapped by Dense), and a third for a residual's saved input only
+    # when the program has one (so the block count, hence the streams, of other programs
+    # stay as they were)
+    slots = 3 if OP_SAVE in ops else 2
+    blocks, threads = _layout(n_nets, width, 2 * slots * width * batch * 8)
     q, c, logF, bad = trace_buffers(n_nets, depth + 1, np.int8)
     with quiet_simulator():
         states = cuda.to_device(_device_streams(seed, 0xC5A1, blocks * threads))
         d_q, d_c, d_f, d_bad = (cuda.to_device(a) for a in (q, c, logF, bad))
-        xs = cuda.device_array((blocks, 2, width, batch), dtype=np.float64)
-        vs = cuda.device_array((blocks, 2, width, batch), dtype=np.float64)
+        xs = cuda.device_array((blocks, slots, width, batch), dtype=np.float64)
+        vs = cuda.device_array((blocks, slots, width, batch), dtype=np.float64)
         k["stack"][blocks, threads](states, np.ascontiguousarray(ops, dtype=np.int64),
                                     np.ascontiguousarray(pars, dtype=np.float64), depth, width,
                                     batch, float(q0), float(c0), xs, vs, d_q, d_c, d_f, d_bad)
