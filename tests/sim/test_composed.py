@@ -102,3 +102,21 @@ def test_simulate_stack_junk_input_named_vanishcalc_error(kwargs, word):
 def test_simulate_rnn_junk_input_named_vanishcalc_error(kwargs, word):
     with pytest.raises(VanishcalcError, match=word):
         simulate_rnn("tanh", 1.0, 0.5, **{**dict(steps=3, width=8), **kwargs})
+
+
+def test_all_nets_nonfinite_gives_one_warning_and_no_numpy_noise():
+    """An RBF stack at scale 1, offset 0 outputs exact zeros, LayerNorm then has std 0 and
+    every net becomes NaN: the user gets vanishcalc's warning, not numpy's 'Mean of empty
+    slice' RuntimeWarnings from the summary."""
+    import warnings
+    from vanishcalc import VanishcalcWarning, simulate
+    from vanishcalc.maps import RBF, LayerNorm, repeat, serial
+    naive = repeat(serial(LayerNorm(1.0, 0.0), RBF("exp(-x**2)", width=16, scale=1.0,
+                                                   offset=0.0)), 3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sim = simulate(naive, depth=1, width=16, n_nets=4, batch=4, seed=0)
+    kinds = {w.category for w in caught}
+    assert RuntimeWarning not in kinds, [str(w.message) for w in caught]
+    assert VanishcalcWarning in kinds
+    assert np.isnan(sim.grad).all() or np.isnan(sim.q[1:]).all()

@@ -17,6 +17,7 @@ Model and estimators: ``sim/cpu/composed.py``'s docstring, ``notes/normalization
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,16 +66,25 @@ class ComposedTrace:
 
 
 def _mean_se(a):
-    m = np.nanmean(a, axis=0)
+    """Mean and standard error over nets (axis 0), NaN entries left out; a column with no
+    finite entry gives NaN (the caller has already warned about it)."""
     k = np.sum(np.isfinite(a), axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with warnings.catch_warnings():
+        # all-NaN columns (every net excluded) are expected here: numpy's "Mean of empty
+        # slice" / "Degrees of freedom <= 0" would leak to the user as raw RuntimeWarnings
+        warnings.simplefilter("ignore", RuntimeWarning)
+        m = np.nanmean(a, axis=0)
         se = np.nanstd(a, axis=0, ddof=1) / np.sqrt(k) if a.shape[0] > 1 else np.full_like(m, np.inf)
     return m, se
 
 
 def _pooled(per_layer_rates):
-    per_net = np.nanmean(per_layer_rates, axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # all-NaN nets: see _mean_se
+        per_net = np.nanmean(per_layer_rates, axis=1)
     n = np.sum(np.isfinite(per_net))
+    if n == 0:
+        return math.nan, math.inf
     if n < 2:     # one net: no spread to measure (and no numpy ddof warning)
         return float(np.nanmean(per_net)), math.inf
     return float(np.nanmean(per_net)), float(np.nanstd(per_net, ddof=1) / math.sqrt(n))
