@@ -358,7 +358,16 @@ class MeanField:
         c = float(self.c_star())
         if c == 1.0:
             return self.chi1()
-        v = self.block.c_slope(MomentState(q, q, c))
+        if self.sigma_w is not None:
+            # Plain net: the serial product of the two layers' slopes, without the forward
+            # state at c* that the product would build — φ's output correlation there is a
+            # 2-D integral of φ·φ (as costly as χc's own of φ'·φ'), and the Dense slope only
+            # reads its input's second moments, the same at every c.
+            act_layer, dense = self.block.layers
+            v = (act_layer.c_slope(MomentState(q, q, c))
+                 * dense.c_slope(act_layer.moment_map(MomentState.single(q))))
+        else:
+            v = self.block.c_slope(MomentState(q, q, c))
         return Value(v, error=1e-13 * abs(v), error_kind="estimate", method="meanfield:chi_c")
 
     def q_slope(self) -> Value:
