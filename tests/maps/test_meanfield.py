@@ -9,7 +9,7 @@ import pytest
 import sympy
 
 from reference import mp_bivariate as mpb
-from vanishcalc.errors import VanishcalcError
+from vanishcalc.errors import DivergenceError, VanishcalcError
 from vanishcalc.maps import Activation, Dense, MomentState, repeat, serial
 from vanishcalc.maps.layer import Layer
 from vanishcalc.maps.meanfield import MeanField
@@ -202,6 +202,25 @@ def test_qstar_divergence_and_collapse_flagged():
         MeanField("relu", 1.6, 0.1).q_star()
     q = MeanField("tanh", 0.8, 0.0).q_star()
     assert float(q) == 0.0 and "collapsed" in q.method
+
+
+def test_gelu_qstar_diverges_like_relu_above_sqrt2():
+    """Issue 12.4: gelu at σw = 1.7, σb = 0 raised NotConvergedError (the quadrature of gelu²
+    at q = 2^19 stalled on the corner at z = 0, width 1/√q).  q really grows without bound
+    from q0 = 1: gelu → relu for large q, so Q(q)/q → σw²/2 = 1.445 (mpmath iteration below,
+    independent of vanishcalc), and Q(q)/q > 1 from q = 1 on."""
+    def q_next(q):
+        with mpmath.workdps(20):
+            f = lambda z: (mpmath.sqrt(q) * z * mpmath.ncdf(mpmath.sqrt(q) * z)) ** 2 * mpmath.npdf(z)
+            return 1.7 ** 2 * mpmath.quad(f, [-mpmath.inf, 0, mpmath.inf])
+    q = mpmath.mpf(1)
+    for _ in range(12):
+        qn = q_next(q)
+        assert qn > 1.2 * q
+        q = qn
+    assert q_next(mpmath.mpf(1e6)) / 1e6 == pytest.approx(1.7 ** 2 / 2, rel=1e-4)
+    with pytest.raises(DivergenceError, match="without bound"):
+        MeanField("gelu", 1.7, 0.0).q_star()
 
 
 @pytest.mark.parametrize("call", [
