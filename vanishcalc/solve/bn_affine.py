@@ -235,10 +235,10 @@ def _rate_expect(act: Activation, gamma: float, beta: float, norm: str, exact: b
     if d2.exact is not None and den_exact is not None:
         expr = d2.exact / den_exact
         # simplify shortens the small ratios (1/tanh(1), 3√5/5 + 9/5) but costs 0.1–0.5 s on
-        # the erf/exp ratios of elu, selu, relu6, and does not shorten those (selu: 56 → 58 ops).
-        if sympy.count_ops(expr) <= _SIMPLIFY_MAX_OPS:
-            expr = sympy.simplify(expr)
-        return Value.from_exact(expr, method=method + ":exact")
+        # the erf/exp ratios of elu, selu, relu6, and does not shorten those (selu: 56 → 58 ops);
+        # deferred until .exact is read (init_table only wants the float).
+        return Value.from_exact(expr, method=method + ":exact",
+                                simplify=sympy.count_ops(expr) <= _SIMPLIFY_MAX_OPS)
     rate = float(d2) / den
     err = rate * (d2.error / max(float(d2), 1e-300) + den_err / den) + 4e-16 * rate
     return Value(rate, error=err, error_kind="estimate", method=method + ":quadrature")
