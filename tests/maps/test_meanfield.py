@@ -9,7 +9,7 @@ import pytest
 import sympy
 
 from reference import mp_bivariate as mpb
-from vanishcalc.errors import DivergenceError, VanishcalcError
+from vanishcalc.errors import DivergenceError, NotConvergedError, VanishcalcError
 from vanishcalc.maps import Activation, Dense, MomentState, repeat, serial
 from vanishcalc.maps.layer import Layer
 from vanishcalc.maps.meanfield import MeanField
@@ -151,6 +151,55 @@ def test_chaotic_c_star_near_one_is_refined_inside_a_wide_bracket():
     c = mf.c_star()
     assert c.method == "meanfield:c*-mehler-bracket"
     assert c.error <= 1e-12
+
+
+def _mp_relu6_cmap_and_chic(c):
+    """relu6 at q = 1 and σw = its second-moment gain (so q* = 1): the c-map C(c) and its slope
+    χc(c) = σw²·P(0 < u1 < 6, 0 < u2 < 6), as 1-D mpmath integrals over z1 of closed-form
+    inner Gaussian expectations (independent of vanishcalc)."""
+    with mpmath.workdps(45):
+        c = mpmath.mpf(c)
+        s = mpmath.sqrt((1 - c) * (1 + c))
+        m2 = mpmath.ncdf(6) - mpmath.mpf(1) / 2 - 6 * mpmath.npdf(6) + 36 * mpmath.ncdf(-6)
+        sw2 = 1 / m2
+
+        def ramp(m, a):                    # E[max(0, Y − a)], Y ~ N(m, s²)
+            return (m - a) * mpmath.ncdf((m - a) / s) + s * mpmath.npdf((m - a) / s)
+
+        def inner(z):                      # E[relu6(c·z + s·t)]
+            return ramp(c * z, 0) - ramp(c * z, 6)
+        near = [s * k for k in (1, 3, 10, 30, 100, 300, 1000, 3000, 10 ** 4, 10 ** 5)]
+        pts = sorted({mpmath.mpf(0), *near, 6 - s * 100, 6 - s * 10, 6 - s, mpmath.mpf(6),
+                      6 / c - s, 6 / c, 6 / c + s, 6 / c + 10 * s, 6 / c + 100 * s})
+        pts = [p for p in pts if p >= 0]
+        cmap = sw2 * (mpmath.quad(lambda z: z * inner(z) * mpmath.npdf(z), [p for p in pts if p <= 6])
+                      + 6 * mpmath.quad(lambda z: inner(z) * mpmath.npdf(z), [p for p in pts if p >= 6]
+                                        + [mpmath.inf]))
+        chic = sw2 * mpmath.quad(lambda z: (mpmath.ncdf((6 - c * z) / s) - mpmath.ncdf(-c * z / s))
+                                 * mpmath.npdf(z), [p for p in pts if p <= 6])
+        return cmap, chic, mpmath.sqrt(sw2)
+
+
+def test_chaotic_c_star_within_the_c_maps_error_of_one_is_not_overstated():
+    """Issue 12.4 (found while timing init_table): relu6 at its gain, σb = 0, has χ1 = 1 + 2e-9
+    (chaotic, barely) and c* within 1e-14 of 1 (mpmath below: the c-map is still above the
+    diagonal at 1 − 1e-14).  The c-map's own error (1e-14) cannot resolve that, yet c* came
+    out as 1 − 1e-11 ± 1e-15 and ξc as 703408 ± 0.5, where the truth exceeds 1e7."""
+    eps = mpmath.mpf("1e-14")
+    cmap, chic_lo, sw = _mp_relu6_cmap_and_chic(1 - eps)
+    assert cmap - (1 - eps) > 0                      # so 1 − 1e-14 < c* < 1
+    xi_lo = -1 / mpmath.log(chic_lo)                 # χc rises with c: ξc(c*) ≥ this
+    assert xi_lo > 1e7
+    mf = MeanField("relu6", float(sw), 0.0)
+    c = mf.c_star()
+    assert float(c) - c.error < 1 - float(eps) and float(c) + c.error >= 1 - float(eps)
+    chi_c = mf.chi_c()
+    assert float(chi_c) + chi_c.error >= float(chic_lo)
+    try:
+        xi = mf.xi_c()
+    except NotConvergedError:
+        return
+    assert math.isinf(float(xi)) or float(xi) + xi.error >= float(xi_lo)
 
 
 def test_propagate_relu_closed_form_trajectory():

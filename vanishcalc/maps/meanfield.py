@@ -39,6 +39,7 @@ from .state import MomentState
 Q_MAX = 1e12      # a second moment above Q_MAX·max(1, q0) is reported as divergence
 Q_MIN = 1e-14     # relative to q0: below it q has collapsed to the fixed point 0
 CRITICAL_TOL = 1e-9
+C_MAP_ERROR = 1e-13  # absolute error of the certified 2-D c-map (nested Gauss–Kronrod, rtol 1e-13)
 MEHLER_TERMS = 60  # Hermite terms of the series that predicts the chaotic c* (then checked)
 
 
@@ -233,10 +234,15 @@ class MeanField:
             if bracketed is not None:
                 return bracketed
             hi = 1.0 - min(1e-3, 0.5 * (1 - c0))
-            while r(hi) > 0:
+            above = c0                       # the last c where r is above its own error
+            while (rh := r(hi)) >= -C_MAP_ERROR:
+                if rh <= C_MAP_ERROR or 1.0 - hi < 1e-12:
+                    # The c-map is within its error of the diagonal (relu6 at its gain: χ1 =
+                    # 1 + 2e-9, c* within 1e-14 of 1): c* lies in (above, 1], nothing finer.
+                    return Value(1.0, error=1.0 - above, error_kind="estimate",
+                                 method="meanfield:c*-near-1")
+                above = hi
                 hi = 1.0 - (1.0 - hi) / 10
-                if 1.0 - hi < 1e-12:
-                    return Value(1.0, exact=1, error=0.0, method="meanfield:c*")
             lo = c0
         else:
             # c decreases; scan down for the first point where r ≥ 0 (c = −1 itself is a
@@ -257,7 +263,11 @@ class MeanField:
                 if r(-1.0 + 1e-12) < 0:
                     return Value(-1.0, exact=-1, error=0.0, method="meanfield:c*")
         root = brentq(r, lo, hi, xtol=1e-15, rtol=8.9e-16, maxiter=200)
-        return Value(root, error=max(abs(r(root)), 1e-15), error_kind="estimate",
+        # The residual over the slope |χc − 1| of r: a residual alone overstates the
+        # precision where r is flat (χc near 1).  χc at the root is cached for chi_c.
+        flat = abs(self._chi_c_at(q, root) - 1.0)
+        err = (abs(r(root)) + C_MAP_ERROR) / max(flat, 1e-300)
+        return Value(root, error=min(max(err, 1e-15), hi - lo), error_kind="estimate",
                      method="meanfield:c*")
 
     def _mehler_bracket(self, q, c0, r0, r):
@@ -353,22 +363,41 @@ class MeanField:
         return MomentState(q, q, float(self.c_star())) if coupled else MomentState.single(q)
 
     def chi_c(self) -> Value:
-        """χc = σw² E[φ'(u1)φ'(u2)] at (q*, c*): the slope of the c-map at its fixed point."""
+        """χc = σw² E[φ'(u1)φ'(u2)] at (q*, c*): the slope of the c-map at its fixed point.
+
+        The error includes c*'s: for a plain net the c-map is a power series in c with
+        non-negative coefficients (Mehler), so on [0, 1] χc rises with c and so does its
+        slope; χc(c ± e) then lies within e·(χ1 − χc)/(1 − |c| − e) of χc(c), and for
+        c* = 1 − e.. 1 between χc(1 − e) and χ1."""
         q = float(self.q_star())
-        c = float(self.c_star())
+        cv = self.c_star()
+        c, e = float(cv), cv.error
+        plain = self.sigma_w is not None
         if c == 1.0:
-            return self.chi1()
+            chi1 = self.chi1()
+            if e == 0.0 or not plain:
+                return chi1
+            low = self._chi_c_at(q, max(1.0 - e, 0.0))
+            return Value(float(chi1), error=chi1.error + max(float(chi1) - low, 0.0),
+                         error_kind="estimate", method="meanfield:chi_c-near-1")
+        v = self._chi_c_at(q, c)
+        err = 1e-13 * abs(v)
+        if plain and e > 0.0:
+            room = 1.0 - abs(c) - e
+            err += (e * max(float(self.chi1()) - v, 0.0) / room if room > 0 else
+                    max(float(self.chi1()) - v, abs(v)))
+        return Value(v, error=err, error_kind="estimate", method="meanfield:chi_c")
+
+    def _chi_c_at(self, q, c):
         if self.sigma_w is not None:
             # Plain net: the serial product of the two layers' slopes, without the forward
             # state at c* that the product would build — φ's output correlation there is a
             # 2-D integral of φ·φ (as costly as χc's own of φ'·φ'), and the Dense slope only
             # reads its input's second moments, the same at every c.
             act_layer, dense = self.block.layers
-            v = (act_layer.c_slope(MomentState(q, q, c))
-                 * dense.c_slope(act_layer.moment_map(MomentState.single(q))))
-        else:
-            v = self.block.c_slope(MomentState(q, q, c))
-        return Value(v, error=1e-13 * abs(v), error_kind="estimate", method="meanfield:chi_c")
+            return (act_layer.c_slope(MomentState(q, q, c))
+                    * dense.c_slope(act_layer.moment_map(MomentState.single(q))))
+        return self.block.c_slope(MomentState(q, q, c))
 
     def q_slope(self) -> Value:
         """∂q'/∂q at q* = χ1 + σw² E[φ''φ] (Schoenholz et al. 2017, eq. 6)."""
@@ -379,11 +408,11 @@ class MeanField:
 
     def xi_q(self) -> Value:
         """ξq = −1/log|∂q'/∂q| at q*: depth scale of q's approach to q*."""
-        return _depth_scale(float(self.q_slope()), "xi_q")
+        return _depth_scale(self.q_slope(), "xi_q", self)
 
     def xi_c(self) -> Value:
         """ξc = −1/log χc: depth scale of correlation propagation; ∞ at criticality."""
-        return _depth_scale(float(self.chi_c()), "xi_c")
+        return _depth_scale(self.chi_c(), "xi_c", self)
 
     def phase(self) -> str:
         """"ordered" (χ1 < 1), "chaotic" (χ1 > 1) or "critical" (|χ1 − 1| ≤ 1e-9)."""
@@ -457,11 +486,21 @@ class MeanField:
         return None if res is None else res[1] / sympy.simplify(res[0])
 
 
-def _depth_scale(slope, name):
-    a = abs(slope)
-    if a >= 1.0 - CRITICAL_TOL:
+def _depth_scale(slope, name, where):
+    """−1/log|slope|, ∞ when |slope| ≥ 1 − CRITICAL_TOL; the slope's error (at least 1e-12)
+    carried through the increasing map a ↦ −1/log a over the interval it spans."""
+    a, e = abs(float(slope)), max(slope.error, 1e-12)
+    if a >= 1.0 - CRITICAL_TOL and (a - slope.error >= 1.0 - CRITICAL_TOL or slope.error <= 1e-12):
         return Value(math.inf, error=0.0, method=f"meanfield:{name}-critical")
+    if a + e >= 1.0 - CRITICAL_TOL and slope.error > 1e-12:
+        raise NotConvergedError(
+            f"{where!r}: {name} not certified: the slope {a:.12g} ± {slope.error:.1e} may lie "
+            f"within {CRITICAL_TOL:g} of 1, where the depth scale is infinite (it is at least "
+            f"{-1.0 / math.log(max(a - slope.error, 1e-300)):.6g} layers)")
     if a == 0.0:
         return Value(0.0, error=0.0, method=f"meanfield:{name}")
-    return Value(-1.0 / math.log(a), error=1e-12 / (a * math.log(a) ** 2), error_kind="estimate",
+    xi = -1.0 / math.log(a)
+    hi = -1.0 / math.log(min(a + e, 1.0 - CRITICAL_TOL))
+    lo = -1.0 / math.log(a - e) if a > e else 0.0
+    return Value(xi, error=max(hi - xi, xi - lo), error_kind="estimate",
                  method=f"meanfield:{name}")
