@@ -45,6 +45,8 @@ def clear_caches():
     mod("vanishcalc.activation")._activation_from_expr.cache_clear()
     mod("vanishcalc.gaussian.expect")._expect_cached.cache_clear()
     mod("vanishcalc.solve.gain")._gain_cached.cache_clear()
+    mod("vanishcalc.gaussian.tails")._log_abs.cache_clear()       # tail-probe values
+    mod("vanishcalc.gaussian.bivariate")._square.cache_clear()
 
 
 def main():
