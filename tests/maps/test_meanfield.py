@@ -111,6 +111,23 @@ def test_chi_c_chaotic_vs_mehler_mpmath():
     assert float(cmap) == pytest.approx(c, abs=1e-13)
 
 
+def test_chi_c_from_the_mehler_series_kinked_hardtanh_vs_mpmath():
+    """Issue 12.4: χc of a chaotic plain net comes from the Mehler series when its error bound
+    is within 1e-13·χc (no 2-D integral).  hardtanh (kinks at ±1, slowly decaying Hermite
+    coefficients) at c* = 0.073: χc = σw²·P(|u1| < 1, |u2| < 1), a 1-D mpmath integral."""
+    sw, sb = 2.0, 0.2
+    mf = MeanField("hardtanh", sw, sb)
+    q, c = float(mf.q_star()), float(mf.c_star())
+    v = mf.chi_c()
+    assert v.method == "meanfield:chi_c-mehler"
+    with mpmath.workdps(30):
+        r, s = mpmath.sqrt(q), mpmath.sqrt(1 - mpmath.mpf(c) ** 2)
+        ref = sw ** 2 * mpmath.quad(
+            lambda z: mpmath.npdf(z) * (mpmath.ncdf((1 - c * r * z) / (r * s))
+                                        - mpmath.ncdf((-1 - c * r * z) / (r * s))), [-1 / r, 0, 1 / r])
+    assert abs(float(v) - float(ref)) <= v.error <= 1e-12
+
+
 @pytest.mark.parametrize("c0", [0.5, -0.5])
 def test_chaotic_c_star_mehler_bracket_contains_mpmath_fixed_point(c0):
     # c0 = 0.5 lies above c* ≈ 0.122 (c decreases to it), c0 = −0.5 below (c increases)

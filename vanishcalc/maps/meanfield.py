@@ -380,13 +380,56 @@ class MeanField:
             low = self._chi_c_at(q, max(1.0 - e, 0.0))
             return Value(float(chi1), error=chi1.error + max(float(chi1) - low, 0.0),
                          error_kind="estimate", method="meanfield:chi_c-near-1")
-        v = self._chi_c_at(q, c)
+        v = self._chi_c_series(q, c) if plain and self.phi is not None else None
+        method = "meanfield:chi_c-mehler"
+        if v is None:
+            v, method = self._chi_c_at(q, c), "meanfield:chi_c"
         err = 1e-13 * abs(v)
         if plain and e > 0.0:
             room = 1.0 - abs(c) - e
             err += (e * max(float(self.chi1()) - v, 0.0) / room if room > 0 else
                     max(float(self.chi1()) - v, abs(v)))
-        return Value(v, error=err, error_kind="estimate", method="meanfield:chi_c")
+        return Value(v, error=err, error_kind="estimate", method=method)
+
+    def _chi_c_series(self, q, c):
+        """χc = σw² Σ n a_n² c^(n−1) / q* (Mehler: the slope of the series c-map), or None
+        unless its error bound is within 1e-13·χc — then it saves the 2-D integral of φ'·φ'.
+
+        Bound: each a_n's quadrature estimate (half-width panels), plus the part of a_n
+        beyond |z| = zmax by Cauchy–Schwarz, √(∫φ² dΦ)·√(∫h_n² dΦ) over |z| > zmax (the tail
+        plan's estimate of the first, ×10); then the terms n > N, at most the Hermite mass
+        they hold, E[φ²] − Σ a_n² with E[φ²] = (q* − σb²)/σw², times max_{n>N} n|c|^(n−1)."""
+        from ..gaussian.bivariate import _square, _z_max
+        from ..gaussian.tails import plan
+        from ..solve.criticality import mehler_amplitudes
+        ac = abs(c)
+        if ac >= 0.5:               # the 60-term tail bound is loose there: the 2-D integral
+            return None
+        try:
+            zmax = _z_max(self.phi, q)
+            with np.errstate(all="ignore"):
+                a, err, inside = mehler_amplitudes(self.phi, q, zmax, MEHLER_TERMS)
+            cut = plan(_square(self.phi), 2.0 ** math.ceil(math.log2(q))).tail_error
+        except (VanishcalcError, ArithmeticError, ValueError):
+            return None
+        err = err + math.sqrt(10 * cut) * np.sqrt(np.abs(1.0 - inside) + 1e-15)
+        if not (np.all(np.isfinite(a)) and np.all(np.isfinite(err))):
+            return None
+        n = np.arange(a.size)
+        sq_err = 2 * np.abs(a) * err + err * err             # bound on |a_n² error|
+        value = float(np.sum(n[1:] * a[1:] ** 2 * c ** (n[1:] - 1)))
+        bound = float(np.sum(n[1:] * sq_err[1:] * ac ** (n[1:] - 1)))
+        sw2, sb2 = self.sigma_w ** 2, self.sigma_b ** 2
+        qv = self.q_star()
+        mass = (q + 2 * qv.error - sb2) / sw2 - float(np.sum(a * a)) + float(np.sum(sq_err))
+        top = a.size                                          # first term left out
+        if ac > 0:
+            top = max(top, math.ceil(1.0 / math.log(1.0 / ac)))   # n|c|^(n−1) falls from here
+        bound += max(mass, 0.0) * top * ac ** (top - 1)
+        v = sw2 * value / q
+        # /q* for /Q(q*) of the layer product: equal at the fixed point, to q*'s error
+        e = sw2 * bound / q + abs(v) * (qv.error / q + 4e-16)
+        return v if e <= 1e-13 * abs(v) else None
 
     def _chi_c_at(self, q, c):
         if self.sigma_w is not None:
