@@ -19,6 +19,7 @@ Formulas (notation of shared/README.md; derivations in notes/mean-field.md):
 """
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import warnings
@@ -118,6 +119,7 @@ class MeanField:
         self.phi = next((l.act for l in self.block.layers if isinstance(l, Nonlinearity)), None)
         self._q_star = {}
         self._c_star = {}
+        self._chi_c = None
 
     def __repr__(self):
         if self.sigma_w is not None:
@@ -369,6 +371,11 @@ class MeanField:
         non-negative coefficients (Mehler), so on [0, 1] χc rises with c and so does its
         slope; χc(c ± e) then lies within e·(χ1 − χc)/(1 − |c| − e) of χc(c), and for
         c* = 1 − e.. 1 between χc(1 − e) and χ1."""
+        if self._chi_c is None:
+            self._chi_c = self._solve_chi_c()
+        return self._chi_c
+
+    def _solve_chi_c(self):
         q = float(self.q_star())
         cv = self.c_star()
         c, e = float(cv), cv.error
@@ -392,44 +399,8 @@ class MeanField:
         return Value(v, error=err, error_kind="estimate", method=method)
 
     def _chi_c_series(self, q, c):
-        """χc = σw² Σ n a_n² c^(n−1) / q* (Mehler: the slope of the series c-map), or None
-        unless its error bound is within 1e-13·χc — then it saves the 2-D integral of φ'·φ'.
-
-        Bound: each a_n's quadrature estimate (half-width panels), plus the part of a_n
-        beyond |z| = zmax by Cauchy–Schwarz, √(∫φ² dΦ)·√(∫h_n² dΦ) over |z| > zmax (the tail
-        plan's estimate of the first, ×10); then the terms n > N, at most the Hermite mass
-        they hold, E[φ²] − Σ a_n² with E[φ²] = (q* − σb²)/σw², times max_{n>N} n|c|^(n−1)."""
-        from ..gaussian.bivariate import _square, _z_max
-        from ..gaussian.tails import plan
-        from ..solve.criticality import mehler_amplitudes
-        ac = abs(c)
-        if ac >= 0.5:               # the 60-term tail bound is loose there: the 2-D integral
-            return None
-        try:
-            zmax = _z_max(self.phi, q)
-            with np.errstate(all="ignore"):
-                a, err, inside = mehler_amplitudes(self.phi, q, zmax, MEHLER_TERMS)
-            cut = plan(_square(self.phi), 2.0 ** math.ceil(math.log2(q))).tail_error
-        except (VanishcalcError, ArithmeticError, ValueError):
-            return None
-        err = err + math.sqrt(10 * cut) * np.sqrt(np.abs(1.0 - inside) + 1e-15)
-        if not (np.all(np.isfinite(a)) and np.all(np.isfinite(err))):
-            return None
-        n = np.arange(a.size)
-        sq_err = 2 * np.abs(a) * err + err * err             # bound on |a_n² error|
-        value = float(np.sum(n[1:] * a[1:] ** 2 * c ** (n[1:] - 1)))
-        bound = float(np.sum(n[1:] * sq_err[1:] * ac ** (n[1:] - 1)))
-        sw2, sb2 = self.sigma_w ** 2, self.sigma_b ** 2
         qv = self.q_star()
-        mass = (q + 2 * qv.error - sb2) / sw2 - float(np.sum(a * a)) + float(np.sum(sq_err))
-        top = a.size                                          # first term left out
-        if ac > 0:
-            top = max(top, math.ceil(1.0 / math.log(1.0 / ac)))   # n|c|^(n−1) falls from here
-        bound += max(mass, 0.0) * top * ac ** (top - 1)
-        v = sw2 * value / q
-        # /q* for /Q(q*) of the layer product: equal at the fixed point, to q*'s error
-        e = sw2 * bound / q + abs(v) * (qv.error / q + 4e-16)
-        return v if e <= 1e-13 * abs(v) else None
+        return mehler_chi_c(self.phi, self.sigma_w ** 2, self.sigma_b ** 2, q, qv.error, c)
 
     def _chi_c_at(self, q, c):
         if self.sigma_w is not None:
@@ -547,3 +518,45 @@ def _depth_scale(slope, name, where):
     lo = -1.0 / math.log(a - e) if a > e else 0.0
     return Value(xi, error=max(hi - xi, xi - lo), error_kind="estimate",
                  method=f"meanfield:{name}")
+
+
+@functools.lru_cache(maxsize=4096)
+def mehler_chi_c(act, sw2, sb2, q, q_error, c):
+    """χc = σw² Σ n a_n² c^(n−1) / q* of a plain net (Mehler: the slope of the series c map at
+    c), or None unless its error bound is within 1e-13·χc — then it saves the 2-D integral
+    of φ'·φ'.  ``q_error``: q*'s error.
+
+    Bound: each a_n's quadrature estimate (half-width panels), plus the part of a_n beyond
+    |z| = zmax by Cauchy–Schwarz, √(∫φ² dΦ)·√(∫h_n² dΦ) over |z| > zmax (the tail plan's
+    estimate of the first, ×10); then the terms n > N, at most the Hermite mass they hold,
+    E[φ²] − Σ a_n² with E[φ²] = (q* − σb²)/σw², times max_{n>N} n|c|^(n−1)
+    (notes/mean-field.md §4)."""
+    from ..gaussian.bivariate import _square, _z_max
+    from ..gaussian.tails import plan
+    from ..solve.criticality import mehler_amplitudes
+    ac = abs(c)
+    if ac >= 0.5:               # the 60-term tail bound is loose there: the 2-D integral
+        return None
+    try:
+        zmax = _z_max(act, q)
+        with np.errstate(all="ignore"):
+            a, err, inside = mehler_amplitudes(act, q, zmax, MEHLER_TERMS)
+        cut = plan(_square(act), 2.0 ** math.ceil(math.log2(q))).tail_error
+    except (VanishcalcError, ArithmeticError, ValueError):
+        return None
+    err = err + math.sqrt(10 * cut) * np.sqrt(np.abs(1.0 - inside) + 1e-15)
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(err))):
+        return None
+    n = np.arange(a.size)
+    sq_err = 2 * np.abs(a) * err + err * err             # bound on |a_n² error|
+    value = float(np.sum(n[1:] * a[1:] ** 2 * c ** (n[1:] - 1)))
+    bound = float(np.sum(n[1:] * sq_err[1:] * ac ** (n[1:] - 1)))
+    mass = (q + 2 * q_error - sb2) / sw2 - float(np.sum(a * a)) + float(np.sum(sq_err))
+    top = a.size                                          # first term left out
+    if ac > 0:
+        top = max(top, math.ceil(1.0 / math.log(1.0 / ac)))   # n|c|^(n−1) falls from here
+    bound += max(mass, 0.0) * top * ac ** (top - 1)
+    v = sw2 * value / q
+    # /q* for /Q(q*) of the layer product: equal at the fixed point, to q*'s error
+    e = sw2 * bound / q + abs(v) * (q_error / q + 4e-16)
+    return v if e <= 1e-13 * abs(v) else None
