@@ -370,11 +370,15 @@ def _lambdify(expr):
         # ±4932): e^x at x = 1810 is a number there, and it costs one numpy call instead of
         # one mpmath evaluation per point (mish' at q = 1e6 repaired ~500 points per call).
         if np.finfo(np.longdouble).maxexp > np.finfo(float).maxexp:
-            with np.errstate(all="ignore"):
-                wide = np.asarray(f(xs.flat[idx].astype(np.longdouble)))
+            try:
+                with np.errstate(all="ignore"):
+                    wide = np.asarray(f(xs.flat[idx].astype(np.longdouble)))
+            except (TypeError, ValueError, AttributeError, OverflowError):
+                wide = np.empty(0)       # a function without a long-double loop: mpmath
             if wide.shape == idx.shape and wide.dtype.kind == "f":
                 ok = np.isfinite(wide)
-                y.flat[idx[ok]] = wide[ok].astype(float)
+                with np.errstate(over="ignore", under="ignore"):   # beyond a double: ±inf, 0
+                    y.flat[idx[ok]] = wide[ok].astype(float)
                 idx = idx[~ok]
                 if idx.size == 0:
                     return y
