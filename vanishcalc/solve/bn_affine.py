@@ -38,6 +38,7 @@ from scipy.special import ndtr
 
 from ..activation import Activation, activation
 from ..errors import NotConvergedError, VanishcalcError, VanishcalcWarning
+from ..gaussian.bivariate import _abrelu
 from ..gaussian.expect import expect
 from ..gaussian.numeric import adaptive_gk, std_normal_pdf
 from ..maps.norm import _affine_iv as _gamma_beta_iv
@@ -478,6 +479,10 @@ def _rate(act, g, b):
 def _solve_gamma(act: Activation, target: float, beta: float) -> float:
     """The smallest γ on GAMMA_RANGE with λ(γ, β) = target (log-grid bracket, then Brent)."""
     gs = np.logspace(math.log10(GAMMA_RANGE[0]), math.log10(GAMMA_RANGE[1]), 61)
+    ab = _abrelu(act)
+    if beta == 0 and ab is not None and any(v != 0 for v in ab):
+        # a·x / b·x on either side of 0 (relu, leaky relu, linear): known before the scan
+        raise _gamma_free_error(act, beta, target)
 
     def rate_at(gv):
         try:
@@ -500,21 +505,25 @@ def _solve_gamma(act: Activation, target: float, beta: float) -> float:
     fin = rs[np.isfinite(rs)]
     lo, hi = (float(fin.min()), float(fin.max())) if fin.size else (math.nan, math.nan)
     if fin.size and hi - lo <= 1e-9 * abs(hi):
-        # relu, leaky relu at β = 0: φ(γz) = γφ(z), and the rate is a ratio of squares, so γ
-        # cancels: no γ changes it
-        raise VanishcalcError(
-            f"bn_affine: the BN rate of φ = {act.name} at {_opt('beta', beta)} does not depend "
-            f"on {_opt('gamma')}: it is {_rate_text(act, beta)} for every γ (φ is positively "
-            f"homogeneous, so γ "
-            f"only rescales the unit), so rate {target:g} cannot be set by {_opt('gamma')}; a "
-            f"shift changes it: pass {_opt('beta')} (relu's rate falls towards 1 as β grows and "
-            "the unit turns linear)")
+        raise _gamma_free_error(act, beta, target)
     raise VanishcalcError(
         f"bn_affine: rate = {target:g} is unreachable for φ = {act.name} at "
         f"{_opt('beta', beta)}: over {_opt('gamma')} in [{GAMMA_RANGE[0]:g}, "
         f"{GAMMA_RANGE[1]:g}] the rate spans [{lo:.6g}, {hi:.6g}]; pick a rate in that range, "
         f"or another {_opt('beta')} ({_opt('optimize', 'beta')} finds the β with the smallest "
         "rate)")
+
+
+def _gamma_free_error(act, beta, target):
+    # relu, leaky relu at β = 0: φ(γz) = γφ(z), and the rate is a ratio of squares, so γ
+    # cancels: no γ changes it
+    return VanishcalcError(
+        f"bn_affine: the BN rate of φ = {act.name} at {_opt('beta', beta)} does not depend "
+        f"on {_opt('gamma')}: it is {_rate_text(act, beta)} for every γ (φ is positively "
+        f"homogeneous, so γ "
+        f"only rescales the unit), so rate {target:g} cannot be set by {_opt('gamma')}; a "
+        f"shift changes it: pass {_opt('beta')} (relu's rate falls towards 1 as β grows and "
+        "the unit turns linear)")
 
 
 #: Default floor on the nonlinearity share for optimize="beta": without one the smallest
