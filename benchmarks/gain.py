@@ -94,7 +94,7 @@ def main():
     with mpmath.workdps(40):
         for n in names:
             act = activation(n)
-            f = sympy.lambdify(act.expr.free_symbols or {sympy.Symbol("x")}, act.expr, "mpmath")
+            f = sympy.lambdify(sorted(act.expr.free_symbols, key=str) or [sympy.Symbol("x")], act.expr, "mpmath")
             pts = [-mpmath.inf, *[mpmath.mpf(k) for k in act.kinks], mpmath.inf]
             m2 = mpmath.quad(lambda z: f(z) ** 2 * mpmath.npdf(z), pts)
             g_ref = 1 / mpmath.sqrt(m2)
