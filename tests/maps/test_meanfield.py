@@ -128,6 +128,22 @@ def test_chi_c_from_the_mehler_series_kinked_hardtanh_vs_mpmath():
     assert abs(float(v) - float(ref)) <= v.error <= 1e-12
 
 
+def test_chi_c_from_a_longer_mehler_series_kinked_elu_at_c_star_072_vs_mpmath():
+    """Up to 200 Hermite terms when c* is large: elu at σw = 1.3, σb = 0.1 has c* = 0.716, where
+    a 60-term tail bound is loose; the reference is the 120-term series of 30-digit mpmath
+    Hermite coefficients (0.72^120 ≈ 1e-17 of a missing mass < 1e-3)."""
+    sw, sb = 1.3, 0.1
+    mf = MeanField("elu", sw, sb)
+    q, c = float(mf.q_star()), float(mf.c_star())
+    v = mf.chi_c()
+    assert v.method == "meanfield:chi_c-mehler"
+    elu = lambda x: x if x > 0 else mpmath.expm1(x)     # noqa: E731
+    a = mpb.hermite_coefficients(elu, q, 120, (0,), 30)
+    with mpmath.workdps(30):
+        ref = sw ** 2 * mpmath.fsum(n * a[n] ** 2 * mpmath.mpf(c) ** (n - 1) for n in range(1, 121)) / q
+    assert abs(float(v) - float(ref)) <= v.error <= 1e-12
+
+
 @pytest.mark.parametrize("c0", [0.5, -0.5])
 def test_chaotic_c_star_mehler_bracket_contains_mpmath_fixed_point(c0):
     # c0 = 0.5 lies above c* ≈ 0.122 (c decreases to it), c0 = −0.5 below (c increases)

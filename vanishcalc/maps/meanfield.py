@@ -42,6 +42,7 @@ Q_MIN = 1e-14     # relative to q0: below it q has collapsed to the fixed point 
 CRITICAL_TOL = 1e-9
 C_MAP_ERROR = 1e-13  # absolute error of the certified 2-D c-map (nested Gauss–Kronrod, rtol 1e-13)
 MEHLER_TERMS = 60  # Hermite terms of the series that predicts the chaotic c* (then checked)
+CHI_C_TERMS = 200  # most Hermite terms of the χc series: kinked φ (a_n² ~ n^-3/2) at c* ≈ 0.76
 
 
 @dataclass(frozen=True)
@@ -529,18 +530,20 @@ def mehler_chi_c(act, sw2, sb2, q, q_error, c):
     Bound: each a_n's quadrature estimate (half-width panels), plus the part of a_n beyond
     |z| = zmax by Cauchy–Schwarz, √(∫φ² dΦ)·√(∫h_n² dΦ) over |z| > zmax (the tail plan's
     estimate of the first, ×10); then the terms n > N, at most the Hermite mass they hold,
-    E[φ²] − Σ a_n² with E[φ²] = (q* − σb²)/σw², times max_{n>N} n|c|^(n−1)
+    E[φ²] − Σ a_n² with E[φ²] = (q* − σb²)/σw², times max_{n>N} n|c|^(n−1), N ≤ CHI_C_TERMS
     (notes/mean-field.md §4)."""
     from ..gaussian.bivariate import _square, _z_max
     from ..gaussian.tails import plan
     from ..solve.criticality import mehler_amplitudes
     ac = abs(c)
-    if ac >= 0.5:               # the 60-term tail bound is loose there: the 2-D integral
+    if ac >= 0.9:               # 201·0.9^200 = 1e-7 of the missing mass: the 2-D integral
         return None
+    # Terms until |c|^n < e^-40 (the left-out ones then weigh < 1e-17 of the missing mass)
+    terms = 30 if ac == 0 else min(CHI_C_TERMS, max(30, math.ceil(-40 / math.log(ac))))
     try:
         zmax = _z_max(act, q)
         with np.errstate(all="ignore"):
-            a, err, inside = mehler_amplitudes(act, q, zmax, MEHLER_TERMS)
+            a, err, inside = mehler_amplitudes(act, q, zmax, terms)
         cut = plan(_square(act), 2.0 ** math.ceil(math.log2(q))).tail_error
     except (VanishcalcError, ArithmeticError, ValueError):
         return None
