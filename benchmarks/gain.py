@@ -45,6 +45,8 @@ def clear_caches():
     mod("vanishcalc.activation")._activation_from_expr.cache_clear()
     mod("vanishcalc.gaussian.expect")._expect_cached.cache_clear()
     mod("vanishcalc.solve.gain")._gain_cached.cache_clear()
+    mod("vanishcalc.gaussian.tails")._log_abs.cache_clear()       # tail-probe values
+    mod("vanishcalc.gaussian.bivariate")._square.cache_clear()
 
 
 def main():
@@ -92,7 +94,7 @@ def main():
     with mpmath.workdps(40):
         for n in names:
             act = activation(n)
-            f = sympy.lambdify(act.expr.free_symbols or {sympy.Symbol("x")}, act.expr, "mpmath")
+            f = sympy.lambdify(sorted(act.expr.free_symbols, key=str) or [sympy.Symbol("x")], act.expr, "mpmath")
             pts = [-mpmath.inf, *[mpmath.mpf(k) for k in act.kinks], mpmath.inf]
             m2 = mpmath.quad(lambda z: f(z) ** 2 * mpmath.npdf(z), pts)
             g_ref = 1 / mpmath.sqrt(m2)

@@ -13,8 +13,9 @@ import numpy as np
 from scipy import integrate
 
 from vanishcalc.gaussian import bivariate as bv
+from vanishcalc.gaussian import tails
 from vanishcalc.maps import activation as mact
-from vanishcalc.maps.meanfield import MeanField
+from vanishcalc.maps.meanfield import MeanField, mehler_chi_c
 from vanishcalc.report.table import init_table
 from vanishcalc.solve import criticality as crit
 from vanishcalc.solve.criticality import phase_diagram
@@ -25,7 +26,7 @@ PDF = lambda z: math.exp(-z * z / 2) / math.sqrt(2 * math.pi)  # noqa: E731
 def clear_caches():
     for fn in (mact.second_moment_with_error, mact.first_moment, mact.cross_moment,
                mact.second_moment_slope_with_error, bv._numeric_cached, bv._square_mean,
-               crit._row, crit._saddle_nodes):
+               crit._row, crit._saddle_nodes, bv._square, tails._log_abs, mehler_chi_c):
         fn.cache_clear()
 
 

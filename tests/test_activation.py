@@ -178,3 +178,18 @@ def test_transcendental_kink_conditions_solved_or_refused_clearly():
     for bad in ("Max(sin(x), 0)", "Max(exp(x) - x - 2, 0)"):
         with pytest.raises(ParseError, match="cannot locate the kinks"):
             activation(bad)
+def test_overflow_repair_in_long_double_matches_mpmath():
+    """Issue 12.4: overflowed doubles are repaired first by the same formula in long double
+    (one numpy call), then by mpmath for what still overflows or has no long-double loop
+    (scipy's erf).  Values: those of a 30-digit mpmath evaluation, rounded to a double."""
+    import mpmath
+    xs = np.array([-1810.0, -900.0, 900.0, 5000.0, 20000.0])     # the doubles overflow here
+    for text in ("x*tanh(log(1 + exp(x)))", "x*erf(exp(x))", "x*exp(-x)/(1 + exp(-x))**2",
+                 "exp(x)*atan(x)"):
+        act = activation(text)
+        with np.errstate(all="ignore"):
+            got = act.numpy(xs)
+        f = sympy.lambdify(sympy.Symbol("x", real=True), act.expr, "mpmath")
+        with mpmath.workdps(30):
+            want = [float(f(mpmath.mpf(x))) for x in xs]
+        assert got.tolist() == want, text

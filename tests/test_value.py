@@ -74,3 +74,16 @@ def test_value_latex_rounds_long_decimal_constants_too():
     latex = gain("selu", convention="backward")._repr_latex_()
     assert "1.5454566 e^{2}" in latex and "8 digits" in latex
     assert not re.search(r"\d\.\d{9,}", latex.split(r"\approx")[0]), latex
+
+
+def test_from_exact_defers_simplify_until_exact_is_read():
+    """Issue 12.4: the BN rate's sympy.simplify (0.4 s of init_table) runs only when .exact is
+    read; the float comes from the unsimplified form at 30 digits and is the same double."""
+    pi = sympy.pi
+    expr = (pi / 2 - 0) / ((pi - 1) / 2)              # relu's BN rate as built: π/(π − 1)
+    v = Value.from_exact(expr, simplify=True)
+    assert float(v) == float(sympy.N(pi / (pi - 1), 30))
+    assert v.exact == sympy.simplify(expr) and v.exact is v.exact
+    w = pickle.loads(pickle.dumps(Value.from_exact(expr, simplify=True)))
+    assert w.exact == sympy.simplify(expr) and float(w) == float(v)
+    assert repr(Value.from_exact(expr, simplify=True)) == repr(v)

@@ -54,23 +54,39 @@ class Value(float):
     2.8284271247461903
     """
 
-    __slots__ = ("exact", "error", "error_kind", "method")
+    __slots__ = ("_exact", "_simplify_exact", "error", "error_kind", "method")
 
     def __new__(cls, value, *, exact=None, error=0.0, error_kind="bound", method=""):
         self = super().__new__(cls, value)
-        self.exact = exact
+        self._exact = exact
+        self._simplify_exact = False
         self.error = float(error)
         self.error_kind = error_kind
         self.method = method
         return self
 
+    @property
+    def exact(self):
+        """The closed form (a SymPy expression), or None."""
+        if self._simplify_exact:
+            # Deferred by from_exact(..., simplify=True): sympy.simplify costs 0.01–0.2 s,
+            # and most callers only want the float (init_table's BN rates).
+            self._exact = sympy.simplify(self._exact)
+            self._simplify_exact = False
+        return self._exact
+
     @classmethod
-    def from_exact(cls, expr, method="exact"):
-        """Build a Value from a SymPy closed form; the float is correctly rounded."""
+    def from_exact(cls, expr, method="exact", *, simplify=False):
+        """Build a Value from a SymPy closed form; the float is correctly rounded.
+
+        ``simplify=True``: ``.exact`` is ``sympy.simplify(expr)``, computed when first read
+        (the float does not depend on it: both forms are evaluated to 30 digits)."""
         approx = float(sympy.N(expr, 30))
         # Rounding to double is the only error: half an ulp, bounded by |x|·2⁻⁵³.
-        return cls(approx, exact=expr, error=abs(approx) * 2.0 ** -53, error_kind="bound",
-                   method=method)
+        out = cls(approx, exact=expr, error=abs(approx) * 2.0 ** -53, error_kind="bound",
+                  method=method)
+        out._simplify_exact = bool(simplify)
+        return out
 
     def __reduce__(self):
         return (_rebuild, (float(self), self.exact, self.error, self.error_kind, self.method))

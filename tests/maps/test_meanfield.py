@@ -9,7 +9,7 @@ import pytest
 import sympy
 
 from reference import mp_bivariate as mpb
-from vanishcalc.errors import VanishcalcError
+from vanishcalc.errors import DivergenceError, NotConvergedError, VanishcalcError
 from vanishcalc.maps import Activation, Dense, MomentState, repeat, serial
 from vanishcalc.maps.layer import Layer
 from vanishcalc.maps.meanfield import MeanField
@@ -111,6 +111,39 @@ def test_chi_c_chaotic_vs_mehler_mpmath():
     assert float(cmap) == pytest.approx(c, abs=1e-13)
 
 
+def test_chi_c_from_the_mehler_series_kinked_hardtanh_vs_mpmath():
+    """Issue 12.4: χc of a chaotic plain net comes from the Mehler series when its error bound
+    is within 1e-13·χc (no 2-D integral).  hardtanh (kinks at ±1, slowly decaying Hermite
+    coefficients) at c* = 0.073: χc = σw²·P(|u1| < 1, |u2| < 1), a 1-D mpmath integral."""
+    sw, sb = 2.0, 0.2
+    mf = MeanField("hardtanh", sw, sb)
+    q, c = float(mf.q_star()), float(mf.c_star())
+    v = mf.chi_c()
+    assert v.method == "meanfield:chi_c-mehler"
+    with mpmath.workdps(30):
+        r, s = mpmath.sqrt(q), mpmath.sqrt(1 - mpmath.mpf(c) ** 2)
+        ref = sw ** 2 * mpmath.quad(
+            lambda z: mpmath.npdf(z) * (mpmath.ncdf((1 - c * r * z) / (r * s))
+                                        - mpmath.ncdf((-1 - c * r * z) / (r * s))), [-1 / r, 0, 1 / r])
+    assert abs(float(v) - float(ref)) <= v.error <= 1e-12
+
+
+def test_chi_c_from_a_longer_mehler_series_kinked_elu_at_c_star_072_vs_mpmath():
+    """Up to 200 Hermite terms when c* is large: elu at σw = 1.3, σb = 0.1 has c* = 0.716, where
+    a 60-term tail bound is loose; the reference is the 120-term series of 30-digit mpmath
+    Hermite coefficients (0.72^120 ≈ 1e-17 of a missing mass < 1e-3)."""
+    sw, sb = 1.3, 0.1
+    mf = MeanField("elu", sw, sb)
+    q, c = float(mf.q_star()), float(mf.c_star())
+    v = mf.chi_c()
+    assert v.method == "meanfield:chi_c-mehler"
+    elu = lambda x: x if x > 0 else mpmath.expm1(x)     # noqa: E731
+    a = mpb.hermite_coefficients(elu, q, 120, (0,), 30)
+    with mpmath.workdps(30):
+        ref = sw ** 2 * mpmath.fsum(n * a[n] ** 2 * mpmath.mpf(c) ** (n - 1) for n in range(1, 121)) / q
+    assert abs(float(v) - float(ref)) <= v.error <= 1e-12
+
+
 @pytest.mark.parametrize("c0", [0.5, -0.5])
 def test_chaotic_c_star_mehler_bracket_contains_mpmath_fixed_point(c0):
     # c0 = 0.5 lies above c* ≈ 0.122 (c decreases to it), c0 = −0.5 below (c increases)
@@ -151,6 +184,55 @@ def test_chaotic_c_star_near_one_is_refined_inside_a_wide_bracket():
     c = mf.c_star()
     assert c.method == "meanfield:c*-mehler-bracket"
     assert c.error <= 1e-12
+
+
+def _mp_relu6_cmap_and_chic(c):
+    """relu6 at q = 1 and σw = its second-moment gain (so q* = 1): the c-map C(c) and its slope
+    χc(c) = σw²·P(0 < u1 < 6, 0 < u2 < 6), as 1-D mpmath integrals over z1 of closed-form
+    inner Gaussian expectations (independent of vanishcalc)."""
+    with mpmath.workdps(45):
+        c = mpmath.mpf(c)
+        s = mpmath.sqrt((1 - c) * (1 + c))
+        m2 = mpmath.ncdf(6) - mpmath.mpf(1) / 2 - 6 * mpmath.npdf(6) + 36 * mpmath.ncdf(-6)
+        sw2 = 1 / m2
+
+        def ramp(m, a):                    # E[max(0, Y − a)], Y ~ N(m, s²)
+            return (m - a) * mpmath.ncdf((m - a) / s) + s * mpmath.npdf((m - a) / s)
+
+        def inner(z):                      # E[relu6(c·z + s·t)]
+            return ramp(c * z, 0) - ramp(c * z, 6)
+        near = [s * k for k in (1, 3, 10, 30, 100, 300, 1000, 3000, 10 ** 4, 10 ** 5)]
+        pts = sorted({mpmath.mpf(0), *near, 6 - s * 100, 6 - s * 10, 6 - s, mpmath.mpf(6),
+                      6 / c - s, 6 / c, 6 / c + s, 6 / c + 10 * s, 6 / c + 100 * s})
+        pts = [p for p in pts if p >= 0]
+        cmap = sw2 * (mpmath.quad(lambda z: z * inner(z) * mpmath.npdf(z), [p for p in pts if p <= 6])
+                      + 6 * mpmath.quad(lambda z: inner(z) * mpmath.npdf(z), [p for p in pts if p >= 6]
+                                        + [mpmath.inf]))
+        chic = sw2 * mpmath.quad(lambda z: (mpmath.ncdf((6 - c * z) / s) - mpmath.ncdf(-c * z / s))
+                                 * mpmath.npdf(z), [p for p in pts if p <= 6])
+        return cmap, chic, mpmath.sqrt(sw2)
+
+
+def test_chaotic_c_star_within_the_c_maps_error_of_one_is_not_overstated():
+    """Issue 12.4 (found while timing init_table): relu6 at its gain, σb = 0, has χ1 = 1 + 2e-9
+    (chaotic, barely) and c* within 1e-14 of 1 (mpmath below: the c-map is still above the
+    diagonal at 1 − 1e-14).  The c-map's own error (1e-14) cannot resolve that, yet c* came
+    out as 1 − 1e-11 ± 1e-15 and ξc as 703408 ± 0.5, where the truth exceeds 1e7."""
+    eps = mpmath.mpf("1e-14")
+    cmap, chic_lo, sw = _mp_relu6_cmap_and_chic(1 - eps)
+    assert cmap - (1 - eps) > 0                      # so 1 − 1e-14 < c* < 1
+    xi_lo = -1 / mpmath.log(chic_lo)                 # χc rises with c: ξc(c*) ≥ this
+    assert xi_lo > 1e7
+    mf = MeanField("relu6", float(sw), 0.0)
+    c = mf.c_star()
+    assert float(c) - c.error < 1 - float(eps) and float(c) + c.error >= 1 - float(eps)
+    chi_c = mf.chi_c()
+    assert float(chi_c) + chi_c.error >= float(chic_lo)
+    try:
+        xi = mf.xi_c()
+    except NotConvergedError:
+        return
+    assert math.isinf(float(xi)) or float(xi) + xi.error >= float(xi_lo)
 
 
 def test_propagate_relu_closed_form_trajectory():
@@ -202,6 +284,25 @@ def test_qstar_divergence_and_collapse_flagged():
         MeanField("relu", 1.6, 0.1).q_star()
     q = MeanField("tanh", 0.8, 0.0).q_star()
     assert float(q) == 0.0 and "collapsed" in q.method
+
+
+def test_gelu_qstar_diverges_like_relu_above_sqrt2():
+    """Issue 12.4: gelu at σw = 1.7, σb = 0 raised NotConvergedError (the quadrature of gelu²
+    at q = 2^19 stalled on the corner at z = 0, width 1/√q).  q really grows without bound
+    from q0 = 1: gelu → relu for large q, so Q(q)/q → σw²/2 = 1.445 (mpmath iteration below,
+    independent of vanishcalc), and Q(q)/q > 1 from q = 1 on."""
+    def q_next(q):
+        with mpmath.workdps(20):
+            f = lambda z: (mpmath.sqrt(q) * z * mpmath.ncdf(mpmath.sqrt(q) * z)) ** 2 * mpmath.npdf(z)
+            return 1.7 ** 2 * mpmath.quad(f, [-mpmath.inf, 0, mpmath.inf])
+    q = mpmath.mpf(1)
+    for _ in range(12):
+        qn = q_next(q)
+        assert qn > 1.2 * q
+        q = qn
+    assert q_next(mpmath.mpf(1e6)) / 1e6 == pytest.approx(1.7 ** 2 / 2, rel=1e-4)
+    with pytest.raises(DivergenceError, match="without bound"):
+        MeanField("gelu", 1.7, 0.0).q_star()
 
 
 @pytest.mark.parametrize("call", [

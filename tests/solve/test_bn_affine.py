@@ -203,3 +203,16 @@ def test_bn_gradient_rate_refuses_sizes_that_cannot_fit(monkeypatch, capsys):
     assert main(["bn", "tanh", "--batch", "1000000000"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "omit --batch" in err
+
+
+def test_saturated_fraction_is_computed_when_first_read(monkeypatch):
+    """Issue 12.4: init_table reads only γ, yet every bn_affine paid for the saturated
+    fraction (a scan of max|φ'| over 48k points, 0.3 s of the zoo table)."""
+    from vanishcalc.solve import bn_affine as mod
+    calls = []
+    real_fn = mod.saturated_fraction
+    monkeypatch.setattr(mod, "saturated_fraction", lambda *a: calls.append(a) or real_fn(*a))
+    a = mod.bn_affine("tanh", rate=1.05)
+    assert calls == []
+    assert a.saturated_fraction == real_fn(a.act, a.gamma, a.beta)
+    assert len(calls) == 1 and a.saturated_fraction == a.saturated_fraction and len(calls) == 1

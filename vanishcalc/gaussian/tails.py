@@ -134,6 +134,14 @@ class TailPlan:
 def _log_integrand(act, q, z):
     x = mpmath.sqrt(q) * z
     piece = act.pieces[-1] if z > 0 else act.pieces[0]
+    return _log_abs(piece, x, mpmath.mp.prec) - z * z / 2
+
+
+@functools.lru_cache(maxsize=65536)
+def _log_abs(piece, x, prec):
+    """log|φ(x)| on ``piece`` (nan: undefined, inf: super-Gaussian growth).  Cached on the
+    exact mpf x: the probes z = 2^j at q and at 4q share 10 of their 11 points x = √q·z
+    (√(4q) = 2√q exactly in binary), and a critical-line scan plans ~50 octaves of q."""
     try:
         try:
             v = mp_eval(piece.expr, x)
@@ -152,7 +160,7 @@ def _log_integrand(act, q, z):
         top = bounds.bound(piece.expr, float(x), float(x))
         if not math.isfinite(top):
             return math.inf
-        return (math.log(top) if top > 0 else -math.inf) - z * z / 2
+        return math.log(top) if top > 0 else -math.inf
     except (ZeroDivisionError, ValueError, OverflowError):
         return math.nan
     if isinstance(v, mpmath.mpc):
@@ -160,7 +168,7 @@ def _log_integrand(act, q, z):
     av = abs(v)
     if av == 0:
         return -math.inf
-    return float(mpmath.log(av)) - z * z / 2
+    return float(mpmath.log(av))
 
 
 def plan(act, q: float, extra=()) -> TailPlan:

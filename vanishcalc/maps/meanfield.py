@@ -19,6 +19,7 @@ Formulas (notation of shared/README.md; derivations in notes/mean-field.md):
 """
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import warnings
@@ -39,7 +40,9 @@ from .state import MomentState
 Q_MAX = 1e12      # a second moment above Q_MAX·max(1, q0) is reported as divergence
 Q_MIN = 1e-14     # relative to q0: below it q has collapsed to the fixed point 0
 CRITICAL_TOL = 1e-9
+C_MAP_ERROR = 1e-13  # absolute error of the certified 2-D c-map (nested Gauss–Kronrod, rtol 1e-13)
 MEHLER_TERMS = 60  # Hermite terms of the series that predicts the chaotic c* (then checked)
+CHI_C_TERMS = 200  # most Hermite terms of the χc series: kinked φ (a_n² ~ n^-3/2) at c* ≈ 0.76
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ class MeanField:
         self.phi = next((l.act for l in self.block.layers if isinstance(l, Nonlinearity)), None)
         self._q_star = {}
         self._c_star = {}
+        self._chi_c = None
 
     def __repr__(self):
         if self.sigma_w is not None:
@@ -237,10 +241,15 @@ class MeanField:
             if bracketed is not None:
                 return bracketed
             hi = 1.0 - min(1e-3, 0.5 * (1 - c0))
-            while r(hi) > 0:
+            above = c0                       # the last c where r is above its own error
+            while (rh := r(hi)) >= -C_MAP_ERROR:
+                if rh <= C_MAP_ERROR or 1.0 - hi < 1e-12:
+                    # The c-map is within its error of the diagonal (relu6 at its gain: χ1 =
+                    # 1 + 2e-9, c* within 1e-14 of 1): c* lies in (above, 1], nothing finer.
+                    return Value(1.0, error=1.0 - above, error_kind="estimate",
+                                 method="meanfield:c*-near-1")
+                above = hi
                 hi = 1.0 - (1.0 - hi) / 10
-                if 1.0 - hi < 1e-12:
-                    return Value(1.0, exact=1, error=0.0, method="meanfield:c*")
             lo = c0
         else:
             # c decreases; scan down for the first point where r ≥ 0 (c = −1 itself is a
@@ -261,7 +270,11 @@ class MeanField:
                 if r(-1.0 + 1e-12) < 0:
                     return Value(-1.0, exact=-1, error=0.0, method="meanfield:c*")
         root = brentq(r, lo, hi, xtol=1e-15, rtol=8.9e-16, maxiter=200)
-        return Value(root, error=max(abs(r(root)), 1e-15), error_kind="estimate",
+        # The residual over the slope |χc − 1| of r: a residual alone overstates the
+        # precision where r is flat (χc near 1).  χc at the root is cached for chi_c.
+        flat = abs(self._chi_c_at(q, root) - 1.0)
+        err = (abs(r(root)) + C_MAP_ERROR) / max(flat, 1e-300)
+        return Value(root, error=min(max(err, 1e-15), hi - lo), error_kind="estimate",
                      method="meanfield:c*")
 
     def _mehler_bracket(self, q, c0, r0, r):
@@ -357,13 +370,53 @@ class MeanField:
         return MomentState(q, q, float(self.c_star())) if coupled else MomentState.single(q)
 
     def chi_c(self) -> Value:
-        """χc = σw² E[φ'(u1)φ'(u2)] at (q*, c*): the slope of the c-map at its fixed point."""
+        """χc = σw² E[φ'(u1)φ'(u2)] at (q*, c*): the slope of the c-map at its fixed point.
+
+        The error includes c*'s: for a plain net the c-map is a power series in c with
+        non-negative coefficients (Mehler), so on [0, 1] χc rises with c and so does its
+        slope; χc(c ± e) then lies within e·(χ1 − χc)/(1 − |c| − e) of χc(c), and for
+        c* = 1 − e.. 1 between χc(1 − e) and χ1."""
+        if self._chi_c is None:
+            self._chi_c = self._solve_chi_c()
+        return self._chi_c
+
+    def _solve_chi_c(self):
         q = float(self.q_star())
-        c = float(self.c_star())
+        cv = self.c_star()
+        c, e = float(cv), cv.error
+        plain = self.sigma_w is not None
         if c == 1.0:
-            return self.chi1()
-        v = self.block.c_slope(MomentState(q, q, c))
-        return Value(v, error=1e-13 * abs(v), error_kind="estimate", method="meanfield:chi_c")
+            chi1 = self.chi1()
+            if e == 0.0 or not plain:
+                return chi1
+            low = self._chi_c_at(q, max(1.0 - e, 0.0))
+            return Value(float(chi1), error=chi1.error + max(float(chi1) - low, 0.0),
+                         error_kind="estimate", method="meanfield:chi_c-near-1")
+        v = self._chi_c_series(q, c) if plain and self.phi is not None else None
+        method = "meanfield:chi_c-mehler"
+        if v is None:
+            v, method = self._chi_c_at(q, c), "meanfield:chi_c"
+        err = 1e-13 * abs(v)
+        if plain and e > 0.0:
+            room = 1.0 - abs(c) - e
+            err += (e * max(float(self.chi1()) - v, 0.0) / room if room > 0 else
+                    max(float(self.chi1()) - v, abs(v)))
+        return Value(v, error=err, error_kind="estimate", method=method)
+
+    def _chi_c_series(self, q, c):
+        qv = self.q_star()
+        return mehler_chi_c(self.phi, self.sigma_w ** 2, self.sigma_b ** 2, q, qv.error, c)
+
+    def _chi_c_at(self, q, c):
+        if self.sigma_w is not None:
+            # Plain net: the serial product of the two layers' slopes, without the forward
+            # state at c* that the product would build — φ's output correlation there is a
+            # 2-D integral of φ·φ (as costly as χc's own of φ'·φ'), and the Dense slope only
+            # reads its input's second moments, the same at every c.
+            act_layer, dense = self.block.layers
+            return (act_layer.c_slope(MomentState(q, q, c))
+                    * dense.c_slope(act_layer.moment_map(MomentState.single(q))))
+        return self.block.c_slope(MomentState(q, q, c))
 
     def q_slope(self) -> Value:
         """∂q'/∂q at q* = χ1 + σw² E[φ''φ] (Schoenholz et al. 2017, eq. 6)."""
@@ -374,11 +427,11 @@ class MeanField:
 
     def xi_q(self) -> Value:
         """ξq = −1/log|∂q'/∂q| at q*: depth scale of q's approach to q*."""
-        return _depth_scale(float(self.q_slope()), "xi_q")
+        return _depth_scale(self.q_slope(), "xi_q", self)
 
     def xi_c(self) -> Value:
         """ξc = −1/log χc: depth scale of correlation propagation; ∞ at criticality."""
-        return _depth_scale(float(self.chi_c()), "xi_c")
+        return _depth_scale(self.chi_c(), "xi_c", self)
 
     def phase(self) -> str:
         """"ordered" (χ1 < 1), "chaotic" (χ1 > 1) or "critical" (|χ1 − 1| ≤ 1e-9)."""
@@ -452,11 +505,65 @@ class MeanField:
         return None if res is None else res[1] / sympy.simplify(res[0])
 
 
-def _depth_scale(slope, name):
-    a = abs(slope)
-    if a >= 1.0 - CRITICAL_TOL:
+def _depth_scale(slope, name, where):
+    """−1/log|slope|, ∞ when |slope| ≥ 1 − CRITICAL_TOL; the slope's error (at least 1e-12)
+    carried through the increasing map a ↦ −1/log a over the interval it spans."""
+    a, e = abs(float(slope)), max(slope.error, 1e-12)
+    if a >= 1.0 - CRITICAL_TOL and (a - slope.error >= 1.0 - CRITICAL_TOL or slope.error <= 1e-12):
         return Value(math.inf, error=0.0, method=f"meanfield:{name}-critical")
+    if a + e >= 1.0 - CRITICAL_TOL and slope.error > 1e-12:
+        raise NotConvergedError(
+            f"{where!r}: {name} not certified: the slope {a:.12g} ± {slope.error:.1e} may lie "
+            f"within {CRITICAL_TOL:g} of 1, where the depth scale is infinite (it is at least "
+            f"{-1.0 / math.log(max(a - slope.error, 1e-300)):.6g} layers)")
     if a == 0.0:
         return Value(0.0, error=0.0, method=f"meanfield:{name}")
-    return Value(-1.0 / math.log(a), error=1e-12 / (a * math.log(a) ** 2), error_kind="estimate",
+    xi = -1.0 / math.log(a)
+    hi = -1.0 / math.log(min(a + e, 1.0 - CRITICAL_TOL))
+    lo = -1.0 / math.log(a - e) if a > e else 0.0
+    return Value(xi, error=max(hi - xi, xi - lo), error_kind="estimate",
                  method=f"meanfield:{name}")
+
+
+@functools.lru_cache(maxsize=4096)
+def mehler_chi_c(act, sw2, sb2, q, q_error, c):
+    """χc = σw² Σ n a_n² c^(n−1) / q* of a plain net (Mehler: the slope of the series c map at
+    c), or None unless its error bound is within 1e-13·χc — then it saves the 2-D integral
+    of φ'·φ'.  ``q_error``: q*'s error.
+
+    Bound: each a_n's quadrature estimate (half-width panels), plus the part of a_n beyond
+    |z| = zmax by Cauchy–Schwarz, √(∫φ² dΦ)·√(∫h_n² dΦ) over |z| > zmax (the tail plan's
+    estimate of the first, ×10); then the terms n > N, at most the Hermite mass they hold,
+    E[φ²] − Σ a_n² with E[φ²] = (q* − σb²)/σw², times max_{n>N} n|c|^(n−1), N ≤ CHI_C_TERMS
+    (notes/mean-field.md §4)."""
+    from ..gaussian.bivariate import _square, _z_max
+    from ..gaussian.tails import plan
+    from ..solve.criticality import mehler_amplitudes
+    ac = abs(c)
+    if ac >= 0.9:               # 201·0.9^200 = 1e-7 of the missing mass: the 2-D integral
+        return None
+    # Terms until |c|^n < e^-40 (the left-out ones then weigh < 1e-17 of the missing mass)
+    terms = 30 if ac == 0 else min(CHI_C_TERMS, max(30, math.ceil(-40 / math.log(ac))))
+    try:
+        zmax = _z_max(act, q)
+        with np.errstate(all="ignore"):
+            a, err, inside = mehler_amplitudes(act, q, zmax, terms)
+        cut = plan(_square(act), 2.0 ** math.ceil(math.log2(q))).tail_error
+    except (VanishcalcError, ArithmeticError, ValueError):
+        return None
+    err = err + math.sqrt(10 * cut) * np.sqrt(np.abs(1.0 - inside) + 1e-15)
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(err))):
+        return None
+    n = np.arange(a.size)
+    sq_err = 2 * np.abs(a) * err + err * err             # bound on |a_n² error|
+    value = float(np.sum(n[1:] * a[1:] ** 2 * c ** (n[1:] - 1)))
+    bound = float(np.sum(n[1:] * sq_err[1:] * ac ** (n[1:] - 1)))
+    mass = (q + 2 * q_error - sb2) / sw2 - float(np.sum(a * a)) + float(np.sum(sq_err))
+    top = a.size                                          # first term left out
+    if ac > 0:
+        top = max(top, math.ceil(1.0 / math.log(1.0 / ac)))   # n|c|^(n−1) falls from here
+    bound += max(mass, 0.0) * top * ac ** (top - 1)
+    v = sw2 * value / q
+    # /q* for /Q(q*) of the layer product: equal at the fixed point, to q*'s error
+    e = sw2 * bound / q + abs(v) * (q_error / q + 4e-16)
+    return v if e <= 1e-13 * abs(v) else None

@@ -29,7 +29,7 @@ import functools
 import math
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import sympy
@@ -38,6 +38,7 @@ from scipy.special import ndtr
 
 from ..activation import Activation, activation
 from ..errors import NotConvergedError, VanishcalcError, VanishcalcWarning
+from ..gaussian.bivariate import _abrelu
 from ..gaussian.expect import expect
 from ..gaussian.numeric import adaptive_gk, std_normal_pdf
 from ..maps.norm import _affine_iv as _gamma_beta_iv
@@ -235,10 +236,10 @@ def _rate_expect(act: Activation, gamma: float, beta: float, norm: str, exact: b
     if d2.exact is not None and den_exact is not None:
         expr = d2.exact / den_exact
         # simplify shortens the small ratios (1/tanh(1), 3√5/5 + 9/5) but costs 0.1–0.5 s on
-        # the erf/exp ratios of elu, selu, relu6, and does not shorten those (selu: 56 → 58 ops).
-        if sympy.count_ops(expr) <= _SIMPLIFY_MAX_OPS:
-            expr = sympy.simplify(expr)
-        return Value.from_exact(expr, method=method + ":exact")
+        # the erf/exp ratios of elu, selu, relu6, and does not shorten those (selu: 56 → 58 ops);
+        # deferred until .exact is read (init_table only wants the float).
+        return Value.from_exact(expr, method=method + ":exact",
+                                simplify=sympy.count_ops(expr) <= _SIMPLIFY_MAX_OPS)
     rate = float(d2) / den
     err = rate * (d2.error / max(float(d2), 1e-300) + den_err / den) + 4e-16 * rate
     return Value(rate, error=err, error_kind="estimate", method=method + ":quadrature")
@@ -446,15 +447,22 @@ class BNAffine:
     its best linear fit does not explain (0 for a linear unit: rate 1, but no expressivity).
     ``note``: how an optimized β was decided (interior minimum, or held at the nonlinearity
     floor because the rate keeps falling as the unit turns linear); empty otherwise.
+    ``act``: φ (``saturated_fraction`` is computed from it when first read).
     """
 
     gamma: float
     beta: float
     rate: Value
-    saturated_fraction: float
     nonlinearity: float
     spec: str = ""
     note: str = ""
+    act: Activation | None = field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
+    def saturated_fraction(self) -> float:
+        # On first read: max|φ'| over a 48k-point grid, a quarter of init_table's BN column,
+        # which never reads it.
+        return saturated_fraction(self.act, self.gamma, self.beta)
 
     def __repr__(self):
         extra = f", {self.note.split(':')[0]}" if self.note else ""     # the gist; .note has all
@@ -471,6 +479,10 @@ def _rate(act, g, b):
 def _solve_gamma(act: Activation, target: float, beta: float) -> float:
     """The smallest γ on GAMMA_RANGE with λ(γ, β) = target (log-grid bracket, then Brent)."""
     gs = np.logspace(math.log10(GAMMA_RANGE[0]), math.log10(GAMMA_RANGE[1]), 61)
+    ab = _abrelu(act)
+    if beta == 0 and ab is not None and any(v != 0 for v in ab):
+        # a·x / b·x on either side of 0 (relu, leaky relu, linear): known before the scan
+        raise _gamma_free_error(act, beta, target)
 
     def rate_at(gv):
         try:
@@ -493,21 +505,25 @@ def _solve_gamma(act: Activation, target: float, beta: float) -> float:
     fin = rs[np.isfinite(rs)]
     lo, hi = (float(fin.min()), float(fin.max())) if fin.size else (math.nan, math.nan)
     if fin.size and hi - lo <= 1e-9 * abs(hi):
-        # relu, leaky relu at β = 0: φ(γz) = γφ(z), and the rate is a ratio of squares, so γ
-        # cancels: no γ changes it
-        raise VanishcalcError(
-            f"bn_affine: the BN rate of φ = {act.name} at {_opt('beta', beta)} does not depend "
-            f"on {_opt('gamma')}: it is {_rate_text(act, beta)} for every γ (φ is positively "
-            f"homogeneous, so γ "
-            f"only rescales the unit), so rate {target:g} cannot be set by {_opt('gamma')}; a "
-            f"shift changes it: pass {_opt('beta')} (relu's rate falls towards 1 as β grows and "
-            "the unit turns linear)")
+        raise _gamma_free_error(act, beta, target)
     raise VanishcalcError(
         f"bn_affine: rate = {target:g} is unreachable for φ = {act.name} at "
         f"{_opt('beta', beta)}: over {_opt('gamma')} in [{GAMMA_RANGE[0]:g}, "
         f"{GAMMA_RANGE[1]:g}] the rate spans [{lo:.6g}, {hi:.6g}]; pick a rate in that range, "
         f"or another {_opt('beta')} ({_opt('optimize', 'beta')} finds the β with the smallest "
         "rate)")
+
+
+def _gamma_free_error(act, beta, target):
+    # relu, leaky relu at β = 0: φ(γz) = γφ(z), and the rate is a ratio of squares, so γ
+    # cancels: no γ changes it
+    return VanishcalcError(
+        f"bn_affine: the BN rate of φ = {act.name} at {_opt('beta', beta)} does not depend "
+        f"on {_opt('gamma')}: it is {_rate_text(act, beta)} for every γ (φ is positively "
+        f"homogeneous, so γ "
+        f"only rescales the unit), so rate {target:g} cannot be set by {_opt('gamma')}; a "
+        f"shift changes it: pass {_opt('beta')} (relu's rate falls towards 1 as β grows and "
+        "the unit turns linear)")
 
 
 #: Default floor on the nonlinearity share for optimize="beta": without one the smallest
@@ -651,6 +667,5 @@ def bn_affine(spec, rate=None, gamma=None, beta=0.0, optimize=None, *,
     rate_v = _rate_certified(act, g, b, "bn", exact=exact_ok)
     m = _moments_fast(act, g, b)
     nonlin = max(0.0, 1.0 - m.cov_z ** 2 / m.var) if m.var > 0 else 0.0
-    return BNAffine(gamma=float(g), beta=float(b), rate=rate_v,
-                    saturated_fraction=saturated_fraction(act, g, b), nonlinearity=nonlin,
-                    spec=act.name, note=note)
+    return BNAffine(gamma=float(g), beta=float(b), rate=rate_v, nonlinearity=nonlin,
+                    spec=act.name, note=note, act=act)
