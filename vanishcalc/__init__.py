@@ -44,6 +44,10 @@ _LAZY = {
     "ln_gradient_rate": "vanishcalc.solve.bn_affine",
     "bn_affine": "vanishcalc.solve.bn_affine",
     "BNAffine": "vanishcalc.solve.bn_affine",
+    "jacobian_spectrum": "vanishcalc.solve.spectrum",
+    "JacobianSpectrum": "vanishcalc.solve.spectrum",
+    "isometry_settings": "vanishcalc.solve.spectrum",
+    "simulate_jacobian": "vanishcalc.sim.jacobian",
 }
 
 __all__ = sorted([*_LAZY, "activation", "Activation", "parse", "Value", "VanishcalcError", "ParseError", "DivergenceError",

@@ -33,6 +33,7 @@ examples:
   vanishcalc meanfield tanh --sigma-w 1.5 --sigma-b 0.3 --depth 10
   vanishcalc check tanh --sigma-w 1.5 --sigma-b 0.3 --depth 20 --width 128 --nets 16
   vanishcalc bn tanh --rate 1.05
+  vanishcalc spectrum tanh --sigma-w 1.05 --sigma-b 0.05 --depth 64 --weights orthogonal
   vanishcalc table relu tanh gelu --format json
 
 'vanishcalc COMMAND --help' describes each command.  Bad input prints one line naming the
@@ -45,6 +46,7 @@ SUBCOMMANDS = {
     "check": "simulate a deep network and compare it with the theory",
     "bn": "BatchNorm/LayerNorm affine settings (γ, β) and gradient rates",
     "zoo": "the named nonlinearities and their definitions",
+    "spectrum": "singular-value spectrum of the input-output Jacobian (dynamical isometry)",
 }
 
 INTERNAL_ERROR = 3
