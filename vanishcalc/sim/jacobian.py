@@ -22,6 +22,8 @@ __all__ = ["haar_orthogonal", "jacobian_eigenvalues", "JacobianSample", "simulat
            "ks_distance", "rounding_floor", "compare_spectrum", "SpectrumComparison"]
 
 MAX_WIDTH = 4096
+#: the input second moment that stands for the limit q* = 0
+Q0_LIMIT = 1e-12
 MAX_WORK = 2e12          # L·N³·nets multiply-adds: ~10 minutes of BLAS on two cores
 
 
@@ -79,7 +81,8 @@ def simulate_jacobian(spec, sigma_w, sigma_b=0.0, depth=1, width=256, weights="g
                       nets=1, seed=0, q0=None):
     """Eigenvalues of JJᵀ of ``nets`` random networks (seeded numpy Generator).
 
-    ``q0``: the input pre-activations' second moment (default: the fixed point q*)."""
+    ``q0``: the input pre-activations' second moment (default: the fixed point q*, or
+    1e-12 when q* = 0)."""
     from ..activation import activation
     from ..maps.meanfield import MeanField
     where = "simulate_jacobian"
@@ -100,6 +103,9 @@ def simulate_jacobian(spec, sigma_w, sigma_b=0.0, depth=1, width=256, weights="g
                               "a smaller width or depth")
     if q0 is None:
         q0 = float(MeanField(act, sigma_w, sigma_b).q_star())
+        # q* = 0 is a limit: h = 0 exactly would put every unit on one side of a kink at 0
+        # (leaky relu: D = 1, not the limit law D ∈ {a, 1}); a tiny q0 samples the limit
+        q0 = q0 if q0 > 0 else Q0_LIMIT
     q0 = real(where, "q0", q0, nonneg=True)
     rng = np.random.default_rng(seed)
     eig = [jacobian_eigenvalues(act, sigma_w, sigma_b, depth, width, weights, q0, rng)

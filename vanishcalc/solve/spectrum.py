@@ -239,6 +239,7 @@ class SpectralDensity:
     atoms: tuple
     checks: dict
     method: str
+    log_edge: float | None = None
 
     @property
     def error(self) -> float:
@@ -253,15 +254,36 @@ class SpectralDensity:
         for loc, mass in self.atoms:
             out = out + np.where(lam >= loc, mass, 0.0)
         if self.log_x.size >= 2:
-            u, r = self.log_x, self.log_density
-            seg = (r[1:] + r[:-1]) / 2 * np.diff(u)
-            above = np.concatenate([np.cumsum(seg[::-1])[::-1], [0.0]])   # mass above u_i
+            u = self.log_x
+            seg, top = _segments(u, self.log_density, self.log_edge)
+            above = np.concatenate([np.cumsum(seg[::-1])[::-1], [0.0]]) + top   # mass above u_i
             missing = 1.0 - above[0] - sum(m for _, m in self.atoms)
             with np.errstate(divide="ignore"):
                 lu = np.log(np.maximum(lam, 0.0))
             inside = above[0] - np.interp(lu, u, above)
             out = out + np.where(lu >= u[0], missing + inside, 0.0)
         return out
+
+
+def _segments(u, rho_u, log_edge):
+    """Masses of the density of u = log λ between consecutive grid points (ascending u), and
+    between the top point and the edge.  With an edge the integral is taken in
+    t = √(log_edge − u), ∫ρ du = ∫ 2tρ dt: an inverse-square-root edge (relu, orthogonal,
+    L = 2: a product of two free projections) is then a finite integrand, where a trapezoid
+    in u put 35 times the whole mass into the first panel."""
+    if log_edge is None:
+        return (rho_u[1:] + rho_u[:-1]) / 2 * np.diff(u), 0.0
+    t = np.sqrt(np.maximum(log_edge - u, 0.0))
+    g = 2 * t * rho_u
+    seg = (g[1:] + g[:-1]) / 2 * (t[:-1] - t[1:])
+    return seg, float(g[-1] * t[-1])          # [edge, top point]: g held constant
+
+
+def _integral(u, rho_u, log_edge, weight=None):
+    """∫ weight(u) ρ(u) du over the grid (and up to the edge), in t when there is an edge."""
+    f = rho_u if weight is None else rho_u * weight
+    seg, top = _segments(u, f, log_edge)
+    return float(seg.sum() + top)
 
 
 def _psi(x, vals, probs):
@@ -537,20 +559,79 @@ class JacobianSpectrum:
             empty = np.zeros(0)
             return SpectralDensity(empty, empty, empty, empty, tuple(atoms),
                                    {"mass": sum(m for _, m in atoms) - 1.0}, "spectrum:atoms")
+        if L == 1 and not gaussian:
+            return self._single_orthogonal_layer(atoms)
+        if not gaussian:
+            atoms += self._top_atoms()
         rel = math.sqrt(max(math.log1p(max(float(self.spread), 0.0)), 0.0))
-        u, rho, _ = _density_grid(vals, probs, L, gaussian, rel, n=n)
-        mass = float(np.trapezoid(rho, u))
-        e1 = float(np.trapezoid(rho * np.exp(u), u))
+        u, rho, u_edge = _density_grid(vals, probs, L, gaussian, rel, n=n)
+        mass = _integral(u, rho, u_edge)
+        e1 = _integral(u, rho, u_edge, np.exp(u))
         # m2 check only where e^{2u} stays finite (normalized units: u ≤ a few hundred)
-        e2 = float(np.trapezoid(rho * np.exp(2 * np.clip(u, -700, 350)), u))
+        e2 = _integral(u, rho, u_edge, np.exp(2 * np.clip(u, -700, 350)))
         m2 = self._normalized_moments(2)[1]
-        checks = {"mass": mass + self.zero_mass - 1.0, "m1": e1 - 1.0,
-                  "m2": e2 / float(m2.mid) - 1.0}
+        # atoms in normalized units (λ/m1): at 0 (mass P(d = 0)) and, orthogonal, at the top
+        a0 = sum(m for _, m in atoms)
+        a1 = sum(loc * m for loc, m in atoms) / math.exp(log_m1)
+        a2 = sum(loc * loc * m for loc, m in atoms) / math.exp(2 * log_m1)
+        checks = {"mass": mass + a0 - 1.0, "m1": e1 + a1 - 1.0,
+                  "m2": (e2 + a2) / float(m2.mid) - 1.0}
         log_x = u + log_m1
         ok = (log_x > -700) & (log_x < 700)
         x = np.exp(log_x[ok])
         return SpectralDensity(x, rho[ok] / x, log_x, rho, tuple(atoms), checks,
-                               "spectrum:subordination-newton")
+                               "spectrum:subordination-newton", u_edge + log_m1)
+
+    def _top_atoms(self):
+        """Atoms of JJᵀ away from 0 for orthogonal W: d has an atom v with mass p (hardtanh:
+        v = σw² on |h| < 1); a direction kept by all L layers' projections is scaled by v^L
+        exactly, and L generic subspaces of codimension 1 − p meet in dimension
+        N(1 − L(1 − p)).  Free probability agrees: μ⊠ν has an atom at ab of mass
+        μ({a}) + ν({b}) − 1 when that is positive (Belinschi 2003), so L-fold, v^L with
+        1 − L(1 − p); two distinct atoms never sum above 1."""
+        L = self.depth
+        out = []
+        for v, p in self.d_law.atoms:
+            mass = 1.0 - L * (1.0 - p)
+            if v != 0.0 and mass > 0:
+                out.append(((self.sigma_w2 * v * v) ** L, mass))
+        return out
+
+    def _single_orthogonal_layer(self, atoms, bins=400):
+        """L = 1, orthogonal W: JJᵀ = W D² Wᵀ has the eigenvalues of D², i.e. the law of
+        d = σw² φ'(√q* z)² itself: its atoms, and a histogram (log-spaced bins) of the
+        continuous part's quadrature nodes, whose mass is exact and whose moments are off
+        by the bin width (the checks say by how much)."""
+        law = self.d_law
+        atoms = [(self.sigma_w2 * v * v, m) for v, m in law.atoms if v != 0.0]
+        if self.zero_mass > 0:
+            atoms.append((0.0, self.zero_mass))
+        merged = {}
+        for loc, m in atoms:
+            merged[loc] = merged.get(loc, 0.0) + m
+        atoms = tuple(sorted(merged.items()))
+        d = self.sigma_w2 * law.nodes ** 2
+        w = law.weights
+        keep = (d > 0) & (w > 0)
+        d, w = d[keep], w[keep]
+        if d.size == 0:
+            empty = np.zeros(0)
+            return SpectralDensity(empty, empty, empty, empty, atoms,
+                                   {"mass": sum(m for _, m in atoms) - 1.0}, "spectrum:atoms")
+        lu = np.log(d)
+        edges = np.linspace(lu.min(), lu.max() + 1e-12, bins + 1)
+        hist, _ = np.histogram(lu, bins=edges, weights=w)
+        u = (edges[1:] + edges[:-1]) / 2
+        rho_u = hist / np.diff(edges)
+        m1 = float(self.chi1)
+        am1 = sum(loc * m for loc, m in atoms)
+        am2 = sum(loc * loc * m for loc, m in atoms)
+        mass = float(hist.sum()) + sum(m for _, m in atoms)
+        e1 = float(np.sum(hist * np.exp(u))) + am1
+        e2 = float(np.sum(hist * np.exp(2 * u))) + am2
+        checks = {"mass": mass - 1.0, "m1": e1 / m1 - 1.0, "m2": e2 / float(self.mu(2)) - 1.0}
+        x = np.exp(u)
+        return SpectralDensity(x, rho_u / x, u, rho_u, atoms, checks, "spectrum:law-of-d-histogram")
 
     @property
     def x(self):
@@ -574,7 +655,10 @@ class JacobianSpectrum:
         if vals.size == 1 and self.weights == "orthogonal" and self.zero_mass == 0:
             return (float(vals[0]) * float(self.chi1)) ** L
         _, u = _upper_edge(vals, probs, L, self.weights == "gaussian")
-        return math.exp(u + L * math.log(float(self.chi1)))
+        lam = math.exp(u + L * math.log(float(self.chi1)))
+        if self.weights == "orthogonal" and L == self.depth:
+            lam = max([lam] + [loc for loc, _ in self._top_atoms()])
+        return lam
 
     def edge_growth(self, depths):
         """(depths, λ_max, largest singular value √λ_max) for each depth."""
