@@ -348,7 +348,11 @@ def _newton(x0, target, vals, probs, L, gaussian, max_iter=80):
     return None
 
 
-def _density_grid(vals, probs, L, gaussian, rel_width, eps=1e-9, n=1500):
+#: s = λ(1 + iε): the density is taken this far above the real axis
+EPS = 1e-9
+
+
+def _density_grid(vals, probs, L, gaussian, rel_width, eps=EPS, n=1500):
     """(log λ̃, density of log λ̃) on a grid descending from the upper edge; normalized λ̃.
 
     For each s = λ̃(1 + iε) solve log s(x) = log s by Newton, continued from the previous
@@ -565,6 +569,13 @@ class JacobianSpectrum:
             atoms += self._top_atoms()
         rel = math.sqrt(max(math.log1p(max(float(self.spread), 0.0)), 0.0))
         u, rho, u_edge = _density_grid(vals, probs, L, gaussian, rel, n=n)
+        for loc, m in atoms:
+            if loc > 0:
+                # a top atom is a pole of G; at s = λ(1 + iε) it leaves a Lorentzian of
+                # width ελ that the fine grid at the edge would count a second time
+                lam, at = np.exp(u), loc / math.exp(log_m1)
+                rho = np.maximum(rho - m * EPS * lam * lam / math.pi
+                                 / ((lam - at) ** 2 + (EPS * lam) ** 2), 0.0)
         mass = _integral(u, rho, u_edge)
         e1 = _integral(u, rho, u_edge, np.exp(u))
         # m2 check only where e^{2u} stays finite (normalized units: u ≤ a few hundred)
