@@ -385,8 +385,9 @@ def _density_grid(vals, probs, L, gaussian, rel_width, eps=EPS, n=1500):
             if val >= -1e-10:
                 best = (xr, val)
                 break
-        if best is None and total - mass < 1e-7:
-            break        # lost in the far tail with (almost) all the mass found: the checks say
+        if best is None and (total - mass < 1e-4 or (rho and rho[-1] < 1e-10 * max(rho))):
+            break        # lost in the far tail, the mass found or the density negligible
+            #              there: the checks say how much is missing
         if best is None:
             raise NotConvergedError(f"jacobian_spectrum: the density equation has no root with "
                                     f"Im G ≤ 0 at log λ = {u:.6g} (continuation lost)")
