@@ -205,9 +205,10 @@ def moment_series(nu, depth, weights, zero=0, one=1):
 def spectrum_moments_expr(k, weights="orthogonal"):
     """m_k of JJᵀ as a SymPy polynomial in L and μ_1..μ_k, μ_j = E[(σw² φ'(√q* z)²)^j].
 
-    >>> L = sympy.Symbol("L")
-    >>> sympy.factor(spectrum_moments_expr(2, "orthogonal") / sympy.Symbol("mu_1") ** (2 * L))
-    (L*mu_2 - L*mu_1**2 + mu_1**2)/mu_1**2
+    >>> spectrum_moments_expr(2, "orthogonal")
+    mu_1**(2*L)*(-L + L*mu_2/mu_1**2 + 1)
+    >>> spectrum_moments_expr(2, "gaussian")
+    mu_1**(2*L)*(L*mu_2/mu_1**2 + 1)
     """
     k = integer("spectrum_moments_expr", "k", k, 1)
     weights = _weights_iv("spectrum_moments_expr", weights)
