@@ -48,6 +48,7 @@ _LAZY = {
     "JacobianSpectrum": "vanishcalc.solve.spectrum",
     "isometry_settings": "vanishcalc.solve.spectrum",
     "simulate_jacobian": "vanishcalc.sim.jacobian",
+    "compare_spectrum": "vanishcalc.sim.jacobian",
 }
 
 __all__ = sorted([*_LAZY, "activation", "Activation", "parse", "Value", "VanishcalcError", "ParseError", "DivergenceError",
