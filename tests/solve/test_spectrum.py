@@ -140,6 +140,9 @@ def test_density_fuss_catalan_moments_and_edge(L):
     ("relu", math.sqrt(2), 0.0, 2, "orthogonal"),     # inverse-square-root edge
     ("hardtanh", 1.3, 0.1, 3, "orthogonal"),          # an atom at the top
     ("erf", 1.2, 0.2, 12, "orthogonal"),
+    ("elu", 0.9, 0.3, 50, "orthogonal"),         # x turns fast: continuation by halved steps
+    ("mish", 1.2, 0.1, 2, "orthogonal"),          # shallow: finer nodes of d's law
+    ("leaky_relu", 1.2, 0.0, 50, "gaussian"),     # d = 1e-4 on half the units: a long low tail
 ])
 def test_density_checks_mass_and_moments(spec, sw, sb, L, weights):
     s = jacobian_spectrum(spec, sw, sb, depth=L, weights=weights)
