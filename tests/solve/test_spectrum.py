@@ -205,3 +205,29 @@ def test_isometry_settings_relu_spread_is_depth():
     res = isometry_settings("relu", depth=10, weights="orthogonal", sigma_b_values=[0.0, 0.1])
     assert float(res.sigma_w) == pytest.approx(math.sqrt(2), rel=1e-14)
     assert float(res.spread) == pytest.approx(10.0, rel=1e-12)
+
+
+def test_isometry_settings_selu_interior_minimum_vs_mpmath():
+    """selu's spread on the critical line has an interior minimum in σb (found by the scan,
+    refined in log σb); at the returned point χ1 = 1 and the spread L(μ2/μ1² − 1) agree with
+    30-digit mpmath at an mpmath q*."""
+    L = 50
+    res = isometry_settings("selu", depth=L, weights="orthogonal")
+    assert 0 < res.sigma_b < 0.1
+    spreads = [row[3] for row in res.scan]
+    assert float(res.spread) <= min(spreads)
+    mpmath.mp.dps = 30
+    lam = mpmath.mpf("1.0507009873554804934193349852946")
+    alpha = mpmath.mpf("1.6732632423543772848170429916717")
+    sw, sb = mpmath.mpf(float(res.sigma_w)), mpmath.mpf(res.sigma_b)
+
+    def mean(f, q):
+        s = mpmath.sqrt(q)
+        return mpmath.quad(lambda z: f(s * z) * mpmath.npdf(z), [-mpmath.inf, 0, mpmath.inf])
+    selu = lambda x: lam * x if x > 0 else lam * alpha * (mpmath.exp(x) - 1)
+    dselu = lambda x: lam if x > 0 else lam * alpha * mpmath.exp(x)
+    q = mpmath.findroot(lambda q: sw ** 2 * mean(lambda x: selu(x) ** 2, q) + sb ** 2 - q, 0.05)
+    mu1 = sw ** 2 * mean(lambda x: dselu(x) ** 2, q)
+    mu2 = sw ** 4 * mean(lambda x: dselu(x) ** 4, q)
+    assert float(mu1) == pytest.approx(1.0, abs=1e-9)
+    assert float(res.spread) == pytest.approx(float(L * (mu2 / mu1 ** 2 - 1)), rel=1e-9)

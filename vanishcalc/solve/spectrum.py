@@ -798,7 +798,7 @@ class IsometrySettings:
 
     sigma_w: Value
     sigma_b: float
-    q_star: Value
+    q_star: Value | None
     spread: Value
     depth: int
     weights: str
@@ -814,57 +814,102 @@ class IsometrySettings:
                                  self.depth, self.weights)
 
 
-def _spread_at(act, sw2, q, depth, weights):
+def _spread_at(act, q, depth, weights):
+    """(L(μ2/μ1² − 1 + s), its error) at fixed point q; σw cancels in μ2/μ1²."""
+    s = 1.0 if weights == "gaussian" else 0.0
     if q == 0.0:
         from ..maps.activation import derivative_of, one_sided_at_zero
         a, b = one_sided_at_zero(derivative_of(act))
         m1, m2 = (a * a + b * b) / 2, (a ** 4 + b ** 4) / 2
-    else:
-        m1, m2 = (float(v) for v in (_d2_moment(act, q, 1.0, 1)[0], _d2_moment(act, q, 1.0, 2)[0]))
-    s = 1.0 if weights == "gaussian" else 0.0
-    return depth * (m2 / (m1 * m1) - 1.0 + s)
+        return depth * (m2 / (m1 * m1) - 1.0 + s), 4e-16 * depth * (m2 / (m1 * m1) + s)
+    (m1, e1), (m2, e2) = _d2_moment(act, q, 1.0, 1), _d2_moment(act, q, 1.0, 2)
+    r = m2 / (m1 * m1)
+    return depth * (r - 1.0 + s), depth * (e2 / (m1 * m1) + 2 * r * e1 / m1 + 4e-16 * (r + s))
+
+
+def _critical_row(act, sb, depth, weights):
+    """(σb, CriticalPoint, q*, spread, its error) on the critical line, or None where there
+    is no stable critical point at this σb."""
+    from ..solve.criticality import critical_sigma_w
+    try:
+        cp = critical_sigma_w(act, sb)
+    except VanishcalcError:          # unstable, not converged, no sign change: no point here
+        return None
+    q = 0.0 if cp.q_star is None else float(cp.q_star)
+    return (sb, cp, q) + _spread_at(act, q, depth, weights)
 
 
 def isometry_settings(spec, depth, weights="orthogonal", sigma_b_values=None):
     """The critical (σw, σb) whose Jacobian spectrum is narrowest at depth L.
 
     On the critical line (χ1 = 1, :func:`~vanishcalc.solve.criticality.critical_sigma_w`)
-    m1 = 1 at every depth and σ²_{JJᵀ} = L(μ2/μ1² − 1 + s); the settings minimizing
-    μ2/μ1² are returned.  For tanh that is σb → 0, q* → 0, where D → 1 and orthogonal W
-    reach isometry (spread → 0); relu's spread is L (orthogonal) or 2L (Gaussian) at its
-    only critical point.
+    m1 = 1 at every depth and σ²_{JJᵀ} = L(μ2/μ1² − 1 + s); the σb minimizing μ2/μ1² is
+    found on a scan and, when the minimum is inside the scan, refined by a bounded
+    minimization in log σb between its neighbours.  For tanh that is σb → 0, q* → 0, where
+    D → 1 and orthogonal W reach isometry (spread → 0); relu's spread is L (orthogonal) or
+    2L (Gaussian) at its only critical point.
 
-    ``sigma_b_values``: the σb scanned (default 0 and 40 values in [1e-4, 2]).
+    Parameters
+    ----------
+    spec : str, sympy.Expr or Activation
+        φ.
+    depth : int
+        L ≥ 1.
+    weights : {"orthogonal", "gaussian"}
+    sigma_b_values : sequence of float, optional
+        The σb scanned (default 0 and 40 values in [1e-4, 2]).
+
+    Returns
+    -------
+    IsometrySettings
+        ``sigma_w``, ``sigma_b``, ``q_star`` (None for a positively homogeneous φ: every q is
+        fixed and the spread does not depend on it), ``spread`` with its error, ``scan``.
+
+    Raises
+    ------
+    VanishcalcError
+        no stable critical point at any σb scanned; bad depth or weights.
+
+    Examples
+    --------
+    >>> r = isometry_settings("tanh", depth=100, sigma_b_values=[0.0, 0.1])
+    >>> r.sigma_b, float(r.spread)
+    (0.0, 0.0)
     """
+    from scipy.optimize import minimize_scalar
     from ..activation import activation
-    from ..solve.criticality import UnstableCriticalPointError, critical_sigma_w
     depth = integer("isometry_settings", "depth", depth, 1)
     weights = _weights_iv("isometry_settings", weights)
     act = activation(spec)
     if sigma_b_values is None:
         sigma_b_values = np.concatenate([[0.0], np.geomspace(1e-4, 2.0, 40)])
-    rows = []
-    last_error = None
-    for sb in np.atleast_1d(np.asarray(sigma_b_values, dtype=float)):
-        sb = real("isometry_settings", "sigma_b", float(sb), nonneg=True)
-        try:
-            cp = critical_sigma_w(act, sb)
-        except (UnstableCriticalPointError, NotConvergedError, VanishcalcError) as exc:
-            last_error = exc
-            continue
-        q = 0.0 if cp.q_star is None else float(cp.q_star)
-        spread = _spread_at(act, float(cp.sigma_w) ** 2, q, depth, weights)
-        rows.append((sb, cp, q, spread))
+    sbs = sorted(real("isometry_settings", "sigma_b", float(v), nonneg=True)
+                 for v in np.atleast_1d(np.asarray(sigma_b_values, dtype=float)))
+    rows = [r for r in (_critical_row(act, sb, depth, weights) for sb in sbs) if r is not None]
     if not rows:
         raise VanishcalcError(f"isometry_settings: φ = {act.name} has no stable critical point "
-                              f"at the σb scanned ({last_error})")
-    sb, cp, q, spread = min(rows, key=lambda r: r[3])
-    sw = cp.sigma_w
-    qv = cp.q_star if cp.q_star is not None else Value(0.0, exact=0, error=0.0,
-                                                          method="critical:homogeneous")
-    return IsometrySettings(sigma_w=sw, sigma_b=sb, q_star=qv,
-                            spread=Value(spread, error=1e-12 * max(spread, 1.0) * depth,
-                                         error_kind="estimate", method="isometry:scan"),
+                              f"at the σb scanned ({sbs[0]:g} … {sbs[-1]:g}); see "
+                              "critical_sigma_w for where its critical line is stable")
+    i = min(range(len(rows)), key=lambda j: rows[j][3])
+    best = rows[i]
+    if 0 < i < len(rows) - 1 and rows[i - 1][0] > 0:
+        lo, hi = math.log(rows[i - 1][0]), math.log(rows[i + 1][0])
+        cache = {}
+
+        def spread(t):
+            r = _critical_row(act, math.exp(t), depth, weights)
+            cache[t] = r
+            return math.inf if r is None else r[3]
+        res = minimize_scalar(spread, bounds=(lo, hi), method="bounded",
+                              options={"xatol": 1e-6, "maxiter": 60})
+        r = cache.get(res.x)
+        if r is not None and r[3] < best[3]:
+            best = r
+    sb, cp, q, spr, err = best
+    qv = None if cp.q_star is None else cp.q_star
+    return IsometrySettings(sigma_w=cp.sigma_w, sigma_b=sb, q_star=qv,
+                            spread=Value(spr, error=err, error_kind="estimate",
+                                         method="isometry:critical-line-minimum"),
                             depth=depth, weights=weights,
                             scan=tuple((r[0], float(r[1].sigma_w), r[2], r[3]) for r in rows),
                             limit=cp.limit, act=act)
