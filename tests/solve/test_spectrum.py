@@ -231,3 +231,16 @@ def test_isometry_settings_selu_interior_minimum_vs_mpmath():
     mu2 = sw ** 4 * mean(lambda x: dselu(x) ** 4, q)
     assert float(mu1) == pytest.approx(1.0, abs=1e-9)
     assert float(res.spread) == pytest.approx(float(L * (mu2 / mu1 ** 2 - 1)), rel=1e-9)
+
+
+def test_deep_chaotic_net_overflow_is_named_and_shape_stays_finite():
+    # χ1 ≈ 1.05 over 20,000 layers: m1 = e^~1000 is beyond a double (an OverflowError before)
+    s = jacobian_spectrum("tanh", 1.5, 0.3, depth=20000, weights="orthogonal")
+    assert s.log_m1 > 709
+    from vanishcalc.errors import NonFiniteError
+    with pytest.raises(NonFiniteError, match="log_m1"):
+        s.m1
+    with pytest.raises(NonFiniteError, match="normalized_moment"):
+        s.moments(2)
+    assert math.isfinite(float(s.spread)) and float(s.spread) > 0
+    assert float(s.normalized_moment(2)) == pytest.approx(1 + float(s.spread), rel=1e-12)

@@ -29,7 +29,7 @@ import mpmath
 import numpy as np
 import sympy
 
-from ..errors import NotConvergedError, VanishcalcError
+from ..errors import NonFiniteError, NotConvergedError, VanishcalcError
 from ..validate import integer, real
 from ..value import Value
 
@@ -485,11 +485,27 @@ class JacobianSpectrum:
         self.d_law = d_law(self.act, float(self.q_star))
         self._mu = {}
         self.chi1 = self.mu(1)
-        L = depth
         c1 = float(self.chi1)
-        self.m1 = Value(c1 ** L if c1 > 0 else 0.0,
-                        error=L * self.chi1.error / max(c1, 1e-300) * c1 ** L + 4e-16 * L * c1 ** L,
-                        error_kind="estimate", method="spectrum:chi1^L")
+        if c1 <= 0:
+            raise VanishcalcError(f"{self!r}: E[φ'(h)²] = 0 at the fixed point: J = 0")
+        #: log m1 = L log χ1: finite where m1 itself leaves the double range (deep nets off
+        #: the critical line); ``spread`` and ``normalized_moment`` never overflow
+        self.log_m1 = depth * math.log(c1)
+
+    def _exp(self, log_value, what):
+        if log_value > 709.0:
+            raise NonFiniteError(
+                f"{self!r}: {what} = e^{log_value:.6g} overflows a double (χ1 = "
+                f"{float(self.chi1):.6g} over {self.depth} layers); use log_m1, spread or "
+                "normalized_moment(k) = m_k/m1^k, which stay finite")
+        return math.exp(log_value)
+
+    @property
+    def m1(self) -> Value:
+        """m1 = χ1^L, the mean eigenvalue of JJᵀ (NonFiniteError beyond the double range)."""
+        m1 = self._exp(self.log_m1, "m1")
+        rel = self.depth * self.chi1.error / float(self.chi1) + 4e-16 * self.depth
+        return Value(m1, error=rel * m1, error_kind="estimate", method="spectrum:chi1^L")
 
     def __repr__(self):
         return (f"JacobianSpectrum({self.act.name!r}, sigma_w={self.sigma_w:g}, "
@@ -534,13 +550,19 @@ class JacobianSpectrum:
         """m_k = ∫ λ^k ρ(λ) dλ of JJᵀ's eigenvalue law, from the S-transform composition in
         interval arithmetic on μ_1..μ_k ± their errors (plus m1's)."""
         k = integer("JacobianSpectrum.moments", "k", k, 1)
+        m = self.normalized_moment(k)
+        scale = self._exp(k * self.log_m1 + math.log(max(float(m), 1e-300)), f"m{k}")
+        m1_rel = self.depth * self.chi1.error / float(self.chi1) + 4e-16 * self.depth
+        err = scale * (m.error / max(float(m), 1e-300) + k * m1_rel + 4e-16 * k)
+        return Value(scale, error=err, error_kind="estimate", method="spectrum:s-transform-series")
+
+    def normalized_moment(self, k) -> Value:
+        """m_k/m1^k (1 for k = 1): the shape of the spectrum, independent of its scale χ1^L."""
+        k = integer("JacobianSpectrum.normalized_moment", "k", k, 1)
         m = self._normalized_moments(k)[k - 1]
         mid = float(m.mid)
-        rel = float(m.delta) / 2 / max(abs(mid), 1e-300)
-        m1 = float(self.m1)
-        val = mid * m1 ** k
-        err = abs(val) * (rel + k * self.m1.error / max(m1, 1e-300) + 4e-16 * k)
-        return Value(val, error=err, error_kind="estimate", method="spectrum:s-transform-series")
+        return Value(mid, error=float(m.delta) / 2 + 4e-16 * abs(mid), error_kind="estimate",
+                     method="spectrum:s-transform-series")
 
     @property
     def spread(self) -> Value:
@@ -583,7 +605,7 @@ class JacobianSpectrum:
         # node set of d's continuous part shows its poles (mish, L = 2: 4 % off with panels
         # of 1/4, 1e-6 with 1/16)
         vals, probs = self._squared_law(_PANEL if L > 4 else _PANEL / 4)
-        log_m1 = L * math.log(float(self.chi1))
+        log_m1 = self.log_m1
         atoms = []
         if self.zero_mass > 0:
             atoms.append((0.0, self.zero_mass))
@@ -592,7 +614,7 @@ class JacobianSpectrum:
         if vals.size == 1 and not gaussian and self.zero_mass == 0:
             # D_l = √d·I and W_l orthogonal: JJᵀ = d^L·I exactly (a projection-valued D,
             # relu's, is not this case: products of projections and rotations spread)
-            lam = (float(vals[0]) * float(self.chi1)) ** L
+            lam = self._exp(L * math.log(float(vals[0]) * float(self.chi1)), "the eigenvalue")
             atoms.append((lam, float(probs[0])))
             empty = np.zeros(0)
             return SpectralDensity(empty, empty, empty, empty, tuple(atoms),
@@ -607,7 +629,7 @@ class JacobianSpectrum:
             if loc > 0:
                 # a top atom is a pole of G; at s = λ(1 + iε) it leaves a Lorentzian of
                 # width ελ that the fine grid at the edge would count a second time
-                lam, at = np.exp(u), loc / math.exp(log_m1)
+                lam, at = np.exp(u), math.exp(math.log(loc) - log_m1)
                 rho = np.maximum(rho - m * EPS * lam * lam / math.pi
                                  / ((lam - at) ** 2 + (EPS * lam) ** 2), 0.0)
         mass = _integral(u, rho, u_edge)
@@ -617,8 +639,8 @@ class JacobianSpectrum:
         m2 = self._normalized_moments(2)[1]
         # atoms in normalized units (λ/m1): at 0 (mass P(d = 0)) and, orthogonal, at the top
         a0 = sum(m for _, m in atoms)
-        a1 = sum(loc * m for loc, m in atoms) / math.exp(log_m1)
-        a2 = sum(loc * loc * m for loc, m in atoms) / math.exp(2 * log_m1)
+        a1 = sum(math.exp(math.log(loc) - log_m1) * m for loc, m in atoms if loc > 0)
+        a2 = sum(math.exp(2 * (math.log(loc) - log_m1)) * m for loc, m in atoms if loc > 0)
         checks = {"mass": mass + a0 - 1.0, "m1": e1 + a1 - 1.0,
                   "m2": (e2 + a2) / float(m2.mid) - 1.0}
         log_x = u + log_m1
@@ -639,7 +661,8 @@ class JacobianSpectrum:
         for v, p in self.d_law.atoms:
             mass = 1.0 - L * (1.0 - p)
             if v != 0.0 and mass > 0:
-                out.append(((self.sigma_w2 * v * v) ** L, mass))
+                out.append((self._exp(L * math.log(self.sigma_w2 * v * v), "the top atom"),
+                            mass))
         return out
 
     def _single_orthogonal_layer(self, atoms, bins=400):
@@ -698,9 +721,9 @@ class JacobianSpectrum:
         L = self.depth if depth is None else integer("JacobianSpectrum.edge", "depth", depth, 1)
         vals, probs = self._squared_law()
         if vals.size == 1 and self.weights == "orthogonal" and self.zero_mass == 0:
-            return (float(vals[0]) * float(self.chi1)) ** L
+            return self._exp(L * math.log(float(vals[0]) * float(self.chi1)), "λ_max")
         _, u = _upper_edge(vals, probs, L, self.weights == "gaussian")
-        lam = math.exp(u + L * math.log(float(self.chi1)))
+        lam = self._exp(u + L * math.log(float(self.chi1)), "λ_max")
         if self.weights == "orthogonal" and L == self.depth:
             lam = max([lam] + [loc for loc, _ in self._top_atoms()])
         return lam
