@@ -244,3 +244,25 @@ def test_deep_chaotic_net_overflow_is_named_and_shape_stays_finite():
         s.moments(2)
     assert math.isfinite(float(s.spread)) and float(s.spread) > 0
     assert float(s.normalized_moment(2)) == pytest.approx(1 + float(s.spread), rel=1e-12)
+
+
+@pytest.mark.parametrize("L", [2, 4, 10, 50])
+def test_relu_orthogonal_edge_closed_form(L):
+    """relu, σw = √2, orthogonal: d̃ ∈ {0, 2} with P = 1/2, ψ_D(x) = x/(1 − 2x), so §3's
+    orthogonal equation reads 1/s = x(1 − x)^{L−1}; its maximum at x = 1/L gives
+    λ_max = L^L/(L − 1)^{L−1} (derived by hand, notes/isometry.md §3)."""
+    s = jacobian_spectrum("relu", math.sqrt(2), 0.0, depth=L, weights="orthogonal")
+    truth = math.exp(L * math.log(L) - (L - 1) * math.log(L - 1))
+    assert s.edge() == pytest.approx(truth * float(s.m1), rel=1e-10)
+
+
+def test_d_law_cdf_hardtanh_atoms_and_tanh_vs_normal_cdf():
+    s = jacobian_spectrum("hardtanh", 1.2, 0.1, depth=3)
+    p_out = math.erfc(1 / math.sqrt(2 * float(s.q_star)))        # P(|h| > 1): φ' = 0
+    assert s.d_law.cdf([0.0, 0.5, 1.0]) == pytest.approx([p_out, p_out, 1.0], abs=1e-15)
+    # tanh: P(tanh'(h) ≤ t) = P(|h| ≥ artanh √(1 − t)) = erfc(artanh(√(1 − t))/√(2q))
+    s = jacobian_spectrum("tanh", 1.2, 0.1, depth=3)
+    q = float(s.q_star)
+    for t in (0.3, 0.7, 0.95):
+        truth = math.erfc(math.atanh(math.sqrt(1 - t)) / math.sqrt(2 * q))
+        assert float(s.d_law.cdf(t)) == pytest.approx(truth, abs=3e-4)   # node resolution

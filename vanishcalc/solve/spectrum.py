@@ -70,6 +70,20 @@ class DLaw:
     def zero_mass(self) -> float:
         return float(sum(m for v, m in self.atoms if v == 0.0))
 
+    def cdf(self, t):
+        """P(D ≤ t) for an array of t: atoms exact; the continuous part interpolated linearly
+        through the nodes' cumulative weights, each node's weight centred on it."""
+        t = np.asarray(t, dtype=float)
+        out = np.zeros(t.shape)
+        for v, m in self.atoms:
+            out = out + np.where(t >= v, m, 0.0)
+        if self.nodes.size:
+            order = np.argsort(self.nodes)
+            w = self.weights[order]
+            mid = np.cumsum(w) - w / 2
+            out = out + np.interp(t, self.nodes[order], mid, left=0.0, right=float(w.sum()))
+        return out
+
     def squared(self, sigma_w2):
         """(values, probabilities) of d = σw² D², atoms merged, zeros dropped (they add
         nothing to ψ_D(x) = E[xd/(1 − xd)])."""

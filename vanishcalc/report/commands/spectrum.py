@@ -35,6 +35,20 @@ def run(args) -> int:
     return 0
 
 
+def _scaled(label, get, log_value, fallback=None):
+    """``label = value ± error``; beyond the double range (deep nets off the critical line)
+    the natural log, or the scale-free ``fallback``, instead of an error."""
+    from ...errors import NonFiniteError
+    try:
+        v = get()
+    except NonFiniteError:
+        if log_value is not None:
+            return f"{label} = e^{log_value!r} (beyond the double range)"
+        return f"{label} = beyond the double range" + (f"; {fallback}" if fallback else "")
+    err = getattr(v, "error", None)
+    return f"{label} = {float(v)!r}" + (f" ± {err:.1e}" if err is not None else "")
+
+
 def _lines(s, args):
     law = s.d_law
     lines = [f"{s!r}",
@@ -44,15 +58,14 @@ def _lines(s, args):
              "D = phi'(h) atoms: " + (", ".join(f"{v:g} (p = {m:.6g})" for v, m in law.atoms)
                                        or "none")
              + f"; continuous mass {law.continuous_mass:.6g}",
-             f"m1 = chi1^L = {float(s.m1)!r} ± {s.m1.error:.1e}",
-             f"variance    = {float(s.variance)!r} ± {s.variance.error:.1e}",
+             _scaled("m1 = chi1^L", lambda: s.m1, s.log_m1),
+             _scaled("variance   ", lambda: s.variance, None),
              f"spread      = variance/m1^2 = {float(s.spread)!r}",
              f"P(eigenvalue 0) = {s.zero_mass:.6g}"]
     for k in range(2, args.moments + 1):
-        m = s.moments(k)
-        lines.append(f"m{k}          = {float(m)!r} ± {m.error:.1e}")
-    lam = s.edge()
-    lines.append(f"lambda_max  = {lam!r} (largest singular value {lam ** 0.5!r})")
+        lines.append(_scaled(f"m{k}         ", lambda k=k: s.moments(k), None,
+                             f"m{k}/m1^{k} = {float(s.normalized_moment(k))!r}"))
+    lines.append(_scaled("lambda_max ", lambda: s.edge(), None))
     if args.density:
         d = s.density()
         lines.append("density checks (mass + atoms − 1, m1, m2 relative): "
