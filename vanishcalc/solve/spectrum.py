@@ -78,10 +78,11 @@ class DLaw:
         for v, m in self.atoms:
             out = out + np.where(t >= v, m, 0.0)
         if self.nodes.size:
-            order = np.argsort(self.nodes)
-            w = self.weights[order]
+            # equal values (a symmetric φ' at ±z) merged first: interp needs distinct nodes
+            vals, inv = np.unique(self.nodes, return_inverse=True)
+            w = np.bincount(inv, weights=self.weights)
             mid = np.cumsum(w) - w / 2
-            out = out + np.interp(t, self.nodes[order], mid, left=0.0, right=float(w.sum()))
+            out = out + np.interp(t, vals, mid, left=0.0, right=float(w.sum()))
         return out
 
     def squared(self, sigma_w2):
