@@ -390,7 +390,7 @@ def _density_grid(vals, probs, L, gaussian, rel_width, eps=EPS, n=1500):
     x = brentq(lambda x: _log_s(x, vals, probs, L, gaussian)[0] - u0,
                _bracket_low(vals, probs, L, gaussian, u0, x_edge), x_edge)
     log_eps = complex(math.log1p(eps * eps) / 2, math.atan(eps))
-    us, rho = [], []
+    us, rho, xs = [], [], []
     total = float(probs.sum())         # the mass of the nonzero eigenvalues, 1 − P(d = 0)
     mass = 0.0
     u_prev = u0
@@ -408,9 +408,39 @@ def _density_grid(vals, probs, L, gaussian, rel_width, eps=EPS, n=1500):
             mass += (us[-1] - u) * (rho[-1] + max(best[1], 0.0)) / 2
         us.append(u)
         rho.append(max(best[1], 0.0))
+        xs.append(x)
         if total - mass < 1e-13 and rho[-1] < 1e-15:
             break        # below the support: nothing left to find
-    return np.array(us[::-1]), np.array(rho[::-1]), u_edge
+    us, rho, xs = _refine(np.array(us), np.array(rho), np.array(xs), vals, probs, L, gaussian,
+                          eps, log_eps)
+    return us[::-1], rho[::-1], u_edge
+
+
+def _refine(us, rho, xs, vals, probs, L, gaussian, eps, log_eps, rounds=12, tol=1e-6):
+    """Halve the grid steps (u descending) where the trapezoid's error scale |Δρ|·|Δu|, the
+    mass a step can misplace, is above ``tol``: lower edges and the singularities of
+    interior atoms (leaky relu or selu at L = 2, orthogonal), which the cubic grid meets
+    with coarse steps.  (A criterion relative to max ρ fails: an inverse-square-root top
+    edge makes max ρ as large as the first grid point is close to it.)"""
+    for _ in range(rounds):
+        du = -np.diff(us)
+        big = np.nonzero((np.abs(np.diff(rho)) * du > tol) & (du > 1e-9))[0]
+        if not big.size or us.size > 20000:
+            break
+        new = []
+        for i in big:
+            um = (us[i] + us[i + 1]) / 2
+            got = _continue(xs[i], us[i], um, vals, probs, L, gaussian, eps, log_eps)
+            if got is not None:
+                new.append((um, max(got[1], 0.0), got[0]))
+        if not new:
+            break
+        us = np.concatenate([us, [n[0] for n in new]])
+        rho = np.concatenate([rho, [n[1] for n in new]])
+        xs = np.concatenate([xs, [n[2] for n in new]])
+        order = np.argsort(-us)
+        us, rho, xs = us[order], rho[order], xs[order]
+    return us, rho, xs
 
 
 def _solve_at(x, u, vals, probs, L, gaussian, eps, log_eps, starts):
