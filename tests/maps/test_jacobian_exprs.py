@@ -2,7 +2,6 @@
 against the closed forms of the issue and numbers from mpmath / the numeric MeanField."""
 from __future__ import annotations
 
-import math
 
 import mpmath
 import pytest
