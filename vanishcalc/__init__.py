@@ -73,6 +73,11 @@ _LAZY = {
     "residual_alpha": "vanishcalc.solve.residual",
     "residual_growth": "vanishcalc.solve.residual",
     "dropout_xi_c": "vanishcalc.solve.residual",
+    "jacobian_spectrum": "vanishcalc.solve.spectrum",
+    "JacobianSpectrum": "vanishcalc.solve.spectrum",
+    "isometry_settings": "vanishcalc.solve.spectrum",
+    "simulate_jacobian": "vanishcalc.sim.jacobian",
+    "compare_spectrum": "vanishcalc.sim.jacobian",
 }
 
 __all__ = sorted([*_LAZY, "activation", "Activation", "parse", "sweep", "SweepResult", "Value", "VanishcalcError", "ParseError", "DivergenceError",

@@ -34,6 +34,7 @@ examples:
   vanishcalc check tanh --sigma-w 1.5 --sigma-b 0.3 --depth 20 --width 128 --nets 16
   vanishcalc bn tanh --rate 1.05
   vanishcalc transform tanh --method dks --depth 100
+  vanishcalc spectrum tanh --sigma-w 1.05 --sigma-b 0.05 --depth 64 --weights orthogonal
   vanishcalc table relu tanh gelu --format json
   vanishcalc sweep gain --grid spec=tanh,sigmoid --grid q=0.5,1,2
   vanishcalc residual tanh --depth 100 --placement pre
@@ -53,6 +54,7 @@ SUBCOMMANDS = {
     "sweep": "one quantity over a grid of parameters, serially or on workers",
     "residual": "residual branch scale α for a depth, q growth per LayerNorm placement, "
                 "dropout ξc",
+    "spectrum": "singular-value spectrum of the input-output Jacobian (dynamical isometry)",
 }
 
 INTERNAL_ERROR = 3

@@ -119,7 +119,7 @@ def test_no_private_name_imported_across_sim_modules():
 # backend package).  Front door and tools on top, the two backends in the middle, the
 # backend-neutral program and shared sources at the bottom.
 _LAYERS = {
-    "top": ("api", "check", "composed", "ptx"),
+    "top": ("api", "check", "composed", "ptx", "jacobian"),
     "backend": ("cpu", "cuda"),
     "base": ("program", "source", "compile", "seeds", "limits", "summary"),
 }

@@ -504,6 +504,106 @@ class MeanField:
         res = self.block.moments_expr(q, c * q, symbolic=symbolic)
         return None if res is None else res[1] / sympy.simplify(res[0])
 
+    # ---- Jacobian-norm propagation, symbolically (issue 16; notes/isometry.md §5)
+
+    def _sigma_w2_expr(self, symbolic):
+        import sympy
+        from .dense import _short_rational
+        if symbolic:
+            return sympy.Symbol("sigma_w", positive=True) ** 2
+        return _short_rational(self.sigma_w ** 2)
+
+    def _derivative_or_none(self):
+        from .activation import derivative_of
+        if self.sigma_w is None or self.phi is None:
+            return None       # a block of layers: its backward factor has no one-φ form here
+        try:
+            return derivative_of(self.phi)
+        except VanishcalcError:
+            return None       # φ jumps: E[φ'²] is infinite
+
+    def _d_power_mean_expr(self, power, q):
+        """E[φ'(√q z)^power] as a SymPy expression in q, or None."""
+        import sympy
+        from ..gaussian import bivariate as _bv
+        from ..gaussian import symbolic as _sym
+        d = self._derivative_or_none()
+        if d is None:
+            return None
+        if power == 2:
+            k = _bv.kernel(d, d, q, q, sympy.Integer(1))
+            if k is not None:
+                return k
+        try:
+            return _sym.closed_form(d.map(lambda e: e ** power, f"{d.name}^{power}"), q,
+                                    timeout=2.0)
+        except (TypeError, ValueError, ArithmeticError, NotImplementedError, RecursionError):
+            return None
+
+    def chi1_expr(self, symbolic=False):
+        """χ1(q) = σw² E[φ'(√q z)²] as a SymPy expression in ``q`` (None if no closed form).
+
+        The per-layer growth of E‖δh‖² at second moment q (Schoenholz et al. 2017, eq. 5);
+        at q = q* it is χ1.  relu: σw²/2; erf: 4σw²/(π√(1 + 4q)).  ``symbolic=True`` keeps σw
+        as a symbol.  None for blocks of layers and φ without a closed form (tanh)."""
+        import sympy
+        q = sympy.Symbol("q", positive=True)
+        e = self._d_power_mean_expr(2, q)
+        return None if e is None else sympy.simplify(self._sigma_w2_expr(symbolic) * e)
+
+    def chi_c_expr(self, symbolic=False):
+        """σw² E[φ'(u1)φ'(u2)], (u1, u2) with variances q and correlation c, as a SymPy
+        expression in ``q`` and ``c`` (None if no closed form): the c-map's slope at
+        q = q* (Schoenholz et al. 2017, eq. 9), χc at c = c*.  relu: σw²(π − arccos c)/(2π)."""
+        import sympy
+        from ..gaussian import bivariate as _bv
+        d = self._derivative_or_none()
+        if d is None:
+            return None
+        q = sympy.Symbol("q", positive=True)
+        c = sympy.Symbol("c", real=True)
+        k = _bv.kernel(d, d, q, q, c)
+        return None if k is None else sympy.simplify(self._sigma_w2_expr(symbolic) * k)
+
+    def mu_expr(self, k, symbolic=False):
+        """μ_k(q) = E[(σw² φ'(√q z)²)^k] as a SymPy expression in ``q`` (None if no closed
+        form): the moments of D² that set JJᵀ's spectrum (Pennington et al. 2017, eq. 15).
+        relu: σw^{2k}/2; erf: (4σw²/π)^k/√(1 + 4kq)."""
+        import sympy
+        k = integer("MeanField.mu_expr", "k", k, 1)
+        q = sympy.Symbol("q", positive=True)
+        e = self._d_power_mean_expr(2 * k, q)
+        return None if e is None else sympy.simplify(self._sigma_w2_expr(symbolic) ** k * e)
+
+    def chi1_product_expr(self, depth, q0=None, symbolic=False):
+        """Π_{l=0}^{L−1} χ1(q_l) along the q trajectory from q_0 = ``q0`` (a symbol ``q0``
+        when None): E‖δh_0‖²/E‖δh_L‖², the squared-gradient ratio over L layers, as a
+        SymPy expression (None if no closed form).
+
+        When χ1(q) does not depend on q (relu family) this is χ1^L for any ``depth``,
+        including a SymPy symbol; otherwise ``depth`` must be an integer ≤ 32 and the
+        q-map must have a closed form (erf: nested arcsines)."""
+        import sympy
+        chi = self.chi1_expr(symbolic)
+        if chi is None:
+            return None
+        q = sympy.Symbol("q", positive=True)
+        if q not in chi.free_symbols:
+            return chi ** depth
+        depth = integer("MeanField.chi1_product_expr", "depth", depth, 0,
+                        why="(a symbolic depth needs a q-independent χ1)")
+        if depth > 32:
+            return None       # the nested expression grows with every layer
+        qmap = self.q_map_expr(symbolic)
+        if qmap is None:
+            return None
+        ql = sympy.Symbol("q0", positive=True) if q0 is None else sympy.nsimplify(q0)
+        out = sympy.Integer(1)
+        for _ in range(depth):
+            out = out * chi.subs(q, ql)
+            ql = qmap.subs(q, ql)
+        return out
+
 
 def _depth_scale(slope, name, where):
     """−1/log|slope|, ∞ when |slope| ≥ 1 − CRITICAL_TOL; the slope's error (at least 1e-12)
