@@ -9,3 +9,12 @@ import pytest
 def rng():
     """A fresh, explicitly seeded generator for each test."""
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True)
+def _restore_mpmath_precision():
+    """A test that sets mpmath.mp.dps must not change the references of the tests after it."""
+    import mpmath
+    dps = mpmath.mp.dps
+    yield
+    mpmath.mp.dps = dps

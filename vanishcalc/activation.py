@@ -349,6 +349,26 @@ def _piece_at(act, lo, hi):
 MP_REPAIR_POINTS = 512
 
 
+def _cancellation_free(expr):
+    """``expr`` with log(1 + u) written log1p(u) and exp(u) − 1 written expm1(u), for numpy.
+
+    In doubles 1 + u loses u's digits when |u| is small: softplus and mish at x = −30
+    (log(1 + e^{−30})) came out 1e-3 off relatively, where log1p is exact to an ulp.  Only
+    these two literal patterns are rewritten — no algebra (SymPy's own log1p optimizer turns
+    log(1 + e^{−x}) into x − log1p(e^{x}), which cancels catastrophically for large x)."""
+    from sympy.codegen.cfunctions import expm1, log1p
+
+    def one_plus(e):
+        return e.is_Add and any(a == 1 for a in e.args)
+
+    expr = expr.replace(lambda e: isinstance(e, sympy.log) and one_plus(e.args[0]),
+                        lambda e: log1p(e.args[0] - 1))
+    return expr.replace(
+        lambda e: e.is_Add and len(e.args) == 2 and sympy.S.NegativeOne in e.args
+        and any(isinstance(a, sympy.exp) for a in e.args),
+        lambda e: expm1(next(a for a in e.args if isinstance(a, sympy.exp)).args[0]))
+
+
 def _lambdify(expr):
     """Vectorized numpy callable of ``expr``, with overflow in intermediate terms repaired.
 
@@ -359,7 +379,8 @@ def _lambdify(expr):
     MP_REPAIR_POINTS per call, so an integrand that truly diverges over a whole tail stays
     inf/NaN (and is reported as such by the caller) without a slow loop."""
     import scipy.special as sc
-    f = sympy.lambdify(X, expr, modules=[{"erf": sc.erf, "erfc": sc.erfc}, "numpy"])
+    f = sympy.lambdify(X, _cancellation_free(expr),
+                       modules=[{"erf": sc.erf, "erfc": sc.erfc}, "numpy"])
     if not expr.has(X):
         const = float(expr)
         return lambda x: np.full(np.shape(x), const, dtype=float)

@@ -134,9 +134,11 @@ def _width(c, r):
     for k in range(1, len(c)):
         p = np.polyder(p)
         fact *= k
-        t = abs(np.polyval(p, r)) / fact
+        t = float(abs(np.polyval(p, r))) / fact
         if t > 0:
-            w = min(w, t ** (-1.0 / k))
+            # in logs: a tiny t gives a huge width (inf), never numpy's overflow warning
+            log_w = -math.log(t) / k
+            w = min(w, math.exp(log_w) if log_w < 709.0 else math.inf)
     return w
 
 
