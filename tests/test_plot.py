@@ -256,3 +256,35 @@ def test_plot_table_chi1_crosses_one_at_critical_sigma_w():
     verticals = [l for l in ax.get_lines() if l.get_linestyle() == ":"]
     assert sorted(round(l.get_xdata()[0], 12) for l in verticals) == sorted(
         round(r["critical_sigma_w"], 12) for r in t.rows)
+
+
+def test_plot_spectrum_predicted_vs_simulated_eigenvalues():
+    """compare_spectrum's result: the predicted density as a line and the finite nets'
+    eigenvalues as a normalized histogram (area 1) on the same axes."""
+    from vanishcalc import compare_spectrum, jacobian_spectrum
+    from vanishcalc.plot import plot_spectrum
+    cmp = compare_spectrum(jacobian_spectrum("tanh", 1.05, 0.05, depth=4, weights="orthogonal"),
+                           width=64, nets=2, seed=0)
+    fig, ax = plot_spectrum(cmp)
+    line = ax.get_lines()[0]
+    np.testing.assert_array_equal(line.get_xdata(), cmp.x)
+    np.testing.assert_array_equal(line.get_ydata(), cmp.density)
+    bars = ax.patches
+    assert len(bars) >= 10
+    area = sum(b.get_width() * b.get_height() for b in bars)
+    assert area == pytest.approx(1.0, rel=1e-9)
+    lo = min(b.get_x() for b in bars)
+    hi = max(b.get_x() + b.get_width() for b in bars)
+    assert lo == pytest.approx(cmp.eigenvalues.min()) and hi == pytest.approx(cmp.eigenvalues.max())
+
+
+def test_cli_spectrum_plot_with_simulation(tmp_path, capsys):
+    from vanishcalc.cli import main
+    path = tmp_path / "s.png"
+    assert main(["spectrum", "tanh", "--sigma-w", "1.05", "--sigma-b", "0.05", "--depth", "4",
+                 "--weights", "orthogonal", "--plot", str(path), "--simulate-width", "64"]) == 0
+    assert path.stat().st_size > 0
+    assert "Kolmogorov–Smirnov distance" in capsys.readouterr().out
+    assert main(["spectrum", "tanh", "--sigma-w", "1.05", "--depth", "4",
+                 "--simulate-width", "64"]) == 2
+    assert "give --plot FILE too" in capsys.readouterr().err

@@ -276,9 +276,11 @@ def plot_norm_rate(spec, gammas, *, beta=0.0, norms=("bn", "ln"), ax=None, path=
 def plot_spectrum(spectrum, *, ax=None, path=None, label=None):
     """A spectral density: ``spectrum.density`` against ``spectrum.x``.
 
-    Any object with equal-length arrays ``x`` and ``density`` works (a Jacobian singular-value
-    spectrum, an eigenvalue histogram); ``label`` defaults to ``spectrum.label`` or
-    ``spectrum.name`` when it has one.
+    Any object with equal-length arrays ``x`` and ``density`` works (``jacobian_spectrum(...)
+    .density()``, an eigenvalue histogram); ``label`` defaults to ``spectrum.label`` or
+    ``spectrum.name`` when it has one.  An object that also has ``eigenvalues``
+    (``vanishcalc.compare_spectrum``) gets their normalized histogram drawn over the
+    predicted density: predicted against simulated.
     """
     x, density = _arrays(spectrum, ("x", "density"), "plot_spectrum")
     if x.shape != density.shape or x.ndim != 1:
@@ -286,8 +288,19 @@ def plot_spectrum(spectrum, *, ax=None, path=None, label=None):
                               f"got shapes {x.shape} and {density.shape}")
     label = label or getattr(spectrum, "label", None) or getattr(spectrum, "name", None)
     fig, ax = _axes(ax)
-    ax.plot(x, density, "-", label=label)
-    ax.set_xlabel(getattr(spectrum, "x_label", None) or "x")
+    ax.plot(x, density, "-", label=label or ("predicted" if hasattr(spectrum, "eigenvalues")
+                                             else None))
+    simulated = getattr(spectrum, "eigenvalues", None)
+    if simulated is not None:
+        # a comparison (vanishcalc.compare_spectrum): the finite nets' eigenvalues of JJᵀ as a
+        # normalized histogram over the predicted density, on the same axis
+        eig = np.asarray(simulated, dtype=float)
+        eig = eig[np.isfinite(eig)]
+        ax.hist(eig, bins=max(10, min(80, int(np.sqrt(eig.size)))), density=True, alpha=0.35,
+                label=f"simulated ({eig.size} eigenvalues)")
+        label = True
+    ax.set_xlabel(getattr(spectrum, "x_label", None)
+                  or ("λ (eigenvalue of JJᵀ)" if simulated is not None else "x"))
     ax.set_ylabel("density")
     if label:
         ax.legend(fontsize="small")

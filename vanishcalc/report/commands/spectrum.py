@@ -6,7 +6,8 @@ EXAMPLES = """\
 examples:
   vanishcalc spectrum tanh --sigma-w 1.05 --sigma-b 0.05 --depth 64 --weights orthogonal
   vanishcalc spectrum relu --sigma-w 'sqrt(2)' --depth 32 --weights gaussian --moments 4
-  vanishcalc spectrum erf --sigma-w 1.2 --sigma-b 0.1 --depth 16 --density"""
+  vanishcalc spectrum erf --sigma-w 1.2 --sigma-b 0.1 --depth 16 --density
+  vanishcalc spectrum tanh --sigma-w 1.05 --sigma-b 0.05 --depth 16 --plot s.png --simulate-width 256"""
 
 
 def add_arguments(parser):
@@ -25,12 +26,36 @@ def add_arguments(parser):
                         help="print the moments m_1..m_K of JJᵀ (default 3)")
     parser.add_argument("--density", action="store_true",
                         help="also print the density of JJᵀ's eigenvalues: λ, ρ(λ)")
+    parser.add_argument("--plot", metavar="FILE", default=None,
+                        help="draw the predicted density into FILE (.png, .pdf, .svg; needs "
+                             "matplotlib); with --simulate-width, over the eigenvalues of "
+                             "explicit finite-net Jacobians")
+    parser.add_argument("--simulate-width", type=count, default=None, metavar="N",
+                        help="with --plot: also simulate 4 nets of width N (numpy) and draw "
+                             "their eigenvalues; prints the Kolmogorov–Smirnov distance")
 
 
 def run(args) -> int:
+    from ...errors import VanishcalcError
     from ...solve.spectrum import jacobian_spectrum
+    if args.simulate_width is not None and args.plot is None:
+        raise VanishcalcError("--simulate-width draws the simulated eigenvalues on the plot: "
+                              "give --plot FILE too")
+    if args.plot is not None:
+        from ...plot import check_plot_path
+        check_plot_path(args.plot)
     s = jacobian_spectrum(args.spec, args.sigma_w, args.sigma_b, args.depth, args.weights)
     lines = _lines(s, args)          # everything computed before anything is printed
+    if args.plot is not None:
+        from ...plot import plot_spectrum, save_cli_figure
+        if args.simulate_width is not None:
+            from ...sim.jacobian import compare_spectrum
+            shown = compare_spectrum(s, width=args.simulate_width, nets=4, seed=0)
+            lines.append(f"simulated: 4 nets of width {args.simulate_width}, Kolmogorov–Smirnov "
+                         f"distance to the predicted law {shown.ks:.3g}")
+        else:
+            shown = s.density()
+        save_cli_figure(plot_spectrum, args.plot, shown)
     print("\n".join(lines))
     return 0
 
