@@ -125,7 +125,7 @@ def compute_gamma(fn) -> Value:
     Examples
     --------
     >>> round(float(compute_gamma("relu")), 10)
-    1.7139589072
+    1.7128585504
     """
     from ..solve.gain import gain
     return gain(_resolve_fn(fn), convention="std")
