@@ -36,6 +36,7 @@ examples:
   vanishcalc transform tanh --method dks --depth 100
   vanishcalc table relu tanh gelu --format json
   vanishcalc sweep gain --grid spec=tanh,sigmoid --grid q=0.5,1,2
+  vanishcalc init "exp(-x**2)" --fan-in 128 --framework torch
 
 'vanishcalc COMMAND --help' describes each command.  Bad input prints one line naming the
 problem and exits with status 2."""
@@ -50,6 +51,7 @@ SUBCOMMANDS = {
     "zoo": "the named nonlinearities and their definitions",
     "transform": "DKS/TAT transform of a nonlinearity for a depth-L network",
     "sweep": "one quantity over a grid of parameters, serially or on workers",
+    "init": "the torch/Keras/JAX line that initializes a layer fed by φ",
 }
 
 INTERNAL_ERROR = 3
