@@ -20,10 +20,14 @@ def add_arguments(parser):
                         help="inputs per unit (× kernel size for a convolution)")
     parser.add_argument("--fan-out", type=count, default=None, metavar="M",
                         help="outputs per unit (default: fan-in)")
-    parser.add_argument("--framework", choices=["torch", "keras", "jax"], default="torch")
-    parser.add_argument("--mode", choices=["fan_in", "fan_out", "fan_avg"], default="fan_in")
+    parser.add_argument("--framework", choices=["torch", "keras", "jax"], default="torch",
+                        help="whose initializer line to print (default torch)")
+    parser.add_argument("--mode", choices=["fan_in", "fan_out", "fan_avg"], default="fan_in",
+                        help="the fan the variance is divided by (default fan_in)")
     parser.add_argument("--distribution", default="normal",
-                        choices=["normal", "truncated_normal", "uniform", "orthogonal"])
+                        choices=["normal", "truncated_normal", "uniform", "orthogonal"],
+                        help="weight law, all with the same std (default normal; Keras's "
+                             "'normal' is truncated, so keras lines say untruncated_normal)")
     parser.add_argument("--convention", default="second_moment",
                         choices=["second_moment", "std", "backward"],
                         help="gain convention (method gain)")
