@@ -50,9 +50,9 @@ def calculate_gain(nonlinearity, param=None) -> Value:
     ``gain = 1/√E[φ(z)²]``, z ~ N(0, 1): with W ~ N(0, gain²/fan_in) a layer fed by φ(h),
     h ~ N(0, 1), keeps E[h²] = 1.  It equals torch's value for linear/conv (1), relu (√2) and
     leaky_relu (√(2/(1+a²))).  It differs where torch's entries are not this gain:
-    tanh (torch 5/3, "chosen empirically"; ours 1.5925…), sigmoid (torch 1; ours 1.8462…) and
-    selu (torch 3/4, chosen to keep gradients stable with kaiming's fan_in normal; ours 1:
-    E[selu(z)²] = 1 is the self-normalizing fixed point, pytorch#54055).
+    tanh (torch 5/3; ours 1.5925…), sigmoid (torch 1; ours 1.8462…) and selu (torch 3/4,
+    which torch's docstring says "sacrifices the normalization effect for more stable gradient
+    flow"; ours 1: E[selu(z)²] = 1 is SELU's self-normalizing fixed point, pytorch#54055).
 
     Parameters
     ----------
