@@ -178,7 +178,15 @@ def main():
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     ap.add_argument("--out", default=str(Path(__file__).with_name("train_digits")))
+    ap.add_argument("--from-json", action="store_true",
+                    help="only print the tables and draw the plot of OUT.json (no training)")
     args = ap.parse_args()
+    if args.from_json:
+        saved = json.loads(Path(args.out + ".json").read_text())
+        saved_args = argparse.Namespace(**{**saved["args"], "out": args.out})
+        print_tables(saved["results"], saved["grads"], saved_args)
+        plot(saved["results"], saved["grads"], saved_args)
+        return
     torch.set_num_threads(1)
     xtr, ytr, xte, yte, q0 = data()
     t0 = time.perf_counter()
@@ -237,10 +245,13 @@ def print_tables(results, grads, args):
     print("|---|---|---|---|---|---|")
     for g in grads:
         m, p = np.asarray(g["measured"]), np.asarray(g["predicted"])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            worst = np.nanmax(np.abs(np.log10(m / p)))
-        print(f"| {g['depth']} | `{g['phi']}` | {g['init']} | {np.log10(m[0]):.2f} | "
-              f"{np.log10(p[0]):.2f} | {worst:.2f} |")
+        ok = m > 0                     # float32 gradients below ~1e-45 are 0
+        worst = f"{np.max(np.abs(np.log10(m[ok] / p[ok]))):.2f}" if ok.any() else "—"
+        if not ok.all():
+            worst += f" ({int((~ok).sum())} layers underflow float32)"
+        first = f"{np.log10(m[0]):.2f}" if m[0] > 0 else "0 (underflow)"
+        print(f"| {g['depth']} | `{g['phi']}` | {g['init']} | {first} | "
+              f"{np.log10(p[0]):.2f} | {worst} |")
 
 
 def plot(results, grads, args):
@@ -252,7 +263,8 @@ def plot(results, grads, args):
         print("matplotlib absent: no plot")
         return
     depth = max(args.depths)
-    gphis = [p for p in args.phis if any(g["phi"] == p for g in grads)][:2]
+    have = [p for p in args.phis if any(g["phi"] == p for g in grads)]
+    gphis = ([p for p in ("tanh", "exp(-x**2)") if p in have] or have)[:2]
     fig, axes = plt.subplots(1, 1 + len(gphis), figsize=(5 + 4.5 * len(gphis), 4.2))
     axes = np.atleast_1d(axes)
     ax = axes[0]
