@@ -37,8 +37,9 @@ def variance_scaling_args(spec, *, mode="fan_in", distribution="normal",
                           convention="second_moment", method=None, sigma_b=None) -> dict:
     """``keras.initializers.VarianceScaling(**args)`` arguments for a layer fed by φ.
 
-    >>> variance_scaling_args("exp(-x**2)")
-    {'scale': 2.23606797749979, 'mode': 'fan_in', 'distribution': 'untruncated_normal'}
+    >>> args = variance_scaling_args("exp(-x**2)")          # scale = gain² = √5
+    >>> round(args["scale"], 12), args["mode"], args["distribution"]
+    (2.236067977500, 'fan_in', 'untruncated_normal')
     """
     if distribution == "orthogonal":
         raise VanishcalcError("variance_scaling_args: orthogonal is keras.initializers.Orthogonal"
