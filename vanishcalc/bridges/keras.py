@@ -39,7 +39,7 @@ def variance_scaling_args(spec, *, mode="fan_in", distribution="normal",
 
     >>> args = variance_scaling_args("exp(-x**2)")          # scale = gain² = √5
     >>> round(args["scale"], 12), args["mode"], args["distribution"]
-    (2.236067977500, 'fan_in', 'untruncated_normal')
+    (2.2360679775, 'fan_in', 'untruncated_normal')
     """
     if distribution == "orthogonal":
         raise VanishcalcError("variance_scaling_args: orthogonal is keras.initializers.Orthogonal"
