@@ -178,8 +178,8 @@ def test_init_refuses_what_it_cannot_place():
         def forward(self, x):
             return x.abs()
 
-    model = nn.Sequential(nn.Linear(4, 4), Weird(), nn.Linear(4, 4), nn.RNN(4, 4), nn.MaxPool1d(2))
-    with pytest.raises(VanishcalcError, match=r"1 \(Weird\).*3 \(RNN\).*4 \(MaxPool1d\)"):
+    model = nn.Sequential(nn.Linear(4, 4), Weird(), nn.Linear(4, 4), nn.LSTM(4, 4), nn.MaxPool1d(2))
+    with pytest.raises(VanishcalcError, match=r"1 \(Weird\).*3 \(LSTM\).*4 \(MaxPool1d\)"):
         init_(model)
     with pytest.warns(VanishcalcWarning, match="cannot place 3"):
         report = init_(model, on_unknown="warn")
@@ -234,3 +234,33 @@ def test_param_groups():
     assert [type(l).__name__ for l in chain] == ["Dense", "Nonlinearity"] * 3 + ["Dense"]
     with pytest.raises(VanishcalcError, match="2 multipliers for 4"):
         param_groups(plain, 0.1, rep, multipliers=[1, 2])
+
+
+def test_init_rnn_at_the_recurrent_edge_of_chaos():
+    torch = pytest.importorskip("torch", reason="torch is an optional extra (vanishcalc[torch])")
+    import vanishcalc
+    from vanishcalc.torch import init_
+    nn = torch.nn
+    model = nn.Sequential(nn.RNN(64, 512, batch_first=True))
+    with pytest.raises(VanishcalcError, match="method='critical'"):
+        init_(model)
+    gen = torch.manual_seed(0)
+    report = init_(model, method="critical", sigma_b=0.1, generator=gen)
+    # independent reference: the feed-forward edge of chaos at the effective bias √(σb² + σu² x2)
+    sw = float(vanishcalc.critical_sigma_w("tanh", math.sqrt(0.1 ** 2 + 1.0)).sigma_w)
+    hh = report.layers[1]
+    assert hh.sigma_w == pytest.approx(sw, rel=1e-12) and hh.method == "rnn-critical"
+    rnn = model[0]
+    assert float(rnn.weight_hh_l0.detach().std()) == pytest.approx(sw / math.sqrt(512), rel=0.01)
+    assert float(rnn.bias_hh_l0.detach().abs().max()) == 0
+    # the pre-activations settle at the fixed point q* of that feed-forward map
+    q_star = float(vanishcalc.critical_sigma_w("tanh", math.sqrt(1.01)).q_star)
+    x = torch.randn(64, 60, 64, generator=gen)
+    with torch.no_grad():
+        h, _ = model(x)
+        a = torch.atanh(h[:, -1].clamp(-1 + 1e-6, 1 - 1e-6))
+    assert float(a.pow(2).mean()) == pytest.approx(q_star, rel=0.1)
+    with pytest.raises(VanishcalcError, match="num_layers > 1"):
+        init_(nn.Sequential(nn.RNN(4, 4, num_layers=2)), method="critical")
+    with pytest.raises(VanishcalcError, match="RNNMeanField"):
+        report.maps_layers()

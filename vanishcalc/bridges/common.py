@@ -64,6 +64,9 @@ class InitReport:
         initialization corresponds to (for lr_multipliers, MeanField checks)."""
         from ..maps import Dense, Nonlinearity
         from ..maps.norm import BatchNorm, LayerNorm
+        if any(layer.kind == "RNN" for layer in self.layers):
+            raise VanishcalcError("maps_layers: the report has an nn.RNN; its mean field is "
+                                  "vanishcalc.RNNMeanField, not a feed-forward chain")
         chain = []
         norm_after = {n.after: n for n in self.norms}
         for i, layer in enumerate(self.layers):

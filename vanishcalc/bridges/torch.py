@@ -184,7 +184,7 @@ def _leaves(model):
 
 def init_(model, spec=None, *, method="gain", sigma_b=None, distribution="normal",
           convention="second_moment", norm=None, on_unknown="error", generator=None,
-          assume_sequential=False) -> InitReport:
+          assume_sequential=False, rnn_x2=1.0) -> InitReport:
     """Initialize a torch model's weights in place from vanishcalc's numbers; return a report.
 
     The walker reads the model's leaves in registration order as the data flow
@@ -216,6 +216,13 @@ def init_(model, spec=None, *, method="gain", sigma_b=None, distribution="normal
         not Linear/Conv/norm, an activation it cannot read, a recurrent layer): raise a
         VanishcalcError listing them (default) or warn and leave them.
     generator : torch.Generator, optional
+    rnn_x2 : float
+        E[x²] of an nn.RNN's inputs (default 1: standardized data).  An nn.RNN (one layer,
+        unidirectional) is set from the RNN mean field at the edge of chaos (method "critical"
+        only): input weights N(0, 1/input_size) (σu = 1), b_ih ~ N(0, σb²), b_hh = 0 and W_hh
+        ~ N(0, σw²/hidden) with σw = RNNMeanField(φ, σu=1, σb, x2).critical_sigma_w(), i.e.
+        χ = 1 at the effective bias √(σb² + x2) (maps/rnn.py, notes/recurrent.md).  The layer
+        after it is fed by the RNN's φ.
     assume_sequential : bool
         Containers other than nn.Sequential/ModuleList (custom modules with their own
         ``forward``) are assumed to call their children in registration order; without this
@@ -240,6 +247,8 @@ def init_(model, spec=None, *, method="gain", sigma_b=None, distribution="normal
     if norm is not None and not isinstance(norm, dict):
         raise VanishcalcError("init_: norm must be a dict of bn_affine arguments, e.g. "
                               "{'rate': 1.05}, or None")
+    if on_unknown not in ("error", "warn"):
+        raise VanishcalcError(f"init_: on_unknown = {on_unknown!r}; use 'error' or 'warn'")
     overrides = spec if isinstance(spec, dict) else {}
     leaves, opaque = _leaves(model)
     if opaque and not assume_sequential:
@@ -251,7 +260,14 @@ def init_(model, spec=None, *, method="gain", sigma_b=None, distribution="normal
     pending_phi, pending_norm = "linear", None          # φ since the last weighted layer
     plan = []                                            # (kind, name, module, data)
     for name, mod in leaves:
-        if isinstance(mod, _weighted_kinds(nn)):
+        if isinstance(mod, nn.RNN):
+            if mod.num_layers != 1 or mod.bidirectional:
+                unknown.append(f"{name} (RNN with num_layers > 1 or bidirectional: one "
+                               "unidirectional nn.RNN per layer is supported)")
+                continue
+            plan.append(("r", name, mod, pending_phi, None))
+            pending_phi, pending_norm = ("tanh" if mod.nonlinearity == "tanh" else "relu"), None
+        elif isinstance(mod, _weighted_kinds(nn)):
             plan.append(("w", name, mod, pending_phi, pending_norm))
             pending_phi, pending_norm = "linear", None
         elif isinstance(mod, _norm_kinds(nn)):
@@ -274,8 +290,8 @@ def init_(model, spec=None, *, method="gain", sigma_b=None, distribution="normal
     if pending_norm is not None:
         plan.append(("n", pending_norm[0], pending_norm[1], "linear", None))
     unplaced("init_", unknown, on_unknown)
-    if not any(p[0] == "w" for p in plan):
-        raise VanishcalcError("init_: the model has no Linear/Conv layer to initialize")
+    if not any(p[0] in "wr" for p in plan):
+        raise VanishcalcError("init_: the model has no Linear/Conv/RNN layer to initialize")
     # pass 2: norms' affine (it changes the φ the next layer sees), then the weights
     report = InitReport(passed=passed, skipped=list(unknown))
     affine = {}          # norm name -> (γ, β)
@@ -283,6 +299,9 @@ def init_(model, spec=None, *, method="gain", sigma_b=None, distribution="normal
     from ..activation import activation
     with torch.no_grad():
         for kind, name, mod, phi, _ in plan:
+            if kind == "r":
+                report.layers.extend(_init_rnn(torch, name, mod, method, sigma_b, rnn_x2, generator))
+                continue
             if kind == "w":
                 last_w = name
                 continue
@@ -341,6 +360,37 @@ def init_(model, spec=None, *, method="gain", sigma_b=None, distribution="normal
             report.layers.append(LayerInit(name, type(mod).__name__, act.name, fan_in, fan_out,
                                            sw, std, sb, how, act=act))
     return report
+
+
+def _init_rnn(torch, name, mod, method, sigma_b, x2, generator):
+    """nn.RNN at the RNN mean field's edge of chaos (see init_'s rnn_x2)."""
+    from ..activation import activation
+    from ..maps.rnn import RNNMeanField
+    from ..validate import real
+    if method != "critical":
+        raise VanishcalcError(f"init_: {name} is an nn.RNN: use method='critical' (its recurrent "
+                              "scale comes from the RNN mean field's χ = 1; a gain alone lets the "
+                              "input drive grow q step after step)")
+    x2 = real("init_", "rnn_x2", x2, positive=True, why="(E[x²] of the RNN's inputs)")
+    sb = float(sigma_b or 0.0)
+    phi = "tanh" if mod.nonlinearity == "tanh" else "relu"
+    sw = RNNMeanField(phi, sigma_w=1.0, sigma_u=1.0, sigma_b=sb, x2=x2).critical_sigma_w()
+    hidden, n_in = mod.hidden_size, mod.input_size
+    mod.weight_ih_l0.normal_(0.0, 1.0 / math.sqrt(n_in), generator=generator)
+    mod.weight_hh_l0.normal_(0.0, sw / math.sqrt(hidden), generator=generator)
+    if mod.bias:
+        if sb:
+            mod.bias_ih_l0.normal_(0.0, sb, generator=generator)
+        else:
+            mod.bias_ih_l0.zero_()
+        mod.bias_hh_l0.zero_()          # one bias of std σb in all (two would add variances)
+    elif sb:
+        raise VanishcalcError(f"init_: {name} has no bias but sigma_b = {sb}")
+    act = activation(phi)
+    return [LayerInit(f"{name}.weight_ih_l0", "RNN", "linear", n_in, hidden, 1.0,
+                      1.0 / math.sqrt(n_in), sb, "rnn-input (σu = 1)", act=activation("linear")),
+            LayerInit(f"{name}.weight_hh_l0", "RNN", phi, hidden, hidden, sw, sw / math.sqrt(hidden),
+                      0.0, "rnn-critical", act=act)]
 
 
 def _draw(torch, w, std, sw, fan_in, fan_out, distribution, generator):
