@@ -78,7 +78,14 @@ _LAZY = {
     "isometry_settings": "vanishcalc.solve.spectrum",
     "simulate_jacobian": "vanishcalc.sim.jacobian",
     "compare_spectrum": "vanishcalc.sim.jacobian",
+    # issue 15: framework bridges (vanishcalc.torch / .keras / .jax are submodules, see __getattr__)
+    "init_spec": "vanishcalc.bridges.init_spec",
+    "InitSpec": "vanishcalc.bridges.init_spec",
 }
+
+# framework facades: submodules loaded on first attribute access (vanishcalc.torch.init_(...))
+# without importing the framework itself; each imports torch/keras/jax only inside its functions.
+_SUBMODULES = ("torch", "keras", "jax")
 
 __all__ = sorted([*_LAZY, "activation", "Activation", "parse", "sweep", "SweepResult", "Value", "VanishcalcError", "ParseError", "DivergenceError",
                   "ComplexValuedError", "SingularityError", "NonFiniteError", "NotConvergedError",
@@ -86,6 +93,10 @@ __all__ = sorted([*_LAZY, "activation", "Activation", "parse", "sweep", "SweepRe
 
 
 def __getattr__(name):
+    if name in _SUBMODULES:
+        value = importlib.import_module(f"vanishcalc.{name}")
+        globals()[name] = value
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'vanishcalc' has no attribute {name!r}")

@@ -38,6 +38,7 @@ examples:
   vanishcalc table relu tanh gelu --format json
   vanishcalc sweep gain --grid spec=tanh,sigmoid --grid q=0.5,1,2
   vanishcalc residual tanh --depth 100 --placement pre
+  vanishcalc init "exp(-x**2)" --fan-in 128 --framework torch
 
 'vanishcalc COMMAND --help' describes each command.  Bad input prints one line naming the
 problem and exits with status 2."""
@@ -55,6 +56,7 @@ SUBCOMMANDS = {
     "residual": "residual branch scale α for a depth, q growth per LayerNorm placement, "
                 "dropout ξc",
     "spectrum": "singular-value spectrum of the input-output Jacobian (dynamical isometry)",
+    "init": "the torch/Keras/JAX line that initializes a layer fed by φ",
 }
 
 INTERNAL_ERROR = 3
