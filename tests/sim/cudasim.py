@@ -7,7 +7,6 @@ not, and the children use the real GPU).
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -31,35 +30,6 @@ def start(script: str, group: str, cases: dict, simulate: bool = not REAL_GPU):
                             env=child_env(simulate))
 
 
-# ---------------------------------------------------------------- the kernels' streams in Python
-
-_M64 = (1 << 64) - 1
-
-
-def _rotl(x, k):
-    return ((x << k) | (x >> (64 - k))) & _M64
-
-
-class Stream:
-    """xoroshiro128+ (Blackman & Vigna) and Box–Muller on float64 uniforms, in plain Python."""
-
-    def __init__(self, s0, s1):
-        self.s0, self.s1 = int(s0), int(s1)
-
-    def normal_pair(self):
-        """Both Box–Muller normals of one uniform pair (``sim/cuda/dense.py``'s kernel)."""
-        u1, u2 = self.uniform(), self.uniform()
-        r = math.sqrt(-2.0 * math.log(1.0 - u1))
-        return r * math.cos(2.0 * math.pi * u2), r * math.sin(2.0 * math.pi * u2)
-
-    def normal(self):
-        u1, u2 = self.uniform(), self.uniform()
-        return math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(2.0 * math.pi * u2)
-
-    def uniform(self):
-        s0, s1 = self.s0, self.s1
-        r = (s0 + s1) & _M64
-        s1 ^= s0
-        self.s0 = _rotl(s0, 55) ^ s1 ^ ((s1 << 14) & _M64)
-        self.s1 = _rotl(s1, 36)
-        return (r >> 11) * 2.0 ** -53
+# The kernels' streams in Python live with the other independent references
+# (tests/reference/replay.py); re-exported for the CUDA test files.
+from tests.reference.replay import Stream  # noqa: E402,F401

@@ -22,47 +22,12 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .. import source
 from ..compile import FASTMATH
+from .ops import standardize_rows, stats
 from .rng import normal
 
 #: Modes of the normalized RNN kernel (both backends).
 MODE_BN, MODE_LN = 1, 2
-
-standardize_row = njit(cache=True, fastmath=FASTMATH, inline="always")(source.standardize_row)
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _stats(X, V, out_q, out_c, l):
-    """q, batch-mean pairwise correlation; returns ‖V‖² (NaN if anything is not finite)."""
-    N, B = X.shape
-    tot = 0.0
-    sum_sq = 0.0
-    f = 0.0
-    for i in range(N):
-        r = 0.0
-        for b in range(B):
-            x = X[i, b]
-            r += x
-            tot += x * x
-            f += V[i, b] * V[i, b]
-        sum_sq += r * r
-    q = tot / (N * B)
-    out_q[l] = q
-    out_c[l] = (sum_sq - tot) / (B * (B - 1.0)) / (N * q) if q > 0.0 else np.nan
-    if not (math.isfinite(tot) and math.isfinite(sum_sq) and math.isfinite(f)):
-        return np.nan
-    return f
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _standardize_all(X, V, gamma, beta):
-    R, C = X.shape
-    for i in range(R):
-        if not standardize_row(X, V, i, C, gamma, beta):
-            return False
-    return True
-
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
 def rnn_norm_kernel(phi, dphi, rng, mode, steps, width, batch, sigma_w, sigma_u, sigma_b, x2,
@@ -100,11 +65,11 @@ def rnn_norm_kernel(phi, dphi, rng, mode, steps, width, batch, sigma_w, sigma_u,
             if mode == MODE_BN:
                 Z = U @ xs
                 Z0[:, :] = 0.0
-                ok = _standardize_all(Z, Z0, gamma_x, beta)
+                ok = standardize_rows(Z, Z0, gamma_x, beta)
                 if t > 0 and ok:
                     Y = W @ H
                     DY = W @ D
-                    ok = _standardize_all(Y, DY, gamma_h, 0.0)
+                    ok = standardize_rows(Y, DY, gamma_h, 0.0)
                     A[:, :] = Y + Z
                     D[:, :] = DY
                 else:
@@ -121,15 +86,15 @@ def rnn_norm_kernel(phi, dphi, rng, mode, steps, width, batch, sigma_w, sigma_u,
                 Yt = np.ascontiguousarray(Y.T)
                 Vt = np.ascontiguousarray(DY.T)
                 if t > 0:
-                    ok = _standardize_all(Yt, Vt, gamma_h, beta)
+                    ok = standardize_rows(Yt, Vt, gamma_h, beta)
                 else:    # δa_1 is the initial tangent itself: standardize the values only
                     Z0[:, :] = 0.0
                     Z0t = np.ascontiguousarray(Z0.T)
-                    ok = _standardize_all(Yt, Z0t, gamma_h, beta)
+                    ok = standardize_rows(Yt, Z0t, gamma_h, beta)
                     Vt[:, :] = D.T
                 A[:, :] = Yt.T
                 D[:, :] = Vt.T
-            f = _stats(A, D, q[n], c[n], t) if ok else np.nan
+            f = stats(A, D, q[n], c[n], t) if ok else np.nan
             if not (f > 0.0 and math.isfinite(f)):
                 for m in range(t, steps):
                     bad[n, m] = True

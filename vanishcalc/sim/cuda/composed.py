@@ -52,10 +52,10 @@ import numpy as np
 from ...activation import activation
 # The validation and the trace are backend-neutral (sim/program.py); the runtime and the RNG
 # are shared with the dense-net kernel (runtime.py, rng.py).
-from .. import source
 from ..program import (OP_BN, OP_DENSE, OP_LN, OP_RBF, ComposedTrace, rnn_iv, stack_iv, trace,
                        trace_buffers)
 from ..program import OP_ADD_SAVED, OP_DROPOUT, OP_SAVE
+from .blocks import block_device_functions
 from .rng import rng_device_functions, rng_states
 from .runtime import (CudaUnavailableError, compile_kernels, device_functions, import_cuda,
                       next_pow2, quiet_simulator, require_device, simulator_enabled)
@@ -112,73 +112,13 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
     _, uniform, load_dev, store_dev = rng_device_functions()
 
     MAXT = MAX_THREADS
-    NAN = math.nan
-    TWO_PI = 2.0 * math.pi
 
-    @cuda.jit(device=True)
-    def normal(st):
-        """N(0, 1) by Box–Muller from two float64 uniforms of the thread-local stream ``st``.
-
-        Not ``numba.cuda.random.xoroshiro128p_normal_float64``: that one (numba-cuda 0.30)
-        draws *float32* uniforms and takes log(u1), so u1 = 0 (probability 2⁻²⁴ per draw)
-        gives an infinite weight, and its tails stop at ≈ 5.8σ.  Here 1 − u1 ∈ (0, 1].
-        """
-        u1 = uniform(st)
-        u2 = uniform(st)
-        return math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(TWO_PI * u2)
-
-    @cuda.jit(device=True)
-    def block_sum4(red, a, b, c, d, tid, nthreads):
-        """Block-wide sums of a, b, c, d (every thread calls it; all get the totals)."""
-        red[0, tid] = a
-        red[1, tid] = b
-        red[2, tid] = c
-        red[3, tid] = d
-        cuda.syncthreads()
-        s = nthreads // 2
-        while s > 0:
-            if tid < s:
-                for k in range(4):
-                    red[k, tid] += red[k, tid + s]
-            cuda.syncthreads()
-            s //= 2
-        ra = red[0, 0]
-        rb = red[1, 0]
-        rc = red[2, 0]
-        rd = red[3, 0]
-        cuda.syncthreads()                  # red is rewritten by the next call
-        return ra, rb, rc, rd
-
-    @cuda.jit(device=True)
-    def stats(X, V, width, batch, tid, nthreads, red):
-        """(Σx², Σ_i (Σ_b x_ib)², ‖V‖²) over the whole net, as ``composed._stats``."""
-        tot = 0.0
-        ssq = 0.0
-        f = 0.0
-        for i in range(tid, width, nthreads):
-            r = 0.0
-            for b in range(batch):
-                x = X[i, b]
-                r += x
-                tot += x * x
-                f += V[i, b] * V[i, b]
-            ssq += r * r
-        tot, ssq, f, _ = block_sum4(red, tot, ssq, f, 0.0, tid, nthreads)
-        return tot, ssq, f
-
-    @cuda.jit(device=True)
-    def record(net, col, tot, ssq, width, batch, q, c):
-        qq = tot / (width * batch)
-        q[net, col] = qq
-        if qq > 0.0:
-            c[net, col] = (ssq - tot) / (batch * (batch - 1.0)) / (width * qq)
-        else:
-            c[net, col] = NAN
-
-    @cuda.jit(device=True)
-    def finite_positive(tot, ssq, f):
-        return (f > 0.0 and not math.isinf(f) and not math.isnan(tot) and not math.isinf(tot)
-                and not math.isnan(ssq) and not math.isinf(ssq))
+    # Box–Muller, the block reduction, the per-layer statistics and the norms: shared with the
+    # recurrent BN / LN kernel (blocks.py)
+    blk = block_device_functions(uniform)
+    normal, block_sum4, stats = blk["normal"], blk["block_sum4"], blk["stats"]
+    record, finite_positive = blk["record"], blk["finite_positive"]
+    standardize_row, layer_norm = blk["standardize_row"], blk["layer_norm"]
 
     @cuda.jit(device=True)
     def dense(st, X, V, Xn, Vn, sigma_w, sigma_b, width, batch, tid, nthreads):
@@ -198,44 +138,12 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
             for b in range(batch):
                 Xn[i, b] += bi
 
-    standardize_row = cuda.jit(device=True)(source.standardize_row)
-
     @cuda.jit(device=True)
     def batch_norm(X, V, gamma, beta, width, batch, tid, nthreads, flag):
         """Standardize each own row over the batch (exact JVP on V)."""
         for i in range(tid, width, nthreads):
             if not standardize_row(X, V, i, batch, gamma, beta):
                 flag[0] = 1
-
-    @cuda.jit(device=True)
-    def layer_norm(X, V, gamma, beta, width, batch, tid, nthreads, red, flag):
-        """Standardize each input (column) over the units: block reductions per column."""
-        for a in range(batch):
-            sx = 0.0
-            sv = 0.0
-            for i in range(tid, width, nthreads):
-                sx += X[i, a]
-                sv += V[i, a]
-            sx, sv, _, _ = block_sum4(red, sx, sv, 0.0, 0.0, tid, nthreads)
-            m = sx / width
-            mv = sv / width
-            s2 = 0.0
-            xv = 0.0
-            for i in range(tid, width, nthreads):
-                d = X[i, a] - m
-                s2 += d * d
-                xv += d * (V[i, a] - mv)
-            s2, xv, _, _ = block_sum4(red, s2, xv, 0.0, 0.0, tid, nthreads)
-            s = math.sqrt(s2 / width)
-            if not s > 0.0:                   # the same totals in every thread: uniform
-                if tid == 0:
-                    flag[0] = 1
-                continue
-            uv = xv / s / width
-            for i in range(tid, width, nthreads):
-                u = (X[i, a] - m) / s
-                V[i, a] = gamma * ((V[i, a] - mv) - u * uv) / s
-                X[i, a] = gamma * u + beta
 
     @cuda.jit(device=True)
     def rbf(st, X, V, Xn, Vn, sigma_c, mu_c, offset, scale, matched, width, batch, tid,
