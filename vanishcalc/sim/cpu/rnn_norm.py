@@ -125,7 +125,8 @@ def simulate_rnn_norm(spec, sigma_w=1.0, sigma_u=1.0, sigma_b=0.0, *, norm, step
     model, steps, width, batch, n_nets, seed = rnn_norm_iv(
         spec, norm, gamma, gamma_x, beta, sigma_w, sigma_u, sigma_b, steps, width, x2, x_corr,
         batch, n_nets, seed)
-    limits.require_rnn("simulate_rnn", steps=steps, width=width, batch=batch, n_nets=n_nets)
+    limits.require_rnn("simulate_rnn", steps=steps, width=width, batch=batch, n_nets=n_nets,
+                       norm=True)
     phi, dphi = cpu_cfuncs(model.act)
     s = model.step
     gx = model.gamma_x if norm == "bn" else 0.0

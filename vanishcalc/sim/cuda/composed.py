@@ -55,6 +55,7 @@ from ...activation import activation
 from ..program import (OP_BN, OP_DENSE, OP_LN, OP_RBF, ComposedTrace, rnn_iv, stack_iv, trace,
                        trace_buffers)
 from ..program import OP_ADD_SAVED, OP_DROPOUT, OP_SAVE
+from .. import limits
 from .blocks import block_device_functions
 from .rng import rng_device_functions, rng_states
 from .runtime import (CudaUnavailableError, compile_kernels, device_functions, import_cuda,
@@ -464,9 +465,10 @@ def simulate_stack_cuda(block, *, depth, width, batch=64, n_nets=8, q0=1.0, c0=0
     k = kernels(act)
     # X and V: two slots (swapped by Dense), and a third for a residual's saved input only
     # when the program has one (so the block count, hence the streams, of other programs
-    # stay as they were)
-    slots = 3 if OP_SAVE in ops else 2
-    blocks, threads = _layout(n_nets, width, 2 * slots * width * batch * 8)
+    # stay as they were); the sizes are limits.py's, which the memory check uses
+    residual = OP_SAVE in ops
+    slots = limits.stack_slots(residual)
+    blocks, threads = _layout(n_nets, width, limits.stack_block_bytes(width, batch, residual))
     q, c, logF, bad = trace_buffers(n_nets, depth + 1, np.int8)
     with quiet_simulator():
         states = cuda.to_device(_device_streams(seed, 0xC5A1, blocks * threads))
@@ -512,8 +514,7 @@ def simulate_rnn_cuda(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, 
     _cuda()
     steps, width, batch, n_nets = int(steps), int(width), int(batch), int(n_nets)
     k = kernels(act)
-    per_block = 8 * (2 * width * width + width + 5 * width * batch)
-    blocks, threads = _layout(n_nets, width, per_block)
+    blocks, threads = _layout(n_nets, width, limits.rnn_block_bytes(width, batch))
     q, c, logF, bad = trace_buffers(n_nets, steps, np.int8)
     with quiet_simulator():
         states = cuda.to_device(_device_streams(seed, 0xC5A2, blocks * threads))

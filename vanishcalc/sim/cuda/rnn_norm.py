@@ -27,6 +27,7 @@ import numpy as np
 
 from ...activation import activation
 from ..program import rnn_norm_iv, trace, trace_buffers
+from .. import limits
 from .blocks import block_device_functions
 # composed.py's launch limits, bound here as module globals (the tests lower
 # ``rnn_norm.MAX_THREADS`` to force strided rows)
@@ -243,7 +244,7 @@ def simulate_rnn_norm_cuda(spec, sigma_w=1.0, sigma_u=1.0, sigma_b=0.0, *, norm,
     require_device()
     _cuda()
     k = kernels(model.act)
-    per_block = 8 * (2 * width * width + width + 7 * width * batch)
+    per_block = limits.rnn_block_bytes(width, batch, norm=True)
     threads = min(next_pow2(width), MAX_THREADS)
     blocks = max(1, min(n_nets, MAX_NET_BLOCKS, SCRATCH_BUDGET_BYTES // per_block))
     q, c, logF, bad = trace_buffers(n_nets, steps, np.int8)
