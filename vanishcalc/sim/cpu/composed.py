@@ -44,7 +44,7 @@ from ..compile import FASTMATH
 from ..program import (OP_BN, OP_DENSE, OP_LN, OP_RBF, ComposedTrace, rnn_iv, stack_iv, trace,
                        trace_buffers)
 from ..program import OP_ADD_SAVED, OP_DROPOUT, OP_SAVE
-from .ops import standardize_rows, stats
+from .ops import draw_inputs, draw_rnn, standardize_rows, stats
 from .rng import normal, seed_states
 from .rng import uniform
 
@@ -219,30 +219,12 @@ def _rnn_kernel(phi, dphi, rng, steps, width, batch, sigma_w, sigma_u, sigma_b, 
     n_nets = rng.shape[0]
     for n in prange(n_nets):
         st = rng[n]
-        W = np.empty((width, width))
-        U = np.empty((width, width))
-        b = np.empty(width)
-        sw = sigma_w / math.sqrt(width)
-        su = sigma_u / math.sqrt(width)
-        for i in range(width):
-            for j in range(width):
-                W[i, j] = sw * normal(st)
-                U[i, j] = su * normal(st)
-            b[i] = sigma_b * normal(st)
+        W, U, b, D = draw_rnn(st, width, batch, sigma_w, sigma_u, sigma_b)
         H = np.zeros((width, batch))
         A = np.empty((width, batch))
         xs = np.empty((width, batch))
-        D = np.empty((width, batch))
-        for i in range(width):
-            for a in range(batch):
-                D[i, a] = normal(st)
-        ax = math.sqrt(x2 * x_corr)
-        ex = math.sqrt(x2 * (1.0 - x_corr))
         for t in range(steps):
-            for i in range(width):
-                g = normal(st)
-                for a in range(batch):
-                    xs[i, a] = ax * g + ex * normal(st)
+            draw_inputs(st, xs, x2, x_corr)
             A[:, :] = W @ H + U @ xs
             for i in range(width):
                 for a in range(batch):

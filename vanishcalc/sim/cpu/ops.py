@@ -7,6 +7,8 @@ recurrent BN / LN kernel (``rnn_norm.py``).
   inlined, the code is the loop it replaced;
 * :func:`standardize_rows`: every row of X (BatchNorm on the state; LayerNorm on its
   transpose);
+* :func:`draw_rnn`, :func:`draw_inputs`: an RNN's weights and initial tangent, one step's
+  inputs, from the net's stream;
 * :func:`stats`: q and the batch-mean pairwise correlation of X into ``out_q[l]``,
   ``out_c[l]``, and ‖V‖².
 """
@@ -19,6 +21,7 @@ from numba import njit
 
 from .. import source
 from ..compile import FASTMATH
+from .rng import normal
 
 standardize_row = njit(cache=True, fastmath=FASTMATH, inline="always")(source.standardize_row)
 
@@ -56,4 +59,36 @@ def stats(X, V, out_q, out_c, l):
     return f
 
 
-__all__ = ["standardize_row", "standardize_rows", "stats"]
+@njit(cache=True, fastmath=FASTMATH)
+def draw_rnn(st, width, batch, sigma_w, sigma_u, sigma_b):
+    """An RNN's W, U (σ²/N, interleaved per entry), b (σb²), then δa_1 ~ N(0, 1), row by row
+    from the net's stream."""
+    W = np.empty((width, width))
+    U = np.empty((width, width))
+    b = np.empty(width)
+    sw = sigma_w / math.sqrt(width)
+    su = sigma_u / math.sqrt(width)
+    for i in range(width):
+        for j in range(width):
+            W[i, j] = sw * normal(st)
+            U[i, j] = su * normal(st)
+        b[i] = sigma_b * normal(st)
+    D = np.empty((width, batch))
+    for i in range(width):
+        for a in range(batch):
+            D[i, a] = normal(st)
+    return W, U, b, D
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def draw_inputs(st, xs, x2, x_corr):
+    """One step's inputs x_b = √x2(√ρ g + √(1−ρ) e_b), row by row, into ``xs``."""
+    ax = math.sqrt(x2 * x_corr)
+    ex = math.sqrt(x2 * (1.0 - x_corr))
+    for i in range(xs.shape[0]):
+        g = normal(st)
+        for a in range(xs.shape[1]):
+            xs[i, a] = ax * g + ex * normal(st)
+
+
+__all__ = ["standardize_row", "standardize_rows", "stats", "draw_rnn", "draw_inputs"]

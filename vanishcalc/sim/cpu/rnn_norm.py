@@ -23,8 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..compile import FASTMATH
-from .ops import standardize_rows, stats
-from .rng import normal
+from .ops import draw_inputs, draw_rnn, standardize_rows, stats
 
 #: Modes of the normalized RNN kernel (both backends).
 MODE_BN, MODE_LN = 1, 2
@@ -36,31 +35,13 @@ def rnn_norm_kernel(phi, dphi, rng, mode, steps, width, batch, sigma_w, sigma_u,
     n_nets = rng.shape[0]
     for n in prange(n_nets):
         st = rng[n]
-        W = np.empty((width, width))
-        U = np.empty((width, width))
-        b = np.empty(width)
-        sw = sigma_w / math.sqrt(width)
-        su = sigma_u / math.sqrt(width)
-        for i in range(width):
-            for j in range(width):
-                W[i, j] = sw * normal(st)
-                U[i, j] = su * normal(st)
-            b[i] = sigma_b * normal(st)
+        W, U, b, D = draw_rnn(st, width, batch, sigma_w, sigma_u, sigma_b)
         H = np.zeros((width, batch))
         A = np.empty((width, batch))
         xs = np.empty((width, batch))
-        D = np.empty((width, batch))
         Z0 = np.zeros((width, batch))
-        for i in range(width):
-            for a in range(batch):
-                D[i, a] = normal(st)
-        ax = math.sqrt(x2 * x_corr)
-        ex = math.sqrt(x2 * (1.0 - x_corr))
         for t in range(steps):
-            for i in range(width):
-                g = normal(st)
-                for a in range(batch):
-                    xs[i, a] = ax * g + ex * normal(st)
+            draw_inputs(st, xs, x2, x_corr)
             ok = True
             if mode == MODE_BN:
                 Z = U @ xs

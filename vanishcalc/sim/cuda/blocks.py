@@ -11,6 +11,8 @@ types only, not per compute capability, so ``ptx.compile_ptx`` must get its own.
   components cost nothing in the others' rounding);
 * ``stats(X, V, …)``: (Σx², Σ_i (Σ_b x_ib)², ‖V‖²) over the net; ``record`` turns them into
   q and c (as ``cpu/ops.stats``); ``finite_positive`` says whether a layer is usable;
+* ``draw_rnn``, ``draw_inputs``: an RNN's W, U, b, h_0, δa_1 and one step's inputs, row by
+  row from the row owner's stream;
 * ``standardize_row``: ``source.standardize_row`` (BatchNorm, one unit over the batch);
 * ``layer_norm``: every column standardized over the units by block reductions (see
   ``notes/sim-layout.md`` for why this is not ``standardize_row`` on the transpose).
@@ -133,7 +135,30 @@ def block_device_functions(uniform) -> dict:
                 V[i, a] = gamma * ((V[i, a] - mv) - u * uv) / s
                 X[i, a] = gamma * u + beta
 
-    return {"normal": normal, "block_sum4": block_sum4, "stats": stats, "record": record,
+    @cuda.jit(device=True)
+    def draw_rnn(st, W, U, bv, H, D, sigma_w, sigma_u, sigma_b, width, batch, tid, nthreads):
+        """An RNN's own rows of W, U (σ²/N, interleaved per column), b, h_0 = 0 and δa_1."""
+        sw = sigma_w / math.sqrt(width)
+        su = sigma_u / math.sqrt(width)
+        for i in range(tid, width, nthreads):
+            for j in range(width):
+                W[i, j] = sw * normal(st)
+                U[i, j] = su * normal(st)
+            bv[i] = sigma_b * normal(st)
+            for a in range(batch):
+                H[i, a] = 0.0
+                D[i, a] = normal(st)
+
+    @cuda.jit(device=True)
+    def draw_inputs(st, xs, ax, ex, width, batch, tid, nthreads):
+        """One step's own rows of the inputs x_b = ax·g + ex·e_b."""
+        for i in range(tid, width, nthreads):
+            g = normal(st)
+            for a in range(batch):
+                xs[i, a] = ax * g + ex * normal(st)
+
+    return {"normal": normal, "block_sum4": block_sum4, "draw_rnn": draw_rnn,
+            "draw_inputs": draw_inputs, "stats": stats, "record": record,
             "finite_positive": finite_positive, "standardize_row": standardize_row,
             "layer_norm": layer_norm}
 

@@ -119,6 +119,7 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
     blk = block_device_functions(uniform)
     normal, block_sum4, stats = blk["normal"], blk["block_sum4"], blk["stats"]
     record, finite_positive = blk["record"], blk["finite_positive"]
+    draw_rnn, draw_inputs = blk["draw_rnn"], blk["draw_inputs"]
     standardize_row, layer_norm = blk["standardize_row"], blk["layer_norm"]
 
     @cuda.jit(device=True)
@@ -331,8 +332,6 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
         load_dev(states, sid, st)
         n_nets = q.shape[0]
         nb = float(width * batch)
-        sw = sigma_w / math.sqrt(width)
-        su = sigma_u / math.sqrt(width)
         ax = math.sqrt(x2 * x_corr)
         ex = math.sqrt(x2 * (1.0 - x_corr))
         W = WS[bx]
@@ -344,20 +343,10 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
         for net in range(bx, n_nets, cuda.gridDim.x):
             cur = 0
             D = DS[bx, 0]
-            for i in range(tid, width, nthreads):
-                for j in range(width):
-                    W[i, j] = sw * normal(st)
-                    U[i, j] = su * normal(st)
-                bv[i] = sigma_b * normal(st)
-                for a in range(batch):
-                    H[i, a] = 0.0
-                    D[i, a] = normal(st)
+            draw_rnn(st, W, U, bv, H, D, sigma_w, sigma_u, sigma_b, width, batch, tid, nthreads)
             lf = 0.0
             for t in range(steps):
-                for i in range(tid, width, nthreads):
-                    g = normal(st)
-                    for a in range(batch):
-                        xs[i, a] = ax * g + ex * normal(st)
+                draw_inputs(st, xs, ax, ex, width, batch, tid, nthreads)
                 cuda.syncthreads()              # H, xs, D complete before the products
                 D = DS[bx, cur]
                 Dn = DS[bx, 1 - cur]

@@ -15,7 +15,7 @@ forms its rows of W h, U x and W δh;
   reduction) — U x with a zero tangent, W h with the tangent W δh;
 * ln: every column (one input) over the units by block tree-reductions.
 
-The block helpers (Box–Muller ``normal``, the block reductions, the per-step statistics,
+The block helpers (the RNN draws, the block reductions, the per-step statistics,
 ``layer_norm``) are ``composed.py``'s, built by ``blocks.block_device_functions``.
 """
 from __future__ import annotations
@@ -84,10 +84,11 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernel closes over φ, φ'
     MAXT = MAX_THREADS
     BN = MODE_BN
 
-    # Box–Muller, the block reduction, the per-step statistics and LayerNorm: composed.py's
+    # The RNN draws, the per-step statistics and LayerNorm: composed.py's (blocks.py)
     blk = block_device_functions(uniform)
-    normal, stats, record = blk["normal"], blk["stats"], blk["record"]
+    stats, record = blk["stats"], blk["record"]
     finite_positive = blk["finite_positive"]
+    draw_rnn, draw_inputs = blk["draw_rnn"], blk["draw_inputs"]
     standardize_row, layer_norm = blk["standardize_row"], blk["layer_norm"]
 
     def rnn_norm_kernel(states, mode, steps, width, batch, sigma_w, sigma_u, sigma_b, x2, x_corr,
@@ -107,8 +108,6 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernel closes over φ, φ'
         load_dev(states, sid, st)
         n_nets = q.shape[0]
         nb = float(width * batch)
-        sw = sigma_w / math.sqrt(width)
-        su = sigma_u / math.sqrt(width)
         ax = math.sqrt(x2 * x_corr)
         ex = math.sqrt(x2 * (1.0 - x_corr))
         W = WS[bx]
@@ -122,22 +121,12 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernel closes over φ, φ'
         for net in range(bx, n_nets, cuda.gridDim.x):
             cur = 0
             D = DS[bx, 0]
-            for i in range(tid, width, nthreads):
-                for j in range(width):
-                    W[i, j] = sw * normal(st)
-                    U[i, j] = su * normal(st)
-                bv[i] = sigma_b * normal(st)
-                for a in range(batch):
-                    H[i, a] = 0.0
-                    D[i, a] = normal(st)
+            draw_rnn(st, W, U, bv, H, D, sigma_w, sigma_u, sigma_b, width, batch, tid, nthreads)
             if tid == 0:
                 flag[0] = 0
             lf = 0.0
             for t in range(steps):
-                for i in range(tid, width, nthreads):
-                    g = normal(st)
-                    for a in range(batch):
-                        xs[i, a] = ax * g + ex * normal(st)
+                draw_inputs(st, xs, ax, ex, width, batch, tid, nthreads)
                 cuda.syncthreads()              # H, xs, D complete before the products
                 D = DS[bx, cur]
                 Dn = DS[bx, 1 - cur]
