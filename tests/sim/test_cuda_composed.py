@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 from tests.reference.replay import KernelStreams, standardize_rows, stats
-from tests.sim.cudasim import REAL_GPU, child_env, start
+from tests.sim.cudasim import REAL_GPU, child_env, child_script, finish, start
 from vanishcalc.activation import activation
 from vanishcalc.errors import VanishcalcError
 from vanishcalc.maps import Activation, Dense
@@ -52,15 +52,7 @@ _STACK = dict(depth=3, width=12, batch=6, n_nets=4)        # width 12: 4 idle th
 _RNN = dict(spec="tanh", sigma_w=1.3, sigma_u=0.8, sigma_b=0.2, steps=3, width=12, x2=1.0,
             x_corr=0.3, batch=4, n_nets=4)
 
-_CHILD = textwrap.dedent("""
-    import json, math, sys
-    sys.setswitchinterval(5e-4)      # the simulator busy-polls its threads under the GIL
-    group, cases = sys.argv[1], json.loads(sys.argv[2])
-    try:
-        from numba import cuda  # noqa: F401
-    except ImportError as exc:
-        print(json.dumps({"skip": f"numba.cuda cannot be imported: {exc}"}))
-        raise SystemExit(0)
+_CHILD = child_script("""
     from vanishcalc.maps import Activation, Dense
     from vanishcalc.maps.norm import BatchNorm, LayerNorm
     from vanishcalc.sim.cuda import composed as cc
@@ -93,12 +85,7 @@ def _start(group, cases):
 
 
 def _collect(proc):
-    out, err = proc.communicate(timeout=600)
-    if proc.returncode != 0:
-        raise AssertionError(f"CUDA child process failed (rc={proc.returncode}):\n{err[-4000:]}")
-    res = json.loads(out.strip().splitlines()[-1])
-    if "skip" in res:
-        pytest.skip(res["skip"])
+    res = finish(proc)
     for name, val in res.items():
         if isinstance(val, dict):
             res[name] = {k: np.array([np.nan if x is None else x for x in v], dtype=float)

@@ -20,6 +20,7 @@ from vanishcalc import budget
 from vanishcalc.sim import limits
 from vanishcalc.sim.composed import simulate_rnn, simulate_stack
 from vanishcalc.sim.limits import SimulationTooLargeError
+from tests.sim.cudasim import child_script, finish, start
 
 
 def _refused(call):
@@ -89,14 +90,7 @@ def test_parse_bytes():
 
 # ---------------------------------------------------------------- CUDA scratch: estimate = allocation
 
-_ALLOC_CHILD = """
-import json, sys
-cases = json.loads(sys.argv[2])
-try:
-    from numba import cuda
-except ImportError as exc:
-    print(json.dumps({"skip": f"numba.cuda cannot be imported: {exc}"}))
-    raise SystemExit(0)
+_ALLOC_CHILD = child_script("""
 import numpy as np
 from vanishcalc.maps import Activation, Dense, LayerNorm, Residual
 from vanishcalc.sim.cuda.composed import simulate_rnn_cuda, simulate_stack_cuda
@@ -129,7 +123,7 @@ for name, (w, b) in cases.items():
     runs[name](w, b)
     out[name] = sum(allocated)                        # one net: one block
 print(json.dumps(out))
-"""
+""")
 
 _ALLOC_CASES = {"stack": (6, 4), "stack_residual": (5, 4), "rnn": (5, 3), "rnn_bn": (4, 5),
                 "rnn_ln": (6, 3)}
@@ -140,15 +134,7 @@ def test_gpu_scratch_estimates_equal_what_the_kernels_allocate(monkeypatch):
     """require_stack_gpu / require_rnn_gpu count exactly the device scratch of one block, as
     allocated by the drivers (counted in a simulator child).  Before, the recurrent BN / LN
     kernel's 7 width × batch arrays were estimated as 5, and a residual program's 6 as 4."""
-    import json
-
-    from tests.sim.cudasim import start
-    proc = start(_ALLOC_CHILD, "alloc", _ALLOC_CASES)
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-4000:]
-    got = json.loads(out.strip().splitlines()[-1])
-    if "skip" in got:
-        pytest.skip(got["skip"])
+    got = finish(start(_ALLOC_CHILD, "alloc", _ALLOC_CASES))
     checks = {
         "stack": lambda w, b: limits.require_stack_gpu("t", width=w, batch=b),
         "stack_residual": lambda w, b: limits.require_stack_gpu("t", width=w, batch=b,

@@ -6,16 +6,14 @@ notes/rbf.md.
 """
 from __future__ import annotations
 
-import json
 import math
-import textwrap
 import warnings
 
 import numpy as np
 import pytest
 
 from tests.reference.replay import KernelStreams, standardize_rows, stats
-from tests.sim.cudasim import start
+from tests.sim.cudasim import child_script, finish, start
 from vanishcalc.activation import activation
 from vanishcalc.errors import VanishcalcError, VanishcalcWarning
 from vanishcalc.maps import RBF, Dense, LayerNorm, serial
@@ -127,15 +125,7 @@ _CASES = {
     "strided": {"matched": dict(block=_MATCHED, depth=2, width=10, batch=3, n_nets=3, seed=12)},
 }
 
-_CHILD = textwrap.dedent("""
-    import json, math, sys
-    sys.setswitchinterval(5e-4)
-    group, cases = sys.argv[1], json.loads(sys.argv[2])
-    try:
-        from numba import cuda  # noqa: F401
-    except ImportError as exc:
-        print(json.dumps({"skip": f"numba.cuda cannot be imported: {exc}"}))
-        raise SystemExit(0)
+_CHILD = child_script("""
     from vanishcalc.maps import RBF, LayerNorm
     from vanishcalc.sim.cuda import composed as cc
     if group == "strided":
@@ -155,13 +145,7 @@ def cuda_runs():
     procs = {g: start(_CHILD, g, cases) for g, cases in _CASES.items()}
     res = {}
     for g, p in procs.items():
-        out, err = p.communicate(timeout=600)
-        if p.returncode != 0:
-            raise AssertionError(f"CUDA child failed (rc={p.returncode}):\n{err[-4000:]}")
-        got = json.loads(out.strip().splitlines()[-1])
-        if "skip" in got:
-            pytest.skip(got["skip"])
-        res.update(got)
+        res.update(finish(p))
     return res
 
 

@@ -6,15 +6,13 @@ naive numpy replay of the same streams (``tests/sim/cudasim.py``).
 """
 from __future__ import annotations
 
-import json
 import math
-import textwrap
 
 import numpy as np
 import pytest
 
 from tests.reference.replay import KernelStreams, standardize_rows, stats
-from tests.sim.cudasim import start
+from tests.sim.cudasim import child_script, finish, start
 from vanishcalc.activation import activation
 from vanishcalc.errors import VanishcalcError
 from vanishcalc.maps import (Activation, Dense, Dropout, LayerNorm, Residual, post_norm_block,
@@ -131,15 +129,7 @@ def test_cpu_residual_and_dropout_check_width_512(name, block, c0):
 
 # ---------------------------------------------------------------- CUDA (simulator)
 
-_CHILD = textwrap.dedent("""
-    import json, math, sys
-    sys.setswitchinterval(5e-4)
-    group, cases = sys.argv[1], json.loads(sys.argv[2])
-    try:
-        from numba import cuda  # noqa: F401
-    except ImportError as exc:
-        print(json.dumps({"skip": f"numba.cuda cannot be imported: {exc}"}))
-        raise SystemExit(0)
+_CHILD = child_script("""
     from vanishcalc.maps import Activation, Dense, Dropout, LayerNorm, Residual
     from vanishcalc.sim.cuda import composed as cc
     if group == "strided":
@@ -218,11 +208,7 @@ def _replay(desc, *, depth, width, batch, n_nets, seed, strided, q0=1.0, c0=0.5)
 @pytest.mark.parametrize("group", ["main", "strided"])
 def test_cuda_residual_dropout_vs_naive_replay_same_streams(group):
     proc = start(_CHILD, group, _CASES[group])
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-4000:]
-    res = json.loads(out.strip().splitlines()[-1])
-    if "skip" in res:
-        pytest.skip(res["skip"])
+    res = finish(proc)
     for name, kw in _CASES[group].items():
         kw = dict(kw)
         ref = _replay(kw.pop("block"), strided=group == "strided", **kw)

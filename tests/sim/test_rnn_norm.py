@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pytest
 
+from tests.sim.cudasim import child_script, finish, start
 from vanishcalc.errors import VanishcalcError
 from vanishcalc.maps.rnn import RecurrentNormRNN
 from vanishcalc.sim.api import simulate_rnn
@@ -159,15 +160,7 @@ def test_simulate_rnn_norm_bad_input_names_fix(kwargs, word):
 
 # ---------------------------------------------------------------- CUDA (simulator), same streams
 
-_CUDA_CHILD = """
-import json, math, sys
-sys.setswitchinterval(5e-4)
-group, cases = sys.argv[1], json.loads(sys.argv[2])
-try:
-    from numba import cuda  # noqa: F401
-except ImportError as exc:
-    print(json.dumps({"skip": f"numba.cuda cannot be imported: {exc}"}))
-    raise SystemExit(0)
+_CUDA_CHILD = child_script("""
 from vanishcalc.sim.cuda import rnn_norm as rn
 if group == "strided":          # more units than threads, more nets than blocks
     rn.MAX_THREADS, rn.MAX_NET_BLOCKS = 4, 2
@@ -185,7 +178,7 @@ if group == "main":             # the front door routes backend="cuda" to this k
     out["api_same"] = {"same": [float(a.q.tolist() == b.q.tolist() and
                                       a.grad.tolist() == b.grad.tolist())]}
 print(json.dumps(out))
-"""
+""")
 
 _CUDA_CASES = {
     "bn_x": dict(spec="x", norm="bn", gamma=1.0, gamma_x=0.7, beta=0.2, steps=3, width=6,
@@ -242,15 +235,7 @@ def _replay_rnn_norm(spec, *, norm, steps, width, batch, n_nets, seed, strided, 
 
 
 def _collect_cuda(group, cases):
-    import json
-    from tests.sim.cudasim import start
-    proc = start(_CUDA_CHILD, group, cases)
-    out, err = proc.communicate(timeout=600)
-    if proc.returncode != 0:
-        raise AssertionError(f"CUDA child failed (rc={proc.returncode}):\n{err[-4000:]}")
-    res = json.loads(out.strip().splitlines()[-1])
-    if "skip" in res:
-        pytest.skip(res["skip"])
+    res = finish(start(_CUDA_CHILD, group, cases))
     return {name: {k: np.array([np.nan if x is None else x for x in v]) for k, v in val.items()}
             for name, val in res.items()}
 
