@@ -33,7 +33,7 @@ Layout (see ``notes/cuda-composed.md``)
   deviation that is 0 or NaN) is read by all threads and a second barrier is passed
   before it can change, so every thread leaves the depth loop together.
 * After every block: Σx², Σ_i(Σ_b x_ib)², ‖V‖² by one block reduction; q, c, log F as in
-  ``composed._stats``; V renormalized to ‖V‖² = N·B.
+  ``cpu/ops.stats``; V renormalized to ‖V‖² = N·B.
 
 RNN: W, U (width × width) and b drawn once per net into global scratch (row i by the
 owner of row i), reused for all steps; H, A, the step's inputs and the tangent D (two
