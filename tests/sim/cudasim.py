@@ -7,10 +7,10 @@ not, and the children use the real GPU).
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
+import textwrap
 
 REAL_GPU = os.environ.get("VANISHCALC_TEST_REAL_GPU") == "1"
 
@@ -24,6 +24,40 @@ def child_env(simulate: bool) -> dict:
     return env
 
 
+#: The start of every kernel-running child script: its group and cases from argv, and a
+#: ``skip`` answer when numba.cuda cannot be imported.
+CHILD_HEADER = """
+import json, math, sys
+# The simulator's launcher busy-polls its block's threads under the GIL; a shorter switch
+# interval than the default 5 ms makes the children about 3x faster.
+sys.setswitchinterval(5e-4)
+group, cases = sys.argv[1], json.loads(sys.argv[2])
+try:
+    from numba import cuda  # noqa: F401
+except ImportError as exc:
+    print(json.dumps({"skip": f"numba.cuda cannot be imported: {exc}"}))
+    raise SystemExit(0)
+"""
+
+
+def child_script(body: str) -> str:
+    """:data:`CHILD_HEADER` followed by ``body`` (dedented): a script for :func:`start`."""
+    return CHILD_HEADER + textwrap.dedent(body)
+
+
+def finish(proc, timeout: float = 600) -> dict:
+    """The JSON of a child's last stdout line; its stderr on failure; a pytest skip when the
+    child said ``skip``."""
+    import pytest
+    out, err = proc.communicate(timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"CUDA child process failed (rc={proc.returncode}):\n{err[-4000:]}")
+    res = json.loads(out.strip().splitlines()[-1])
+    if "skip" in res:
+        pytest.skip(res["skip"])
+    return res
+
+
 def start(script: str, group: str, cases: dict, simulate: bool = not REAL_GPU):
     """Start ``python -c script group json(cases)``; its last stdout line is JSON."""
     return subprocess.Popen([sys.executable, "-c", script, group, json.dumps(cases)],
@@ -31,35 +65,6 @@ def start(script: str, group: str, cases: dict, simulate: bool = not REAL_GPU):
                             env=child_env(simulate))
 
 
-# ---------------------------------------------------------------- the kernels' streams in Python
-
-_M64 = (1 << 64) - 1
-
-
-def _rotl(x, k):
-    return ((x << k) | (x >> (64 - k))) & _M64
-
-
-class Stream:
-    """xoroshiro128+ (Blackman & Vigna) and Box–Muller on float64 uniforms, in plain Python."""
-
-    def __init__(self, s0, s1):
-        self.s0, self.s1 = int(s0), int(s1)
-
-    def normal_pair(self):
-        """Both Box–Muller normals of one uniform pair (``sim/cuda/dense.py``'s kernel)."""
-        u1, u2 = self.uniform(), self.uniform()
-        r = math.sqrt(-2.0 * math.log(1.0 - u1))
-        return r * math.cos(2.0 * math.pi * u2), r * math.sin(2.0 * math.pi * u2)
-
-    def normal(self):
-        u1, u2 = self.uniform(), self.uniform()
-        return math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(2.0 * math.pi * u2)
-
-    def uniform(self):
-        s0, s1 = self.s0, self.s1
-        r = (s0 + s1) & _M64
-        s1 ^= s0
-        self.s0 = _rotl(s0, 55) ^ s1 ^ ((s1 << 14) & _M64)
-        self.s1 = _rotl(s1, 36)
-        return (r >> 11) * 2.0 ** -53
+# The kernels' streams in Python live with the other independent references
+# (tests/reference/replay.py); re-exported for the CUDA test files.
+from tests.reference.replay import Stream  # noqa: E402,F401

@@ -29,7 +29,7 @@ import pytest
 
 from scipy.stats import chi2
 
-from tests.sim.cudasim import REAL_GPU, Stream, child_env, start
+from tests.sim.cudasim import REAL_GPU, Stream, child_env, child_script, finish, start
 from vanishcalc.activation import activation
 from vanishcalc.errors import VanishcalcError
 from vanishcalc.sim import cuda as vcuda   # importing it does not import numba.cuda
@@ -170,17 +170,7 @@ def _assert_layer_sums_equal(dev: LayerSums, host: LayerSums, per_net, label):
 
 # The child script.  Group "narrow": one unit per thread; group "wide": several units per thread,
 # forced at widths 10–24 by lowering MAX_THREADS to 8.
-_CHILD = textwrap.dedent("""
-    import json, math, sys
-    # The simulator's launcher busy-polls its block's threads under the GIL; a shorter switch
-    # interval than the default 5 ms makes the children about 3x faster.
-    sys.setswitchinterval(5e-4)
-    group, cases = sys.argv[1], json.loads(sys.argv[2])
-    try:
-        from numba import cuda  # noqa: F401
-    except ImportError as exc:
-        print(json.dumps({"skip": f"numba.cuda cannot be imported: {exc}"}))
-        raise SystemExit(0)
+_CHILD = child_script("""
     from vanishcalc.sim import cuda as vcuda_pkg
     from vanishcalc.sim.cuda import dense as vc     # its globals are patched below
     if group == "wide":         # several units per thread (what widths > 256 do on a GPU)
@@ -249,12 +239,7 @@ def _start(group, cases):
 
 
 def _collect(proc):
-    out, err = proc.communicate(timeout=600)
-    if proc.returncode != 0:
-        raise AssertionError(f"CUDA child process failed (rc={proc.returncode}):\n{err[-4000:]}")
-    res = json.loads(out.strip().splitlines()[-1])
-    if "skip" in res:
-        pytest.skip(res["skip"])
+    res = finish(proc)
     for name, val in res.items():
         if isinstance(val, dict) and "sums" in val:
             res[name] = {"sums": np.array(val["sums"], dtype=float)}

@@ -12,7 +12,7 @@ References, none of them the CUDA code's own earlier output:
   every input has mean β and variance γ² over the units, so q = γ² + β² exactly;
 * the CPU kernels of ``sim/cpu/composed.py`` (different random streams) with many nets,
   compared per layer in standard errors of the difference;
-* a naive numpy replay (``_Replay``): the same model written with numpy matrices, fed the
+* a naive numpy replay (``tests/reference/replay.py``): the same model written with numpy matrices, fed the
   same normals as the kernel — xoroshiro128+ and Box–Muller re-implemented here in plain
   Python from the published algorithms, in the kernel's documented draw order (thread
   ``tid`` of block ``net mod blocks`` draws the rows ``i ≡ tid mod threads``).  It agrees
@@ -29,7 +29,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.sim.cudasim import REAL_GPU, child_env, start
+from tests.reference.replay import KernelStreams, standardize_rows, stats
+from tests.sim.cudasim import REAL_GPU, child_env, child_script, finish, start
 from vanishcalc.activation import activation
 from vanishcalc.errors import VanishcalcError
 from vanishcalc.maps import Activation, Dense
@@ -51,15 +52,7 @@ _STACK = dict(depth=3, width=12, batch=6, n_nets=4)        # width 12: 4 idle th
 _RNN = dict(spec="tanh", sigma_w=1.3, sigma_u=0.8, sigma_b=0.2, steps=3, width=12, x2=1.0,
             x_corr=0.3, batch=4, n_nets=4)
 
-_CHILD = textwrap.dedent("""
-    import json, math, sys
-    sys.setswitchinterval(5e-4)      # the simulator busy-polls its threads under the GIL
-    group, cases = sys.argv[1], json.loads(sys.argv[2])
-    try:
-        from numba import cuda  # noqa: F401
-    except ImportError as exc:
-        print(json.dumps({"skip": f"numba.cuda cannot be imported: {exc}"}))
-        raise SystemExit(0)
+_CHILD = child_script("""
     from vanishcalc.maps import Activation, Dense
     from vanishcalc.maps.norm import BatchNorm, LayerNorm
     from vanishcalc.sim.cuda import composed as cc
@@ -92,12 +85,7 @@ def _start(group, cases):
 
 
 def _collect(proc):
-    out, err = proc.communicate(timeout=600)
-    if proc.returncode != 0:
-        raise AssertionError(f"CUDA child process failed (rc={proc.returncode}):\n{err[-4000:]}")
-    res = json.loads(out.strip().splitlines()[-1])
-    if "skip" in res:
-        pytest.skip(res["skip"])
+    res = finish(proc)
     for name, val in res.items():
         if isinstance(val, dict):
             res[name] = {k: np.array([np.nan if x is None else x for x in v], dtype=float)
@@ -176,82 +164,31 @@ def test_cpu_stack_bn_identity_agrees():
 
 # ---------------------------------------------------------------- naive replay, same streams
 
-from tests.sim.cudasim import Stream as _Stream  # noqa: E402
-
-
-class _Replay:
-    """Streams as the kernels seed them: raw PCG64 words seeded by ``SeedSequence([seed, tag])``."""
-
-    def __init__(self, seed, tag, n_nets, width, max_threads=256, max_blocks=2048):
-        self.threads = min(1 << (width - 1).bit_length(), max_threads)
-        self.blocks = min(n_nets, max_blocks)
-        n = self.blocks * self.threads
-        w = np.random.PCG64(np.random.SeedSequence([seed, tag])).random_raw(2 * n).reshape(n, 2)
-        self.streams = [_Stream(a if (a or b) else 1, b) for a, b in w]
-        self.width = width
-
-    def rows(self, net, draw):
-        """Call ``draw(i, stream)`` for every row, each row from its owner thread's stream."""
-        for tid in range(self.threads):
-            st = self.streams[(net % self.blocks) * self.threads + tid]
-            for i in range(tid, self.width, self.threads):
-                draw(i, st)
-
-
-def _stats(X, V):
-    N, B = X.shape
-    tot = np.sum(X * X)
-    q = tot / (N * B)
-    c = (np.sum(np.sum(X, axis=1) ** 2) - tot) / (B * (B - 1.0)) / (N * q)
-    return q, c, np.sum(V * V)
-
-
-def _standardize(X, V, g, b):
-    """Rows of X over columns; V by the Jacobian (autodiff-free: the formula written out)."""
-    m = X.mean(1, keepdims=True)
-    s = np.sqrt(((X - m) ** 2).mean(1, keepdims=True))
-    u = (X - m) / s
-    P = V - V.mean(1, keepdims=True)
-    return g * u + b, g * (P - u * np.mean(u * P, 1, keepdims=True)) / s
-
-
 def _replay_stack(desc, *, depth, width, batch, n_nets, q0, c0, seed, strided):
     lim = dict(max_threads=4, max_blocks=2) if strided else {}
-    rp = _Replay(seed, 0xC5A1, n_nets, width, **lim)
+    rp = KernelStreams(seed, 0xC5A1, n_nets, width, **lim)
     q, c, logF = (np.full((n_nets, depth + 1), np.nan) for _ in range(3))
     NB = width * batch
     for n in range(n_nets):
-        X, V = np.empty((width, batch)), np.empty((width, batch))
-
-        def init(i, st):
-            g = st.normal()
-            for b in range(batch):
-                X[i, b] = math.sqrt(q0 * c0) * g + math.sqrt(q0 * (1 - c0)) * st.normal()
-                V[i, b] = st.normal()
-        rp.rows(n, init)
-        q[n, 0], c[n, 0], f = _stats(X, V)
+        X, V = rp.batch(n, batch, q0, c0)
+        q[n, 0], c[n, 0], f = stats(X, V)
         logF[n, 0] = math.log(f / NB)
         V *= math.sqrt(NB / f)
         for layer in range(depth):
             for d in desc:
                 if d[0] == "dense":
-                    W, bias = np.empty((width, width)), np.zeros((width, 1))
-
-                    def draw(i, st, sw=d[1], sb=d[2]):
-                        W[i] = [sw / math.sqrt(width) * st.normal() for _ in range(width)]
-                        bias[i] = sb * st.normal() if sb > 0 else 0.0
-                    rp.rows(n, draw)
+                    W, bias = rp.dense(n, d[1], d[2])
                     X, V = W @ X + bias, W @ V
                 elif d[0] == "bn":
-                    X, V = _standardize(X, V, d[1], d[2])
+                    X, V = standardize_rows(X, V, d[1], d[2])
                 elif d[0] == "ln":
-                    Xt, Vt = _standardize(X.T, V.T, d[1], d[2])
+                    Xt, Vt = standardize_rows(X.T, V.T, d[1], d[2])
                     X, V = Xt.T, Vt.T
                 else:
                     act = activation(d[1])
                     V = np.asarray(act.derivative(1).numpy(X), float) * np.ones_like(X) * V
                     X = np.asarray(act.numpy(X), float) * np.ones_like(X)
-            q[n, layer + 1], c[n, layer + 1], f = _stats(X, V)
+            q[n, layer + 1], c[n, layer + 1], f = stats(X, V)
             logF[n, layer + 1] = logF[n, layer] + math.log(f / NB)
             V *= math.sqrt(NB / f)
     return _trace(q, c, logF, np.zeros(q.shape, bool))
@@ -260,36 +197,21 @@ def _replay_stack(desc, *, depth, width, batch, n_nets, q0, c0, seed, strided):
 def _replay_rnn(spec, sigma_w, sigma_u, sigma_b, *, steps, width, x2, x_corr, batch, n_nets,
                 seed, strided):
     lim = dict(max_threads=4, max_blocks=2) if strided else {}
-    rp = _Replay(seed, 0xC5A2, n_nets, width, **lim)
+    rp = KernelStreams(seed, 0xC5A2, n_nets, width, **lim)
     act = activation(spec)
     phi, dphi = act.numpy, act.derivative(1).numpy
     q, c, logF = (np.full((n_nets, steps), np.nan) for _ in range(3))
     NB = width * batch
     for n in range(n_nets):
-        W, U, b = np.empty((width, width)), np.empty((width, width)), np.empty((width, 1))
-        D = np.empty((width, batch))
-
-        def init(i, st):
-            for j in range(width):
-                W[i, j] = sigma_w / math.sqrt(width) * st.normal()
-                U[i, j] = sigma_u / math.sqrt(width) * st.normal()
-            b[i] = sigma_b * st.normal()
-            D[i] = [st.normal() for _ in range(batch)]
-        rp.rows(n, init)
+        W, U, b, D = rp.rnn_weights(n, batch, sigma_w, sigma_u, sigma_b)
         H = np.zeros((width, batch))
         lf = 0.0
         for t in range(steps):
-            xs = np.empty((width, batch))
-
-            def inputs(i, st):
-                g = st.normal()
-                xs[i] = [math.sqrt(x2 * x_corr) * g + math.sqrt(x2 * (1 - x_corr)) * st.normal()
-                         for _ in range(batch)]
-            rp.rows(n, inputs)
+            xs = rp.rnn_inputs(n, batch, x2, x_corr)
             A = W @ H + U @ xs + b
             if t > 0:
                 D = W @ D
-            q[n, t], c[n, t], f = _stats(A, D)
+            q[n, t], c[n, t], f = stats(A, D)
             lf += math.log(f / NB)
             logF[n, t] = lf
             D = dphi(A) * D * math.sqrt(NB / f)

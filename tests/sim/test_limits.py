@@ -20,6 +20,7 @@ from vanishcalc import budget
 from vanishcalc.sim import limits
 from vanishcalc.sim.composed import simulate_rnn, simulate_stack
 from vanishcalc.sim.limits import SimulationTooLargeError
+from tests.sim.cudasim import child_script, finish, start
 
 
 def _refused(call):
@@ -85,3 +86,68 @@ def test_parse_bytes():
     assert budget._parse_bytes("512MiB") == 512 * 2**20
     assert budget._parse_bytes("1000") == 1000
     assert budget._parse_bytes("x") is None
+
+
+# ---------------------------------------------------------------- CUDA scratch: estimate = allocation
+
+_ALLOC_CHILD = child_script("""
+import numpy as np
+from vanishcalc.maps import Activation, Dense, LayerNorm, Residual
+from vanishcalc.sim.cuda.composed import simulate_rnn_cuda, simulate_stack_cuda
+from vanishcalc.sim.cuda.rnn_norm import simulate_rnn_norm_cuda
+allocated = []
+device_array = cuda.device_array
+
+
+def counting(shape, dtype=np.float64, *a, **k):     # the kernels' scratch (outputs: to_device)
+    allocated.append(int(np.prod(shape)) * np.dtype(dtype).itemsize)
+    return device_array(shape, dtype, *a, **k)
+
+
+cuda.device_array = counting
+plain = [Dense(1.0), LayerNorm(1.0, 0.0), Activation("tanh")]
+residual = [Residual([Dense(1.0), Activation("tanh")], 0.5)]
+runs = {
+    "stack": lambda w, b: simulate_stack_cuda(plain, depth=1, width=w, batch=b, n_nets=1),
+    "stack_residual": lambda w, b: simulate_stack_cuda(residual, depth=1, width=w, batch=b,
+                                                       n_nets=1),
+    "rnn": lambda w, b: simulate_rnn_cuda("tanh", 1.0, 0.5, steps=1, width=w, batch=b, n_nets=1),
+    "rnn_bn": lambda w, b: simulate_rnn_norm_cuda("tanh", norm="bn", steps=1, width=w, batch=b,
+                                                  n_nets=1),
+    "rnn_ln": lambda w, b: simulate_rnn_norm_cuda("tanh", norm="ln", steps=1, width=w, batch=b,
+                                                  n_nets=1),
+}
+out = {}
+for name, (w, b) in cases.items():
+    allocated.clear()
+    runs[name](w, b)
+    out[name] = sum(allocated)                        # one net: one block
+print(json.dumps(out))
+""")
+
+_ALLOC_CASES = {"stack": (6, 4), "stack_residual": (5, 4), "rnn": (5, 3), "rnn_bn": (4, 5),
+                "rnn_ln": (6, 3)}
+
+
+@pytest.mark.cuda
+def test_gpu_scratch_estimates_equal_what_the_kernels_allocate(monkeypatch):
+    """require_stack_gpu / require_rnn_gpu count exactly the device scratch of one block, as
+    allocated by the drivers (counted in a simulator child).  Before, the recurrent BN / LN
+    kernel's 7 width × batch arrays were estimated as 5, and a residual program's 6 as 4."""
+    got = finish(start(_ALLOC_CHILD, "alloc", _ALLOC_CASES))
+    checks = {
+        "stack": lambda w, b: limits.require_stack_gpu("t", width=w, batch=b),
+        "stack_residual": lambda w, b: limits.require_stack_gpu("t", width=w, batch=b,
+                                                                residual=True),
+        "rnn": lambda w, b: limits.require_rnn_gpu("t", width=w, batch=b),
+        "rnn_bn": lambda w, b: limits.require_rnn_gpu("t", width=w, batch=b, norm=True),
+        "rnn_ln": lambda w, b: limits.require_rnn_gpu("t", width=w, batch=b, norm=True),
+    }
+    monkeypatch.setattr(limits, "MEMORY_FRACTION", 1.0)
+    for name, (w, b) in _ALLOC_CASES.items():
+        allocated = got[name]
+        monkeypatch.setattr(limits, "gpu_budget", lambda: allocated - 1)
+        with pytest.raises(SimulationTooLargeError):          # estimate ≥ the allocation
+            checks[name](w, b)
+        monkeypatch.setattr(limits, "gpu_budget", lambda: allocated)
+        checks[name](w, b)                                     # and not more

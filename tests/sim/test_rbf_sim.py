@@ -6,15 +6,14 @@ notes/rbf.md.
 """
 from __future__ import annotations
 
-import json
 import math
-import textwrap
 import warnings
 
 import numpy as np
 import pytest
 
-from tests.sim.cudasim import Stream, start
+from tests.reference.replay import KernelStreams, standardize_rows, stats
+from tests.sim.cudasim import child_script, finish, start
 from vanishcalc.activation import activation
 from vanishcalc.errors import VanishcalcError, VanishcalcWarning
 from vanishcalc.maps import RBF, Dense, LayerNorm, serial
@@ -126,15 +125,7 @@ _CASES = {
     "strided": {"matched": dict(block=_MATCHED, depth=2, width=10, batch=3, n_nets=3, seed=12)},
 }
 
-_CHILD = textwrap.dedent("""
-    import json, math, sys
-    sys.setswitchinterval(5e-4)
-    group, cases = sys.argv[1], json.loads(sys.argv[2])
-    try:
-        from numba import cuda  # noqa: F401
-    except ImportError as exc:
-        print(json.dumps({"skip": f"numba.cuda cannot be imported: {exc}"}))
-        raise SystemExit(0)
+_CHILD = child_script("""
     from vanishcalc.maps import RBF, LayerNorm
     from vanishcalc.sim.cuda import composed as cc
     if group == "strided":
@@ -154,67 +145,28 @@ def cuda_runs():
     procs = {g: start(_CHILD, g, cases) for g, cases in _CASES.items()}
     res = {}
     for g, p in procs.items():
-        out, err = p.communicate(timeout=600)
-        if p.returncode != 0:
-            raise AssertionError(f"CUDA child failed (rc={p.returncode}):\n{err[-4000:]}")
-        got = json.loads(out.strip().splitlines()[-1])
-        if "skip" in got:
-            pytest.skip(got["skip"])
-        res.update(got)
+        res.update(finish(p))
     return res
 
 
-class _Streams:
-    """The kernel's per-thread streams (``cuda/composed._device_streams``), replayed in Python."""
-
-    def __init__(self, seed, n_nets, width, max_threads, max_blocks):
-        self.threads = min(1 << (width - 1).bit_length(), max_threads)
-        self.blocks = min(n_nets, max_blocks)
-        n = self.blocks * self.threads
-        raw = np.random.PCG64(np.random.SeedSequence([seed, 0xC5A1])).random_raw(2 * n)
-        self.st = [Stream(a if (a or b) else 1, b) for a, b in raw.reshape(n, 2)]
-        self.width = width
-
-    def rows(self, net, draw):
-        for tid in range(self.threads):
-            s = self.st[(net % self.blocks) * self.threads + tid]
-            for i in range(tid, self.width, self.threads):
-                draw(i, s)
-
-
 def _replay(block, *, depth, width, batch, n_nets, seed, strided, q0=1.0, c0=0.5):
-    """The CUDA model in numpy: LayerNorm from its definition, RBF from ‖x − w‖² directly."""
-    streams = _Streams(seed, n_nets, width, *((4, 2) if strided else (256, 2048)))
+    """The CUDA model in numpy: LayerNorm by the standardization of tests/reference/replay.py,
+    RBF from ‖x − w‖² directly."""
+    streams = KernelStreams(seed, 0xC5A1, n_nets, width, *((4, 2) if strided else (256, 2048)))
     act = activation("exp(-x**2)")
     f, df = act.numpy, act.derivative(1).numpy
     q, c, logF = (np.full((n_nets, depth + 1), np.nan) for _ in range(3))
     NB = width * batch
-
-    def stats(X, V):
-        tot = np.sum(X * X)
-        qq = tot / NB
-        cc = (np.sum(X.sum(1) ** 2) - tot) / (batch * (batch - 1.0)) / (width * qq)
-        return qq, cc, np.sum(V * V)
     for n in range(n_nets):
-        X, V = np.empty((width, batch)), np.empty((width, batch))
-
-        def init(i, s):
-            g = s.normal()
-            for b in range(batch):
-                X[i, b] = math.sqrt(q0 * c0) * g + math.sqrt(q0 * (1 - c0)) * s.normal()
-                V[i, b] = s.normal()
-        streams.rows(n, init)
+        X, V = streams.batch(n, batch, q0, c0)
         q[n, 0], c[n, 0], F = stats(X, V)
         logF[n, 0] = math.log(F / NB)
         V *= math.sqrt(NB / F)
         for layer in range(depth):
             for kind, *p in block:
                 if kind == "ln":
-                    g_, b_ = p
-                    m, s = X.mean(0), X.std(0)
-                    u = (X - m) / s
-                    P = V - V.mean(0)
-                    X, V = g_ * u + b_, g_ * (P - u * np.mean(u * P, 0)) / s
+                    Xt, Vt = standardize_rows(X.T, V.T, *p)
+                    X, V = Xt.T, Vt.T
                 else:
                     kw = p[0]
                     if kw.get("centers") == "matched":

@@ -6,14 +6,13 @@ naive numpy replay of the same streams (``tests/sim/cudasim.py``).
 """
 from __future__ import annotations
 
-import json
 import math
-import textwrap
 
 import numpy as np
 import pytest
 
-from tests.sim.cudasim import Stream, start
+from tests.reference.replay import KernelStreams, standardize_rows, stats
+from tests.sim.cudasim import child_script, finish, start
 from vanishcalc.activation import activation
 from vanishcalc.errors import VanishcalcError
 from vanishcalc.maps import (Activation, Dense, Dropout, LayerNorm, Residual, post_norm_block,
@@ -130,15 +129,7 @@ def test_cpu_residual_and_dropout_check_width_512(name, block, c0):
 
 # ---------------------------------------------------------------- CUDA (simulator)
 
-_CHILD = textwrap.dedent("""
-    import json, math, sys
-    sys.setswitchinterval(5e-4)
-    group, cases = sys.argv[1], json.loads(sys.argv[2])
-    try:
-        from numba import cuda  # noqa: F401
-    except ImportError as exc:
-        print(json.dumps({"skip": f"numba.cuda cannot be imported: {exc}"}))
-        raise SystemExit(0)
+_CHILD = child_script("""
     from vanishcalc.maps import Activation, Dense, Dropout, LayerNorm, Residual
     from vanishcalc.sim.cuda import composed as cc
     if group == "strided":
@@ -172,57 +163,26 @@ _CASES = {
 
 def _replay(desc, *, depth, width, batch, n_nets, seed, strided, q0=1.0, c0=0.5):
     """The kernel's arithmetic in numpy, drawing from the kernel's streams row by row."""
-    threads = min(1 << (width - 1).bit_length(), 4 if strided else 256)
-    blocks = min(n_nets, 2 if strided else 2048)
-    n = blocks * threads
-    w = np.random.PCG64(np.random.SeedSequence([seed, 0xC5A1])).random_raw(2 * n).reshape(n, 2)
-    streams = [Stream(a if (a or b) else 1, b) for a, b in w]
-
-    def rows(net, draw):
-        for tid in range(threads):
-            st = streams[(net % blocks) * threads + tid]
-            for i in range(tid, width, threads):
-                draw(i, st)
-
-    def stats(X, V):
-        tot = np.sum(X * X)
-        qq = tot / X.size
-        return qq, (np.sum(X.sum(1) ** 2) - tot) / (batch * (batch - 1.0)) / (width * qq), \
-            np.sum(V * V)
-
+    lim = dict(max_threads=4, max_blocks=2) if strided else {}
+    rp = KernelStreams(seed, 0xC5A1, n_nets, width, **lim)
     flat = []
     for d in desc:
         flat += [("save",), *d[2], ("add", d[1])] if d[0] == "res" else [d]
     q, c, logF = (np.full((n_nets, depth + 1), np.nan) for _ in range(3))
     NB = width * batch
     for net in range(n_nets):
-        X, V = np.empty((width, batch)), np.empty((width, batch))
-
-        def init(i, st):
-            g = st.normal()
-            for b in range(batch):
-                X[i, b] = math.sqrt(q0 * c0) * g + math.sqrt(q0 * (1 - c0)) * st.normal()
-                V[i, b] = st.normal()
-        rows(net, init)
+        X, V = rp.batch(net, batch, q0, c0)
         q[net, 0], c[net, 0], f = stats(X, V)
         logF[net, 0] = math.log(f / NB)
         V *= math.sqrt(NB / f)
         for layer in range(depth):
             for d in flat:
                 if d[0] == "dense":
-                    W, bias = np.empty((width, width)), np.zeros((width, 1))
-
-                    def draw(i, st, sw=d[1], sb=d[2]):
-                        W[i] = [sw / math.sqrt(width) * st.normal() for _ in range(width)]
-                        bias[i] = sb * st.normal() if sb > 0 else 0.0
-                    rows(net, draw)
+                    W, bias = rp.dense(net, d[1], d[2])
                     X, V = W @ X + bias, W @ V
                 elif d[0] == "ln":
-                    m = X.mean(0, keepdims=True)
-                    s = np.sqrt(((X - m) ** 2).mean(0, keepdims=True))
-                    u = (X - m) / s
-                    P = V - V.mean(0, keepdims=True)
-                    X, V = d[1] * u + d[2], d[1] * (P - u * np.mean(u * P, 0, keepdims=True)) / s
+                    Xt, Vt = standardize_rows(X.T, V.T, d[1], d[2])
+                    X, V = Xt.T, Vt.T
                 elif d[0] == "act":
                     act = activation(d[1])
                     V = np.asarray(act.derivative(1).numpy(X), float) * V
@@ -236,7 +196,7 @@ def _replay(desc, *, depth, width, batch, n_nets, seed, strided, q0=1.0, c0=0.5)
 
                     def mask(i, st, keep=d[1]):
                         M[i] = [1 / keep if st.uniform() < keep else 0.0 for _ in range(batch)]
-                    rows(net, mask)
+                    rp.rows(net, mask)
                     X, V = X * M, V * M
             q[net, layer + 1], c[net, layer + 1], f = stats(X, V)
             logF[net, layer + 1] = logF[net, layer] + math.log(f / NB)
@@ -248,11 +208,7 @@ def _replay(desc, *, depth, width, batch, n_nets, seed, strided, q0=1.0, c0=0.5)
 @pytest.mark.parametrize("group", ["main", "strided"])
 def test_cuda_residual_dropout_vs_naive_replay_same_streams(group):
     proc = start(_CHILD, group, _CASES[group])
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-4000:]
-    res = json.loads(out.strip().splitlines()[-1])
-    if "skip" in res:
-        pytest.skip(res["skip"])
+    res = finish(proc)
     for name, kw in _CASES[group].items():
         kw = dict(kw)
         ref = _replay(kw.pop("block"), strided=group == "strided", **kw)

@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pytest
 
+from tests.sim.cudasim import child_script, finish, start
 from vanishcalc.errors import VanishcalcError
 from vanishcalc.maps.rnn import RecurrentNormRNN
 from vanishcalc.sim.api import simulate_rnn
@@ -159,15 +160,7 @@ def test_simulate_rnn_norm_bad_input_names_fix(kwargs, word):
 
 # ---------------------------------------------------------------- CUDA (simulator), same streams
 
-_CUDA_CHILD = """
-import json, math, sys
-sys.setswitchinterval(5e-4)
-group, cases = sys.argv[1], json.loads(sys.argv[2])
-try:
-    from numba import cuda  # noqa: F401
-except ImportError as exc:
-    print(json.dumps({"skip": f"numba.cuda cannot be imported: {exc}"}))
-    raise SystemExit(0)
+_CUDA_CHILD = child_script("""
 from vanishcalc.sim.cuda import rnn_norm as rn
 if group == "strided":          # more units than threads, more nets than blocks
     rn.MAX_THREADS, rn.MAX_NET_BLOCKS = 4, 2
@@ -185,7 +178,7 @@ if group == "main":             # the front door routes backend="cuda" to this k
     out["api_same"] = {"same": [float(a.q.tolist() == b.q.tolist() and
                                       a.grad.tolist() == b.grad.tolist())]}
 print(json.dumps(out))
-"""
+""")
 
 _CUDA_CASES = {
     "bn_x": dict(spec="x", norm="bn", gamma=1.0, gamma_x=0.7, beta=0.2, steps=3, width=6,
@@ -201,11 +194,11 @@ def _replay_rnn_norm(spec, *, norm, steps, width, batch, n_nets, seed, strided, 
                      gamma_x=None, beta=0.0, sigma_w=1.0, sigma_u=1.0, sigma_b=0.0, x2=1.0,
                      x_corr=0.0):
     """The model in numpy on the kernel's streams (thread tid draws rows i ≡ tid mod threads)."""
-    from tests.sim.test_cuda_composed import _Replay, _standardize, _stats
+    from tests.reference.replay import KernelStreams, standardize_rows, stats
     from vanishcalc.activation import activation
     from vanishcalc.sim.program import trace
     lim = dict(max_threads=4, max_blocks=2) if strided else {}
-    rp = _Replay(seed, 0xC5A3, n_nets, width, **lim)
+    rp = KernelStreams(seed, 0xC5A3, n_nets, width, **lim)
     act = activation(spec)
     phi, dphi = act.numpy, act.derivative(1).numpy
     if norm == "bn":
@@ -216,39 +209,24 @@ def _replay_rnn_norm(spec, *, norm, steps, width, batch, n_nets, seed, strided, 
     q, c, logF = (np.full((n_nets, steps), np.nan) for _ in range(3))
     NB = width * batch
     for n in range(n_nets):
-        W, U, b = np.empty((width, width)), np.empty((width, width)), np.empty((width, 1))
-        D = np.empty((width, batch))
-
-        def init(i, st):
-            for j in range(width):
-                W[i, j] = sigma_w / math.sqrt(width) * st.normal()
-                U[i, j] = sigma_u / math.sqrt(width) * st.normal()
-            b[i] = sigma_b * st.normal()
-            D[i] = [st.normal() for _ in range(batch)]
-        rp.rows(n, init)
+        W, U, b, D = rp.rnn_weights(n, batch, sigma_w, sigma_u, sigma_b)
         H = np.zeros((width, batch))
         lf = 0.0
         for t in range(steps):
-            xs = np.empty((width, batch))
-
-            def inputs(i, st):
-                g = st.normal()
-                xs[i] = [math.sqrt(x2 * x_corr) * g + math.sqrt(x2 * (1 - x_corr)) * st.normal()
-                         for _ in range(batch)]
-            rp.rows(n, inputs)
+            xs = rp.rnn_inputs(n, batch, x2, x_corr)
             zero = np.zeros((width, batch))
             if norm == "bn":
-                A, _ = _standardize(U @ xs, zero, gx, beta)
+                A, _ = standardize_rows(U @ xs, zero, gx, beta)
                 if t > 0:
-                    Y, D = _standardize(W @ H, W @ D, gh, 0.0)
+                    Y, D = standardize_rows(W @ H, W @ D, gh, 0.0)
                     A = A + Y
             else:
-                Yt, Dt = _standardize((W @ H + U @ xs + b).T, (W @ D if t > 0 else zero).T, gh,
+                Yt, Dt = standardize_rows((W @ H + U @ xs + b).T, (W @ D if t > 0 else zero).T, gh,
                                       beta)
                 A = Yt.T
                 if t > 0:
                     D = Dt.T
-            q[n, t], c[n, t], f = _stats(A, D)
+            q[n, t], c[n, t], f = stats(A, D)
             lf += math.log(f / NB)
             logF[n, t] = lf
             D = dphi(A) * D * math.sqrt(NB / f)
@@ -257,15 +235,7 @@ def _replay_rnn_norm(spec, *, norm, steps, width, batch, n_nets, seed, strided, 
 
 
 def _collect_cuda(group, cases):
-    import json
-    from tests.sim.cudasim import start
-    proc = start(_CUDA_CHILD, group, cases)
-    out, err = proc.communicate(timeout=600)
-    if proc.returncode != 0:
-        raise AssertionError(f"CUDA child failed (rc={proc.returncode}):\n{err[-4000:]}")
-    res = json.loads(out.strip().splitlines()[-1])
-    if "skip" in res:
-        pytest.skip(res["skip"])
+    res = finish(start(_CUDA_CHILD, group, cases))
     return {name: {k: np.array([np.nan if x is None else x for x in v]) for k, v in val.items()}
             for name, val in res.items()}
 

@@ -137,8 +137,24 @@ class MeanField:
     def _Q(self, q: float) -> float:
         out = self.block.moment_map(MomentState.single(q)).q1
         if not math.isfinite(out):
-            raise DivergenceError(f"{self!r}: the q-map overflowed at q = {q:g}; lower sigma_w")
+            raise DivergenceError(f"{self!r}: the q-map overflowed at q = {q:g}; "
+                                  f"{self._divergence_advice()}")
         return out
+
+    def _divergence_advice(self) -> str:
+        """What to change when q grows without bound: it depends on the net."""
+        from .residual import Residual
+        if self.sigma_w is not None:
+            return "lower sigma_w (for unbounded φ the q-map slope must be < 1)"
+        layers = getattr(self.block, "layers", None) or [self.block]
+        if any(isinstance(l, Residual) for l in layers):
+            return ("a residual net without normalization after the sum has no fixed point: "
+                    "q grows with depth (geometrically without a norm, linearly with "
+                    "pre-norm); use post-norm blocks "
+                    "(vanishcalc.maps.post_norm_block) for a fixed q, or see "
+                    "vanishcalc.solve.residual.residual_growth for the growth law")
+        return ("lower the σw of the block's Dense layers (for unbounded φ the q-map slope "
+                "must be < 1)")
 
     def q_map(self, q) -> Value:
         """q_{l+1} = σw² E[φ(√q_l z)²] + σb² (Poole et al. 2016, eq. 3)."""
@@ -190,7 +206,7 @@ class MeanField:
             if r0 > 0 and (b > Q_MAX * max(1.0, q0) or rb == math.inf):
                 raise DivergenceError(
                     f"{self!r}: q grows without bound from q0 = {q0:g} (q-map above the diagonal "
-                    f"up to q = {b:.3g}); lower sigma_w (for unbounded φ the q-map slope must be < 1)")
+                    f"up to q = {b:.3g}); {self._divergence_advice()}")
             if r0 < 0 and b < Q_MIN * q0:
                 if self._Q(0.0) == 0.0:
                     return Value(0.0, exact=0, error=0.0, method="meanfield:q*-collapsed")

@@ -319,7 +319,7 @@ def simulate_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, x2=1.
             from .program import rnn_norm_iv
             _, _, w, b, _, _ = rnn_norm_iv(spec, norm, gamma, gamma_x, beta, sigma_w, sigma_u,
                                            sigma_b, steps, width, x2, x_corr, batch, n_nets, seed)
-            limits.require_rnn_gpu("simulate_rnn", width=w, batch=b)
+            limits.require_rnn_gpu("simulate_rnn", width=w, batch=b, norm=True)
         else:
             from .cpu.rnn_norm import simulate_rnn_norm as run_norm
         return run_norm(spec, sigma_w, sigma_u, sigma_b, norm=norm, steps=steps, width=width,
@@ -377,11 +377,11 @@ def _simulate_network(spec, sigma_w, sigma_b, *, depth, width, n_nets, q0, c0, w
     use_cuda = use_cuda_backend("simulate", backend)
     if use_cuda:
         from . import limits
-        from .program import stack_iv
+        from .program import OP_SAVE, stack_iv
         from .cuda.composed import simulate_stack_cuda as run_stack
-        _, _, _, _, w, b, _, _, _, _ = stack_iv(spec, depth, width, network_batch(spec, batch),
-                                                 n_nets, q0, c0, seed)
-        limits.require_stack_gpu("simulate", width=w, batch=b)
+        _, ops, _, _, w, b, _, _, _, _ = stack_iv(spec, depth, width, network_batch(spec, batch),
+                                                  n_nets, q0, c0, seed)
+        limits.require_stack_gpu("simulate", width=w, batch=b, residual=OP_SAVE in ops)
     else:
         from .cpu.composed import simulate_stack as run_stack
     batch = network_batch(spec, batch)

@@ -47,6 +47,41 @@ NORMALS_PER_S = 1.5e8                      # weight draws of explicit-weight ker
 FLOPS_PER_S = 2.0e9                        # matmul flops of explicit-weight kernels
 
 
+#: The kernels' scratch, in width × batch float64 arrays, counted here once: the CUDA drivers
+#: size their allocations and launches from these functions, the estimates below use them.
+#: CUDA stack kernel: (X, V) state slots per block — two, swapped by Dense / RBF, and a third
+#: for a residual block's saved input, allocated only when the program has OP_SAVE.
+STACK_SLOTS, STACK_SLOTS_RESIDUAL = 2, 3
+#: CUDA RNN kernel, per block: H, A, the step's inputs and the tangent (two buffers); the
+#: recurrent BN / LN kernel adds Z (= U x, standardized apart under BN) and its zero tangent.
+RNN_STATE_ARRAYS, RNN_NORM_STATE_ARRAYS = 5, 7
+#: CPU RNN kernels, per running net, at their peak: the plain RNN H, A, inputs, D and the
+#: temporaries of W H + U x (3); recurrent BN / LN H, A, inputs, D, the zero tangent and,
+#: at the LN first step, W H + U x + b, its tangent, both transposed and the zero one's
+#: transpose (5).
+CPU_RNN_STATE_ARRAYS, CPU_RNN_NORM_STATE_ARRAYS = 7, 10
+#: CPU stack kernel, per running net: X, V, the saved (X, V) of a residual block, and the
+#: op's output pair (Dense's W X, W V; RBF's; LayerNorm's transposes) — besides W.
+CPU_STACK_STATE_ARRAYS = 6
+
+
+def stack_slots(residual: bool) -> int:
+    """(X, V) slots per CUDA block of the stack kernel (``residual``: the program has OP_SAVE)."""
+    return STACK_SLOTS_RESIDUAL if residual else STACK_SLOTS
+
+
+def stack_block_bytes(width: int, batch: int, residual: bool) -> int:
+    """One CUDA block's scratch of the stack kernel: X and V, each ``stack_slots`` × N × B."""
+    return 8 * 2 * stack_slots(residual) * width * batch
+
+
+def rnn_block_bytes(width: int, batch: int, norm: bool = False) -> int:
+    """One CUDA block's scratch of the RNN kernel (``norm``: the recurrent BN / LN one):
+    W and U (N × N), b (N) and the state arrays (N × B each)."""
+    arrays = RNN_NORM_STATE_ARRAYS if norm else RNN_STATE_ARRAYS
+    return 8 * (2 * width * width + width + arrays * width * batch)
+
+
 class SimulationTooLargeError(MemoryBudgetError):
     """A simulation would need more memory than this machine has; the message says what fits."""
 
@@ -179,7 +214,7 @@ def _concurrent(n_nets):
 def require_stack(where, *, depth, width, batch, n_nets, extra_per_cell=0, cpu=True):
     """A composed stack: per-layer outputs, and (CPU) explicit W per concurrently run net."""
     per_cell = COMPOSED_BYTES_PER_CELL + extra_per_cell
-    per_net_scratch = 8 * (width * width + 6 * width * batch) if cpu else 0
+    per_net_scratch = 8 * (width * width + CPU_STACK_STATE_ARRAYS * width * batch) if cpu else 0
     scratch = _concurrent(n_nets) * per_net_scratch
     need = n_nets * (depth + 1) * per_cell + scratch
 
@@ -199,17 +234,20 @@ def require_stack(where, *, depth, width, batch, n_nets, extra_per_cell=0, cpu=T
                      f"{n_nets} nets × depth {depth} of width {width}, batch {batch}")
 
 
-def require_stack_gpu(where, *, width, batch):
-    """One CUDA block's scratch (X, V double-buffered: 4·N·B float64) must fit the device."""
-    need = 4 * width * batch * 8
+def require_stack_gpu(where, *, width, batch, residual=False):
+    """One CUDA block's scratch (:func:`stack_block_bytes`) must fit the device."""
+    need = stack_block_bytes(width, batch, residual)
+    per_entry = need // (width * batch)
     require_gpu_memory(where, need, f"one net's width-{width} × batch-{batch} buffers",
-                       lambda b: f"use width × batch ≤ {b // 32}")
+                       lambda b: f"use width × batch ≤ {b // per_entry}")
 
 
-def require_rnn(where, *, steps, width, batch, n_nets, extra_per_cell=0, cpu=True):
-    """An RNN: W and U (2·N² floats) per running net, per-step outputs."""
+def require_rnn(where, *, steps, width, batch, n_nets, extra_per_cell=0, cpu=True, norm=False):
+    """An RNN (``norm``: recurrent BN / LN): W and U (2·N² floats) and the state per running
+    net, per-step outputs."""
     per_cell = COMPOSED_BYTES_PER_CELL + extra_per_cell
-    per_net_scratch = 8 * (2 * width * width + 7 * width * batch + width) if cpu else 0
+    arrays = CPU_RNN_NORM_STATE_ARRAYS if norm else CPU_RNN_STATE_ARRAYS
+    per_net_scratch = 8 * (2 * width * width + arrays * width * batch + width) if cpu else 0
     scratch = _concurrent(n_nets) * per_net_scratch
     need = n_nets * steps * per_cell + scratch
 
@@ -230,8 +268,8 @@ def require_rnn(where, *, steps, width, batch, n_nets, extra_per_cell=0, cpu=Tru
                      f"{n_nets} nets × {steps} steps of width {width}, batch {batch}")
 
 
-def require_rnn_gpu(where, *, width, batch):
-    """One CUDA block's W, U, b and state (8·(2N² + N + 5NB) bytes) must fit the device."""
-    need = 8 * (2 * width * width + width + 5 * width * batch)
+def require_rnn_gpu(where, *, width, batch, norm=False):
+    """One CUDA block's W, U, b and state (:func:`rnn_block_bytes`) must fit the device."""
+    need = rnn_block_bytes(width, batch, norm)
     require_gpu_memory(where, need, f"one net's W and U at width {width}",
                        lambda b: f"use width ≤ {int(math.isqrt(max(1, b // 16)) * 0.9)}")

@@ -350,8 +350,8 @@ def standardize_row(X, V, i, n, gamma, beta):
     if the std is not > 0 (0 or NaN): the caller marks the net non-finite.
 
     notes/normalization.md ("Simulation").  The CPU backend inlines this function into
-    ``cpu/composed.py``'s kernels, and numba's on-disk cache is keyed on that file: after
-    editing this function, edit (touch) ``cpu/composed.py`` too, or clear the cache.
+    ``cpu/ops.py``'s ``standardize_rows``, and numba's on-disk cache is keyed on that file:
+    after editing this function, edit (touch) ``cpu/ops.py`` too, or clear the cache.
     """
     m = 0.0
     mv = 0.0

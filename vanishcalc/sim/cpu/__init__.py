@@ -2,8 +2,11 @@
 
 * :mod:`.rng`      xoroshiro128+ streams (one per net) and ziggurat normals;
 * :mod:`.dense`    the plain dense net (4-column exact conditional sampling, any width);
+* :mod:`.ops`      the ``@njit`` steps both kernel files below use (standardization,
+  per-layer statistics);
 * :mod:`.composed` the op program of ``sim/program.py`` (Dense / BatchNorm / LayerNorm /
-  Activation) and the RNN.
+  Activation / RBF / residual save and add / dropout) and the RNN;
+* :mod:`.rnn_norm` the RNN with recurrent BatchNorm / LayerNorm.
 
 Imports ``sim/program.py``, ``sim/source.py``, ``sim/compile.py`` and ``sim/limits.py`` only
 (never ``api``, ``check`` or ``cuda``).  :func:`run_dense` is the backend contract

@@ -41,10 +41,10 @@ import numpy as np
 from numba import njit, prange
 
 from ..compile import FASTMATH
-from .. import source
 from ..program import (OP_BN, OP_DENSE, OP_LN, OP_RBF, ComposedTrace, rnn_iv, stack_iv, trace,
                        trace_buffers)
 from ..program import OP_ADD_SAVED, OP_DROPOUT, OP_SAVE
+from .ops import draw_inputs, draw_rnn, standardize_rows, stats
 from .rng import normal, seed_states
 from .rng import uniform
 
@@ -78,22 +78,6 @@ def _dense(st, W, X, V, sigma_w, sigma_b):
         for b in range(B):
             X[i, b] = Xn[i, b] + bi
             V[i, b] = Vn[i, b]
-
-
-# The BatchNorm arithmetic, shared with the CUDA body (sim/source.py).  Inlined at Numba-IR
-# level on purpose: as a separate LLVM function its fastmath sums were vectorized differently
-# and seeded results changed in the last bits; inlined, the code is the loop it replaced.
-standardize_row = njit(cache=True, fastmath=FASTMATH, inline="always")(source.standardize_row)
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _standardize_rows(X, V, gamma, beta):
-    """Standardize each row of X over its columns (exact JVP on V); False if a std is 0."""
-    R, C = X.shape
-    for i in range(R):
-        if not standardize_row(X, V, i, C, gamma, beta):
-            return False
-    return True
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -171,29 +155,6 @@ def _dropout(st, X, V, keep):
             V[i, b] *= m
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _stats(X, V, out_q, out_c, l):
-    """q, batch-mean pairwise correlation; returns ‖V‖² (NaN if anything is not finite)."""
-    N, B = X.shape
-    tot = 0.0
-    sum_sq = 0.0
-    f = 0.0
-    for i in range(N):
-        r = 0.0
-        for b in range(B):
-            x = X[i, b]
-            r += x
-            tot += x * x
-            f += V[i, b] * V[i, b]
-        sum_sq += r * r
-    q = tot / (N * B)
-    out_q[l] = q
-    out_c[l] = (sum_sq - tot) / (B * (B - 1.0)) / (N * q) if q > 0.0 else np.nan
-    if not (math.isfinite(tot) and math.isfinite(sum_sq) and math.isfinite(f)):
-        return np.nan
-    return f
-
-
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
 def _stack_kernel(phi, dphi, rng, ops, pars, depth, width, batch, q0, c0, q, c, logF, bad):
     """``depth`` blocks of the op program (ops[k], pars[k, :2]) for every net, in parallel."""
@@ -212,7 +173,7 @@ def _stack_kernel(phi, dphi, rng, ops, pars, depth, width, batch, q0, c0, q, c, 
         SX = np.empty((width * n_saved, batch))
         SV = np.empty((width * n_saved, batch))
         _init_batch(st, X, V, q0, c0)
-        f = _stats(X, V, q[n], c[n], 0)
+        f = stats(X, V, q[n], c[n], 0)
         logF[n, 0] = math.log(f / (width * batch))
         V *= math.sqrt(width * batch / f)
         for l in range(depth):
@@ -222,11 +183,11 @@ def _stack_kernel(phi, dphi, rng, ops, pars, depth, width, batch, q0, c0, q, c, 
                 if op == OP_DENSE:
                     _dense(st, W, X, V, pars[k, 0], pars[k, 1])
                 elif op == OP_BN:
-                    ok = _standardize_rows(X, V, pars[k, 0], pars[k, 1])
+                    ok = standardize_rows(X, V, pars[k, 0], pars[k, 1])
                 elif op == OP_LN:
                     Xt = np.ascontiguousarray(X.T)
                     Vt = np.ascontiguousarray(V.T)
-                    ok = _standardize_rows(Xt, Vt, pars[k, 0], pars[k, 1])
+                    ok = standardize_rows(Xt, Vt, pars[k, 0], pars[k, 1])
                     X[:, :] = Xt.T
                     V[:, :] = Vt.T
                 elif op == OP_RBF:
@@ -242,7 +203,7 @@ def _stack_kernel(phi, dphi, rng, ops, pars, depth, width, batch, q0, c0, q, c, 
                     _activation(phi, dphi, X, V)
                 if not ok:
                     break
-            f = _stats(X, V, q[n], c[n], l + 1) if ok else np.nan
+            f = stats(X, V, q[n], c[n], l + 1) if ok else np.nan
             if not (ok and f > 0.0 and math.isfinite(f)):
                 for m in range(l + 1, depth + 1):
                     bad[n, m] = True
@@ -258,37 +219,19 @@ def _rnn_kernel(phi, dphi, rng, steps, width, batch, sigma_w, sigma_u, sigma_b, 
     n_nets = rng.shape[0]
     for n in prange(n_nets):
         st = rng[n]
-        W = np.empty((width, width))
-        U = np.empty((width, width))
-        b = np.empty(width)
-        sw = sigma_w / math.sqrt(width)
-        su = sigma_u / math.sqrt(width)
-        for i in range(width):
-            for j in range(width):
-                W[i, j] = sw * normal(st)
-                U[i, j] = su * normal(st)
-            b[i] = sigma_b * normal(st)
+        W, U, b, D = draw_rnn(st, width, batch, sigma_w, sigma_u, sigma_b)
         H = np.zeros((width, batch))
         A = np.empty((width, batch))
         xs = np.empty((width, batch))
-        D = np.empty((width, batch))
-        for i in range(width):
-            for a in range(batch):
-                D[i, a] = normal(st)
-        ax = math.sqrt(x2 * x_corr)
-        ex = math.sqrt(x2 * (1.0 - x_corr))
         for t in range(steps):
-            for i in range(width):
-                g = normal(st)
-                for a in range(batch):
-                    xs[i, a] = ax * g + ex * normal(st)
+            draw_inputs(st, xs, x2, x_corr)
             A[:, :] = W @ H + U @ xs
             for i in range(width):
                 for a in range(batch):
                     A[i, a] += b[i]
             if t > 0:
                 D[:, :] = W @ D
-            f = _stats(A, D, q[n], c[n], t)
+            f = stats(A, D, q[n], c[n], t)
             if not (f > 0.0 and math.isfinite(f)):
                 for m in range(t, steps):
                     bad[n, m] = True

@@ -22,47 +22,11 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .. import source
 from ..compile import FASTMATH
-from .rng import normal
+from .ops import draw_inputs, draw_rnn, standardize_rows, stats
 
 #: Modes of the normalized RNN kernel (both backends).
 MODE_BN, MODE_LN = 1, 2
-
-standardize_row = njit(cache=True, fastmath=FASTMATH, inline="always")(source.standardize_row)
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _stats(X, V, out_q, out_c, l):
-    """q, batch-mean pairwise correlation; returns ‖V‖² (NaN if anything is not finite)."""
-    N, B = X.shape
-    tot = 0.0
-    sum_sq = 0.0
-    f = 0.0
-    for i in range(N):
-        r = 0.0
-        for b in range(B):
-            x = X[i, b]
-            r += x
-            tot += x * x
-            f += V[i, b] * V[i, b]
-        sum_sq += r * r
-    q = tot / (N * B)
-    out_q[l] = q
-    out_c[l] = (sum_sq - tot) / (B * (B - 1.0)) / (N * q) if q > 0.0 else np.nan
-    if not (math.isfinite(tot) and math.isfinite(sum_sq) and math.isfinite(f)):
-        return np.nan
-    return f
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _standardize_all(X, V, gamma, beta):
-    R, C = X.shape
-    for i in range(R):
-        if not standardize_row(X, V, i, C, gamma, beta):
-            return False
-    return True
-
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
 def rnn_norm_kernel(phi, dphi, rng, mode, steps, width, batch, sigma_w, sigma_u, sigma_b, x2,
@@ -71,40 +35,22 @@ def rnn_norm_kernel(phi, dphi, rng, mode, steps, width, batch, sigma_w, sigma_u,
     n_nets = rng.shape[0]
     for n in prange(n_nets):
         st = rng[n]
-        W = np.empty((width, width))
-        U = np.empty((width, width))
-        b = np.empty(width)
-        sw = sigma_w / math.sqrt(width)
-        su = sigma_u / math.sqrt(width)
-        for i in range(width):
-            for j in range(width):
-                W[i, j] = sw * normal(st)
-                U[i, j] = su * normal(st)
-            b[i] = sigma_b * normal(st)
+        W, U, b, D = draw_rnn(st, width, batch, sigma_w, sigma_u, sigma_b)
         H = np.zeros((width, batch))
         A = np.empty((width, batch))
         xs = np.empty((width, batch))
-        D = np.empty((width, batch))
         Z0 = np.zeros((width, batch))
-        for i in range(width):
-            for a in range(batch):
-                D[i, a] = normal(st)
-        ax = math.sqrt(x2 * x_corr)
-        ex = math.sqrt(x2 * (1.0 - x_corr))
         for t in range(steps):
-            for i in range(width):
-                g = normal(st)
-                for a in range(batch):
-                    xs[i, a] = ax * g + ex * normal(st)
+            draw_inputs(st, xs, x2, x_corr)
             ok = True
             if mode == MODE_BN:
                 Z = U @ xs
                 Z0[:, :] = 0.0
-                ok = _standardize_all(Z, Z0, gamma_x, beta)
+                ok = standardize_rows(Z, Z0, gamma_x, beta)
                 if t > 0 and ok:
                     Y = W @ H
                     DY = W @ D
-                    ok = _standardize_all(Y, DY, gamma_h, 0.0)
+                    ok = standardize_rows(Y, DY, gamma_h, 0.0)
                     A[:, :] = Y + Z
                     D[:, :] = DY
                 else:
@@ -121,15 +67,15 @@ def rnn_norm_kernel(phi, dphi, rng, mode, steps, width, batch, sigma_w, sigma_u,
                 Yt = np.ascontiguousarray(Y.T)
                 Vt = np.ascontiguousarray(DY.T)
                 if t > 0:
-                    ok = _standardize_all(Yt, Vt, gamma_h, beta)
+                    ok = standardize_rows(Yt, Vt, gamma_h, beta)
                 else:    # δa_1 is the initial tangent itself: standardize the values only
                     Z0[:, :] = 0.0
                     Z0t = np.ascontiguousarray(Z0.T)
-                    ok = _standardize_all(Yt, Z0t, gamma_h, beta)
+                    ok = standardize_rows(Yt, Z0t, gamma_h, beta)
                     Vt[:, :] = D.T
                 A[:, :] = Yt.T
                 D[:, :] = Vt.T
-            f = _stats(A, D, q[n], c[n], t) if ok else np.nan
+            f = stats(A, D, q[n], c[n], t) if ok else np.nan
             if not (f > 0.0 and math.isfinite(f)):
                 for m in range(t, steps):
                     bad[n, m] = True
@@ -160,7 +106,8 @@ def simulate_rnn_norm(spec, sigma_w=1.0, sigma_u=1.0, sigma_b=0.0, *, norm, step
     model, steps, width, batch, n_nets, seed = rnn_norm_iv(
         spec, norm, gamma, gamma_x, beta, sigma_w, sigma_u, sigma_b, steps, width, x2, x_corr,
         batch, n_nets, seed)
-    limits.require_rnn("simulate_rnn", steps=steps, width=width, batch=batch, n_nets=n_nets)
+    limits.require_rnn("simulate_rnn", steps=steps, width=width, batch=batch, n_nets=n_nets,
+                       norm=True)
     phi, dphi = cpu_cfuncs(model.act)
     s = model.step
     gx = model.gamma_x if norm == "bn" else 0.0

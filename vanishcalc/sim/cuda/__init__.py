@@ -6,8 +6,11 @@
 * :mod:`.dense`    the plain dense-net kernel (4-column exact conditional sampling);
 * :mod:`.summary`  its per-net sums reduced over nets on the device (per-layer sums back,
   per-net arrays copied only on request);
+* :mod:`.blocks`   device functions both kernel files below use (Box–Muller, block
+  reductions, per-layer statistics, standardization);
 * :mod:`.composed` the op program of ``sim/program.py`` (Dense / BatchNorm / LayerNorm /
-  Activation) and the RNN.
+  Activation / RBF / residual save and add / dropout) and the RNN;
+* :mod:`.rnn_norm` the RNN with recurrent BatchNorm / LayerNorm.
 
 Importing this package never imports ``numba.cuda`` (nor needs a GPU): every module reaches
 it through :func:`runtime.import_cuda` inside functions.  Imports ``sim/program.py``,

@@ -33,7 +33,7 @@ Layout (see ``notes/cuda-composed.md``)
   deviation that is 0 or NaN) is read by all threads and a second barrier is passed
   before it can change, so every thread leaves the depth loop together.
 * After every block: Σx², Σ_i(Σ_b x_ib)², ‖V‖² by one block reduction; q, c, log F as in
-  ``composed._stats``; V renormalized to ‖V‖² = N·B.
+  ``cpu/ops.stats``; V renormalized to ‖V‖² = N·B.
 
 RNN: W, U (width × width) and b drawn once per net into global scratch (row i by the
 owner of row i), reused for all steps; H, A, the step's inputs and the tangent D (two
@@ -52,10 +52,11 @@ import numpy as np
 from ...activation import activation
 # The validation and the trace are backend-neutral (sim/program.py); the runtime and the RNG
 # are shared with the dense-net kernel (runtime.py, rng.py).
-from .. import source
 from ..program import (OP_BN, OP_DENSE, OP_LN, OP_RBF, ComposedTrace, rnn_iv, stack_iv, trace,
                        trace_buffers)
 from ..program import OP_ADD_SAVED, OP_DROPOUT, OP_SAVE
+from .. import limits
+from .blocks import block_device_functions
 from .rng import rng_device_functions, rng_states
 from .runtime import (CudaUnavailableError, compile_kernels, device_functions, import_cuda,
                       next_pow2, quiet_simulator, require_device, simulator_enabled)
@@ -112,73 +113,14 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
     _, uniform, load_dev, store_dev = rng_device_functions()
 
     MAXT = MAX_THREADS
-    NAN = math.nan
-    TWO_PI = 2.0 * math.pi
 
-    @cuda.jit(device=True)
-    def normal(st):
-        """N(0, 1) by Box–Muller from two float64 uniforms of the thread-local stream ``st``.
-
-        Not ``numba.cuda.random.xoroshiro128p_normal_float64``: that one (numba-cuda 0.30)
-        draws *float32* uniforms and takes log(u1), so u1 = 0 (probability 2⁻²⁴ per draw)
-        gives an infinite weight, and its tails stop at ≈ 5.8σ.  Here 1 − u1 ∈ (0, 1].
-        """
-        u1 = uniform(st)
-        u2 = uniform(st)
-        return math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(TWO_PI * u2)
-
-    @cuda.jit(device=True)
-    def block_sum4(red, a, b, c, d, tid, nthreads):
-        """Block-wide sums of a, b, c, d (every thread calls it; all get the totals)."""
-        red[0, tid] = a
-        red[1, tid] = b
-        red[2, tid] = c
-        red[3, tid] = d
-        cuda.syncthreads()
-        s = nthreads // 2
-        while s > 0:
-            if tid < s:
-                for k in range(4):
-                    red[k, tid] += red[k, tid + s]
-            cuda.syncthreads()
-            s //= 2
-        ra = red[0, 0]
-        rb = red[1, 0]
-        rc = red[2, 0]
-        rd = red[3, 0]
-        cuda.syncthreads()                  # red is rewritten by the next call
-        return ra, rb, rc, rd
-
-    @cuda.jit(device=True)
-    def stats(X, V, width, batch, tid, nthreads, red):
-        """(Σx², Σ_i (Σ_b x_ib)², ‖V‖²) over the whole net, as ``composed._stats``."""
-        tot = 0.0
-        ssq = 0.0
-        f = 0.0
-        for i in range(tid, width, nthreads):
-            r = 0.0
-            for b in range(batch):
-                x = X[i, b]
-                r += x
-                tot += x * x
-                f += V[i, b] * V[i, b]
-            ssq += r * r
-        tot, ssq, f, _ = block_sum4(red, tot, ssq, f, 0.0, tid, nthreads)
-        return tot, ssq, f
-
-    @cuda.jit(device=True)
-    def record(net, col, tot, ssq, width, batch, q, c):
-        qq = tot / (width * batch)
-        q[net, col] = qq
-        if qq > 0.0:
-            c[net, col] = (ssq - tot) / (batch * (batch - 1.0)) / (width * qq)
-        else:
-            c[net, col] = NAN
-
-    @cuda.jit(device=True)
-    def finite_positive(tot, ssq, f):
-        return (f > 0.0 and not math.isinf(f) and not math.isnan(tot) and not math.isinf(tot)
-                and not math.isnan(ssq) and not math.isinf(ssq))
+    # Box–Muller, the block reduction, the per-layer statistics and the norms: shared with the
+    # recurrent BN / LN kernel (blocks.py)
+    blk = block_device_functions(uniform)
+    normal, block_sum4, stats = blk["normal"], blk["block_sum4"], blk["stats"]
+    record, finite_positive = blk["record"], blk["finite_positive"]
+    draw_rnn, draw_inputs = blk["draw_rnn"], blk["draw_inputs"]
+    standardize_row, layer_norm = blk["standardize_row"], blk["layer_norm"]
 
     @cuda.jit(device=True)
     def dense(st, X, V, Xn, Vn, sigma_w, sigma_b, width, batch, tid, nthreads):
@@ -198,44 +140,12 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
             for b in range(batch):
                 Xn[i, b] += bi
 
-    standardize_row = cuda.jit(device=True)(source.standardize_row)
-
     @cuda.jit(device=True)
     def batch_norm(X, V, gamma, beta, width, batch, tid, nthreads, flag):
         """Standardize each own row over the batch (exact JVP on V)."""
         for i in range(tid, width, nthreads):
             if not standardize_row(X, V, i, batch, gamma, beta):
                 flag[0] = 1
-
-    @cuda.jit(device=True)
-    def layer_norm(X, V, gamma, beta, width, batch, tid, nthreads, red, flag):
-        """Standardize each input (column) over the units: block reductions per column."""
-        for a in range(batch):
-            sx = 0.0
-            sv = 0.0
-            for i in range(tid, width, nthreads):
-                sx += X[i, a]
-                sv += V[i, a]
-            sx, sv, _, _ = block_sum4(red, sx, sv, 0.0, 0.0, tid, nthreads)
-            m = sx / width
-            mv = sv / width
-            s2 = 0.0
-            xv = 0.0
-            for i in range(tid, width, nthreads):
-                d = X[i, a] - m
-                s2 += d * d
-                xv += d * (V[i, a] - mv)
-            s2, xv, _, _ = block_sum4(red, s2, xv, 0.0, 0.0, tid, nthreads)
-            s = math.sqrt(s2 / width)
-            if not s > 0.0:                   # the same totals in every thread: uniform
-                if tid == 0:
-                    flag[0] = 1
-                continue
-            uv = xv / s / width
-            for i in range(tid, width, nthreads):
-                u = (X[i, a] - m) / s
-                V[i, a] = gamma * ((V[i, a] - mv) - u * uv) / s
-                X[i, a] = gamma * u + beta
 
     @cuda.jit(device=True)
     def rbf(st, X, V, Xn, Vn, sigma_c, mu_c, offset, scale, matched, width, batch, tid,
@@ -422,8 +332,6 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
         load_dev(states, sid, st)
         n_nets = q.shape[0]
         nb = float(width * batch)
-        sw = sigma_w / math.sqrt(width)
-        su = sigma_u / math.sqrt(width)
         ax = math.sqrt(x2 * x_corr)
         ex = math.sqrt(x2 * (1.0 - x_corr))
         W = WS[bx]
@@ -435,20 +343,10 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernels close over φ, φ'
         for net in range(bx, n_nets, cuda.gridDim.x):
             cur = 0
             D = DS[bx, 0]
-            for i in range(tid, width, nthreads):
-                for j in range(width):
-                    W[i, j] = sw * normal(st)
-                    U[i, j] = su * normal(st)
-                bv[i] = sigma_b * normal(st)
-                for a in range(batch):
-                    H[i, a] = 0.0
-                    D[i, a] = normal(st)
+            draw_rnn(st, W, U, bv, H, D, sigma_w, sigma_u, sigma_b, width, batch, tid, nthreads)
             lf = 0.0
             for t in range(steps):
-                for i in range(tid, width, nthreads):
-                    g = normal(st)
-                    for a in range(batch):
-                        xs[i, a] = ax * g + ex * normal(st)
+                draw_inputs(st, xs, ax, ex, width, batch, tid, nthreads)
                 cuda.syncthreads()              # H, xs, D complete before the products
                 D = DS[bx, cur]
                 Dn = DS[bx, 1 - cur]
@@ -556,9 +454,10 @@ def simulate_stack_cuda(block, *, depth, width, batch=64, n_nets=8, q0=1.0, c0=0
     k = kernels(act)
     # X and V: two slots (swapped by Dense), and a third for a residual's saved input only
     # when the program has one (so the block count, hence the streams, of other programs
-    # stay as they were)
-    slots = 3 if OP_SAVE in ops else 2
-    blocks, threads = _layout(n_nets, width, 2 * slots * width * batch * 8)
+    # stay as they were); the sizes are limits.py's, which the memory check uses
+    residual = OP_SAVE in ops
+    slots = limits.stack_slots(residual)
+    blocks, threads = _layout(n_nets, width, limits.stack_block_bytes(width, batch, residual))
     q, c, logF, bad = trace_buffers(n_nets, depth + 1, np.int8)
     with quiet_simulator():
         states = cuda.to_device(_device_streams(seed, 0xC5A1, blocks * threads))
@@ -604,8 +503,7 @@ def simulate_rnn_cuda(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, 
     _cuda()
     steps, width, batch, n_nets = int(steps), int(width), int(batch), int(n_nets)
     k = kernels(act)
-    per_block = 8 * (2 * width * width + width + 5 * width * batch)
-    blocks, threads = _layout(n_nets, width, per_block)
+    blocks, threads = _layout(n_nets, width, limits.rnn_block_bytes(width, batch))
     q, c, logF, bad = trace_buffers(n_nets, steps, np.int8)
     with quiet_simulator():
         states = cuda.to_device(_device_streams(seed, 0xC5A2, blocks * threads))

@@ -15,9 +15,8 @@ forms its rows of W h, U x and W δh;
   reduction) — U x with a zero tangent, W h with the tangent W δh;
 * ln: every column (one input) over the units by block tree-reductions.
 
-The small block helpers (Box–Muller ``normal``, ``block_sum4``, the per-step statistics) are
-the ones of ``sim/cuda/composed.py``, written again here: there they are closures of that
-file's kernel builder, which another change is growing at the same time.
+The block helpers (the RNN draws, the block reductions, the per-step statistics,
+``layer_norm``) are ``composed.py``'s, built by ``blocks.block_device_functions``.
 """
 from __future__ import annotations
 
@@ -27,18 +26,16 @@ import threading
 import numpy as np
 
 from ...activation import activation
-from .. import source
 from ..program import rnn_norm_iv, trace, trace_buffers
+from .. import limits
+from .blocks import block_device_functions
+# composed.py's launch limits, bound here as module globals (the tests lower
+# ``rnn_norm.MAX_THREADS`` to force strided rows)
+from .composed import MAX_NET_BLOCKS, MAX_THREADS, SCRATCH_BUDGET_BYTES
 from .rng import rng_device_functions, rng_states
 from .runtime import (compile_kernels, device_functions, import_cuda, next_pow2,
                       quiet_simulator, require_device, simulator_enabled)
 
-#: Most threads per block (units are strided over threads beyond this).
-MAX_THREADS = 256
-#: Most blocks launched over nets (a constant: the stream layout must not depend on the GPU).
-MAX_NET_BLOCKS = 2048
-#: Global scratch allowed for all blocks together (fewer blocks, grid-stride over nets, beyond).
-SCRATCH_BUDGET_BYTES = 1 << 30
 #: Modes (as ``cpu/rnn_norm.py``).
 MODE_BN, MODE_LN = 1, 2
 #: The stream tag of this kernel (``SeedSequence([seed, tag])``).
@@ -85,66 +82,14 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernel closes over φ, φ'
 
     _, uniform, load_dev, store_dev = rng_device_functions()
     MAXT = MAX_THREADS
-    NAN = math.nan
-    TWO_PI = 2.0 * math.pi
     BN = MODE_BN
 
-    @cuda.jit(device=True)
-    def normal(st):
-        """N(0, 1) by Box–Muller on float64 uniforms (composed.py's ``normal``)."""
-        u1 = uniform(st)
-        u2 = uniform(st)
-        return math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(TWO_PI * u2)
-
-    @cuda.jit(device=True)
-    def block_sum2(red, a, b, tid, nthreads):
-        """Block-wide sums of a, b (every thread calls it; all get the totals)."""
-        red[0, tid] = a
-        red[1, tid] = b
-        cuda.syncthreads()
-        s = nthreads // 2
-        while s > 0:
-            if tid < s:
-                red[0, tid] += red[0, tid + s]
-                red[1, tid] += red[1, tid + s]
-            cuda.syncthreads()
-            s //= 2
-        ra = red[0, 0]
-        rb = red[1, 0]
-        cuda.syncthreads()                  # red is rewritten by the next call
-        return ra, rb
-
-    standardize_row = cuda.jit(device=True)(source.standardize_row)
-
-    @cuda.jit(device=True)
-    def layer_norm(X, V, gamma, beta, width, batch, tid, nthreads, red, flag):
-        """Standardize each column over the units (composed.py's ``layer_norm``)."""
-        for a in range(batch):
-            sx = 0.0
-            sv = 0.0
-            for i in range(tid, width, nthreads):
-                sx += X[i, a]
-                sv += V[i, a]
-            sx, sv = block_sum2(red, sx, sv, tid, nthreads)
-            m = sx / width
-            mv = sv / width
-            s2 = 0.0
-            xv = 0.0
-            for i in range(tid, width, nthreads):
-                d = X[i, a] - m
-                s2 += d * d
-                xv += d * (V[i, a] - mv)
-            s2, xv = block_sum2(red, s2, xv, tid, nthreads)
-            s = math.sqrt(s2 / width)
-            if not s > 0.0:                   # the same totals in every thread: uniform
-                if tid == 0:
-                    flag[0] = 1
-                continue
-            uv = xv / s / width
-            for i in range(tid, width, nthreads):
-                u = (X[i, a] - m) / s
-                V[i, a] = gamma * ((V[i, a] - mv) - u * uv) / s
-                X[i, a] = gamma * u + beta
+    # The RNN draws, the per-step statistics and LayerNorm: composed.py's (blocks.py)
+    blk = block_device_functions(uniform)
+    stats, record = blk["stats"], blk["record"]
+    finite_positive = blk["finite_positive"]
+    draw_rnn, draw_inputs = blk["draw_rnn"], blk["draw_inputs"]
+    standardize_row, layer_norm = blk["standardize_row"], blk["layer_norm"]
 
     def rnn_norm_kernel(states, mode, steps, width, batch, sigma_w, sigma_u, sigma_b, x2, x_corr,
                         gamma_h, gamma_x, beta, WS, US, BS, HS, AS, XIN, ZS, DZ, DS, q, c, logF,
@@ -153,7 +98,7 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernel closes over φ, φ'
 
         WS, US : (blocks, width, width); BS : (blocks, width); HS, AS, XIN, ZS, DZ : (blocks,
         width, batch); DS : (blocks, 2, width, batch).  Records q, c of a_t and log F_t."""
-        red = cuda.shared.array((2, MAXT), float64)
+        red = cuda.shared.array((4, MAXT), float64)
         flag = cuda.shared.array(1, int64)
         tid = cuda.threadIdx.x
         nthreads = cuda.blockDim.x
@@ -163,8 +108,6 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernel closes over φ, φ'
         load_dev(states, sid, st)
         n_nets = q.shape[0]
         nb = float(width * batch)
-        sw = sigma_w / math.sqrt(width)
-        su = sigma_u / math.sqrt(width)
         ax = math.sqrt(x2 * x_corr)
         ex = math.sqrt(x2 * (1.0 - x_corr))
         W = WS[bx]
@@ -178,22 +121,12 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernel closes over φ, φ'
         for net in range(bx, n_nets, cuda.gridDim.x):
             cur = 0
             D = DS[bx, 0]
-            for i in range(tid, width, nthreads):
-                for j in range(width):
-                    W[i, j] = sw * normal(st)
-                    U[i, j] = su * normal(st)
-                bv[i] = sigma_b * normal(st)
-                for a in range(batch):
-                    H[i, a] = 0.0
-                    D[i, a] = normal(st)
+            draw_rnn(st, W, U, bv, H, D, sigma_w, sigma_u, sigma_b, width, batch, tid, nthreads)
             if tid == 0:
                 flag[0] = 0
             lf = 0.0
             for t in range(steps):
-                for i in range(tid, width, nthreads):
-                    g = normal(st)
-                    for a in range(batch):
-                        xs[i, a] = ax * g + ex * normal(st)
+                draw_inputs(st, xs, ax, ex, width, batch, tid, nthreads)
                 cuda.syncthreads()              # H, xs, D complete before the products
                 D = DS[bx, cur]
                 Dn = DS[bx, 1 - cur]
@@ -243,23 +176,10 @@ def _kernel_functions(phi, dphi):  # noqa: C901 - the kernel closes over φ, φ'
                 ssq = 0.0
                 f = 0.0
                 if ok:
-                    for i in range(tid, width, nthreads):
-                        r = 0.0
-                        for a in range(batch):
-                            x = A[i, a]
-                            r += x
-                            tot += x * x
-                            f += D[i, a] * D[i, a]
-                        ssq += r * r
-                    tot, ssq = block_sum2(red, tot, ssq, tid, nthreads)
-                    f, _ = block_sum2(red, f, 0.0, tid, nthreads)
+                    tot, ssq, f = stats(A, D, width, batch, tid, nthreads, red)
                     if tid == 0:
-                        qq = tot / nb
-                        q[net, t] = qq
-                        c[net, t] = ((ssq - tot) / (batch * (batch - 1.0)) / (width * qq)
-                                     if qq > 0.0 else NAN)
-                good = (ok and f > 0.0 and not math.isinf(f) and not math.isnan(tot)
-                        and not math.isinf(tot) and not math.isnan(ssq) and not math.isinf(ssq))
+                        record(net, t, tot, ssq, width, batch, q, c)
+                good = ok and finite_positive(tot, ssq, f)
                 if not good:
                     if tid == 0:
                         for m in range(t, steps):
@@ -313,7 +233,7 @@ def simulate_rnn_norm_cuda(spec, sigma_w=1.0, sigma_u=1.0, sigma_b=0.0, *, norm,
     require_device()
     _cuda()
     k = kernels(model.act)
-    per_block = 8 * (2 * width * width + width + 7 * width * batch)
+    per_block = limits.rnn_block_bytes(width, batch, norm=True)
     threads = min(next_pow2(width), MAX_THREADS)
     blocks = max(1, min(n_nets, MAX_NET_BLOCKS, SCRATCH_BUDGET_BYTES // per_block))
     q, c, logF, bad = trace_buffers(n_nets, steps, np.int8)
