@@ -15,6 +15,9 @@ no download).  Inits:
   vc-critical   init_(model, method="critical", sigma_b=0.05): edge of chaos, χ1 = 1
   vc-bn         BatchNorm1d before every φ, γ, β = bn_affine(φ, rate=1.05) (exp(−x²): β = 1)
   vc-crit+lr    vc-critical + param_groups(): per-layer LR multipliers (rule "relative")
+  vc-dks        φ replaced by its DKS transform for this depth, vanishcalc.transform(φ, "dks",
+                depth=L): φ̂(x) = s·(φ(a·x + b) + c); hidden 128×128 weights orthogonal (σw = 1),
+                the first layer N(0, 1/fan_in), biases 0 (Martens et al. 2021)
 
 Also: per-example squared gradient norms of every hidden 128×128 weight at init (mean over 16
 examples), against the mean-field prediction g_l · q^x_{l−1} (vanishcalc.lr_multipliers on the
@@ -68,12 +71,30 @@ def phi_module(spec):
     return {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid}.get(spec, lambda: Expr(spec))()
 
 
-def mlp(spec, depth, bn=False):
+class Transformed(nn.Module):
+    """φ̂(x) = s·(φ(a·x + b) + c), the DKS-transformed unit."""
+
+    def __init__(self, spec, t):
+        super().__init__()
+        self.phi = phi_module(spec)
+        self.a, self.b = float(t.input_scale), float(t.input_shift)
+        self.c, self.s = float(t.output_shift), float(t.output_scale)
+
+    def forward(self, x):
+        return self.s * (self.phi(self.a * x + self.b) + self.c)
+
+
+def mlp(spec, depth, bn=False, unit=None):
+    unit = unit or (lambda: phi_module(spec))
     layers = [nn.Linear(D_IN, WIDTH)]
     for _ in range(depth - 1):
-        layers += ([nn.BatchNorm1d(WIDTH)] if bn else []) + [phi_module(spec), nn.Linear(WIDTH, WIDTH)]
-    layers += ([nn.BatchNorm1d(WIDTH)] if bn else []) + [phi_module(spec), nn.Linear(WIDTH, D_OUT)]
+        layers += ([nn.BatchNorm1d(WIDTH)] if bn else []) + [unit(), nn.Linear(WIDTH, WIDTH)]
+    layers += ([nn.BatchNorm1d(WIDTH)] if bn else []) + [unit(), nn.Linear(WIDTH, D_OUT)]
     return nn.Sequential(*layers)
+
+
+def dks(spec, depth):
+    return vanishcalc.transform(spec, "dks", depth=depth)
 
 
 def data():
@@ -92,9 +113,20 @@ def data():
 def build(spec, depth, init, seed):
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = mlp(spec, depth, bn=(init == "vc-bn"))
+    t = dks(spec, depth) if init == "vc-dks" else None
+    model = mlp(spec, depth, bn=(init == "vc-bn"), unit=(lambda: Transformed(spec, t)) if t else None)
     report = None
-    if init == "xavier":
+    if init == "vc-dks":
+        with torch.no_grad():
+            for m in model:
+                if isinstance(m, nn.Linear):
+                    if m.weight.shape[0] == m.weight.shape[1]:
+                        nn.init.orthogonal_(m.weight, generator=gen)
+                    else:
+                        nn.init.normal_(m.weight, std=1 / math.sqrt(m.weight.shape[1]),
+                                        generator=gen)
+                    m.bias.zero_()
+    elif init == "xavier":
         with torch.no_grad():
             for m in model:
                 if isinstance(m, nn.Linear):
@@ -113,6 +145,11 @@ def chain_for(spec, depth, init, report):
     """The mean-field chain of the initialized model (for the gradient prediction)."""
     if report is not None:
         return report.maps_layers()
+    if init == "vc-dks":
+        chain = [Dense(1.0, 0.0)]
+        for _ in range(depth):
+            chain += [Nonlinearity(dks(spec, depth)), Dense(1.0, 0.0)]
+        return chain
     fans = [D_IN] + [WIDTH] * depth
     outs = [WIDTH] * depth + [D_OUT]
     chain = []
