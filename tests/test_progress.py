@@ -99,3 +99,30 @@ def test_progress_points_of_a_sweep_show_no_bars_of_their_own(monkeypatch):
     assert progress.wanted(None)                 # back to normal after the sweep
     forced = sweep(lambda a: progress.wanted(True), {"a": [1]})
     assert forced[0]["value"] is True
+
+
+def test_composed_and_rnn_cpu_report_nets_done_with_identical_results():
+    """Composed stacks and the plain RNN run their CPU kernel in chunks of nets when progress
+    is asked for; each net has its own stream and rows, so the results are bit-identical."""
+    import numpy as np
+    from vanishcalc import simulate, simulate_rnn
+    from vanishcalc.maps import Activation, Dense, LayerNorm
+    net = [Dense(1.2, 0.1), LayerNorm(1.0, 0.0), Activation("tanh")]
+    calls = []
+    kw = dict(depth=4, width=16, n_nets=40, batch=4, seed=3)
+    plain = simulate(net, progress=False, **kw)
+    chunked = simulate(net, progress=lambda done, total: calls.append((done, total)), **kw)
+    assert calls and calls[-1] == (40, 40) and len(calls) > 1
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    for a, b in ((plain.q, chunked.q), (plain.c, chunked.c), (plain.grad, chunked.grad)):
+        np.testing.assert_array_equal(a, b)
+    calls.clear()
+    rkw = dict(steps=5, width=16, n_nets=30, seed=1)
+    r0 = simulate_rnn("tanh", 1.1, 0.5, progress=False, **rkw)
+    r1 = simulate_rnn("tanh", 1.1, 0.5, progress=lambda d, t: calls.append((d, t)), **rkw)
+    assert calls[-1] == (30, 30)
+    np.testing.assert_array_equal(r0.q, r1.q)
+    np.testing.assert_array_equal(r0.grad, r1.grad)
+    from vanishcalc import VanishcalcError
+    with pytest.raises(VanishcalcError, match="plain RNN's CPU kernel only"):
+        simulate_rnn("tanh", 1.1, 0.5, norm="ln", progress=True, **rkw)

@@ -107,7 +107,7 @@ class _CallbackBar(_NoBar):
         self.callback(self.done, self.total)
 
 
-def layer_callback(progress, desc):
+def layer_callback(progress, desc, unit="layer"):
     """(callback, close) for APIs that report ``callback(done, total)`` themselves (the CPU
     simulation reports layers done): the user's callable, a bar's updater, or (None, no-op)
     when no bar is wanted — then the API runs exactly as without progress."""
@@ -119,7 +119,7 @@ def layer_callback(progress, desc):
 
     def callback(done, total):
         if state["bar"] is None:
-            state["bar"] = bar(total, desc, True, unit="layer")
+            state["bar"] = bar(total, desc, True, unit=unit)
         state["bar"].update(done - state["done"])
         state["done"] = done
 

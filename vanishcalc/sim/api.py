@@ -289,7 +289,7 @@ def use_cuda_backend(where, backend) -> bool:
 
 def simulate_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, x2=1.0, x_corr=0.0,
                  batch=None, n_nets=8, seed=0, backend="cpu", norm=None, gamma=None,
-                 gamma_x=None, beta=0.0):
+                 gamma_x=None, beta=0.0, progress=None):
     """Simulate an RNN for ``steps`` steps; index t is the pre-activation a_{t+1}.
 
     ``norm=None``: the vanilla RNN h_t = φ(W h_{t−1} + U x_t + b); compare with
@@ -300,6 +300,9 @@ def simulate_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, x2=1.
     2016; ``gamma`` default 1); h_t = φ(a_t), and ``spec="x"`` drops the nonlinearity (BN in
     place of tanh).  Compare those with :class:`vanishcalc.maps.rnn.RecurrentNormRNN`, or use
     :func:`vanishcalc.sim.check.check_rnn`.  ``batch`` defaults to 32 under BN, else 2.
+    ``progress``: nets done as a bar on stderr (None: when it is a terminal) or a
+    callable(done, total) — reported by the plain RNN's CPU kernel only; elsewhere leave it
+    None or False.
     ``backend="cuda"`` runs the CUDA kernels (:mod:`vanishcalc.sim.cuda.composed`,
     :mod:`vanishcalc.sim.cuda.rnn_norm`); ``"auto"`` picks them when a GPU is present.
     Returns a :class:`~vanishcalc.sim.program.ComposedTrace`.
@@ -313,6 +316,11 @@ def simulate_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, x2=1.
     from . import limits
     if batch is None:
         batch = 32 if norm == "bn" else 2
+    plain_cpu = norm is None and not use_cuda_backend("simulate_rnn", backend)
+    if not plain_cpu and progress is not None and progress is not False:
+        raise VanishcalcError("simulate_rnn: progress is reported by the plain RNN's CPU kernel "
+                              "only (a normalized or CUDA RNN runs every net in one call); "
+                              "leave progress=None or False")
     if norm is not None:
         if use_cuda_backend("simulate_rnn", backend):
             from .cuda.rnn_norm import simulate_rnn_norm_cuda as run_norm
@@ -337,8 +345,13 @@ def simulate_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, x2=1.
         return simulate_rnn_cuda(spec, sigma_w, sigma_u, sigma_b, steps=steps, width=width, x2=x2,
                                  x_corr=x_corr, batch=batch, n_nets=n_nets, seed=seed)
     from .cpu.composed import simulate_rnn as run_rnn
-    return run_rnn(spec, sigma_w, sigma_u, sigma_b, steps=steps, width=width, x2=x2,
-                   x_corr=x_corr, batch=batch, n_nets=n_nets, seed=seed)
+    from ..progress import layer_callback
+    callback, close_bar = layer_callback(progress, "simulate_rnn", unit="net")
+    try:
+        return run_rnn(spec, sigma_w, sigma_u, sigma_b, steps=steps, width=width, x2=x2,
+                       x_corr=x_corr, batch=batch, n_nets=n_nets, seed=seed, progress=callback)
+    finally:
+        close_bar()
 
 
 def is_network(spec) -> bool:
@@ -371,10 +384,11 @@ def _simulate_network(spec, sigma_w, sigma_b, *, depth, width, n_nets, q0, c0, w
     if weights != "gaussian" or dtype != "float64":
         raise VanishcalcError("composed networks are simulated with Gaussian weights in float64 "
                               f"only (got weights={weights!r}, dtype={dtype!r})")
-    if progress is not None and progress is not False:
-        raise VanishcalcError("progress is not reported for composed networks (their kernel runs "
-                              "the whole depth in one call); leave progress=None or False")
     use_cuda = use_cuda_backend("simulate", backend)
+    if use_cuda and progress is not None and progress is not False:
+        raise VanishcalcError("progress is not reported for composed networks on the CUDA "
+                              "backend (one kernel call runs every net); leave progress=None "
+                              "or False")
     if use_cuda:
         from . import limits
         from .program import OP_SAVE, stack_iv
@@ -385,8 +399,16 @@ def _simulate_network(spec, sigma_w, sigma_b, *, depth, width, n_nets, q0, c0, w
     else:
         from .cpu.composed import simulate_stack as run_stack
     batch = network_batch(spec, batch)
-    tr = run_stack(spec, depth=depth, width=width, batch=batch, n_nets=n_nets, q0=q0, c0=c0,
-                        seed=seed)
+    extra = {}
+    if not use_cuda:                # the CPU kernel reports nets done (progress.layer_callback)
+        from ..progress import layer_callback
+        extra["progress"], close_bar = layer_callback(progress, "simulate network", unit="net")
+    try:
+        tr = run_stack(spec, depth=depth, width=width, batch=batch, n_nets=n_nets, q0=q0, c0=c0,
+                       seed=seed, **extra)
+    finally:
+        if not use_cuda:
+            close_bar()
     nonfinite = ~np.isfinite(tr.q)
     first = int(np.argmax(nonfinite)) if nonfinite.any() else None
     params = dict(phi=repr(spec), sigma_w=None, sigma_b=None, depth=depth, width=width,

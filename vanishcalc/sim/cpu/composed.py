@@ -248,8 +248,24 @@ def _rnn_kernel(phi, dphi, rng, steps, width, batch, sigma_w, sigma_u, sigma_b, 
 # ---------------------------------------------------------------- Python drivers
 
 
+def by_net_chunks(n_nets, progress, run_chunk):
+    """``run_chunk(a, b)`` over nets [a, b): in one call, or — when ``progress`` is a
+    callable(done, total) — in ~20 chunks of at least one net per thread, reporting nets done
+    after each.  Each net has its own random stream (``seed_states``) and its own rows of the
+    buffers, so the chunked run gives bit-identical results."""
+    if progress is None:
+        run_chunk(0, n_nets)
+        return
+    from numba import get_num_threads
+    step = max(get_num_threads(), -(-n_nets // 20))
+    for a in range(0, n_nets, step):
+        b = min(n_nets, a + step)
+        run_chunk(a, b)
+        progress(b, n_nets)
+
+
 def simulate_stack(block, *, depth, width, batch=64, n_nets=8, q0=1.0, c0=0.5,
-                   seed=0) -> ComposedTrace:
+                   seed=0, progress=None) -> ComposedTrace:
     """Simulate ``depth`` repetitions of ``block`` (Dense/BatchNorm/LayerNorm/Activation).
 
     Parameters
@@ -263,6 +279,8 @@ def simulate_stack(block, *, depth, width, batch=64, n_nets=8, q0=1.0, c0=0.5,
         Input second moment and common pairwise correlation (0 ≤ c0 < 1).
     seed : int
         Same seed → identical results (independent of the thread count).
+    progress : callable(done_nets, n_nets), optional
+        Called as nets finish (the kernel then runs in chunks of nets; same results).
     """
     from ..compile import cpu_cfuncs, run_guarded
     from .. import limits
@@ -274,14 +292,15 @@ def simulate_stack(block, *, depth, width, batch=64, n_nets=8, q0=1.0, c0=0.5,
     def run():
         rng = seed_states(int(seed), int(n_nets))
         q, c, logF, bad = trace_buffers(n_nets, depth + 1)
-        _stack_kernel(phi, dphi, rng, ops, pars, int(depth), int(width), int(batch), float(q0),
-                      float(c0), q, c, logF, bad)
+        by_net_chunks(n_nets, progress, lambda a, b: _stack_kernel(
+            phi, dphi, rng[a:b], ops, pars, int(depth), int(width), int(batch), float(q0),
+            float(c0), q[a:b], c[a:b], logF[a:b], bad[a:b]))
         return q, c, logF, bad
     return trace(*run_guarded(f"composed networks ({act.name})", run))
 
 
 def simulate_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, x2=1.0, x_corr=0.0,
-                 batch=2, n_nets=8, seed=0) -> ComposedTrace:
+                 batch=2, n_nets=8, seed=0, progress=None) -> ComposedTrace:
     """Simulate a vanilla RNN for ``steps`` steps on the CPU; index t is the pre-activation a_{t+1}.
 
     Compare with ``RNNMeanField(spec, sigma_w, sigma_u, sigma_b, x2, x_corr).propagate(steps)``
@@ -298,8 +317,10 @@ def simulate_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, x2=1.
     def run():
         rng = seed_states(int(seed), int(n_nets))
         q, c, logF, bad = trace_buffers(n_nets, steps)
-        _rnn_kernel(phi, dphi, rng, int(steps), int(width), int(batch), step.sigma_w,
-                    step.sigma_u, step.sigma_b, step.x2, step.x_corr, q, c, logF, bad)
+        by_net_chunks(n_nets, progress, lambda a, b: _rnn_kernel(
+            phi, dphi, rng[a:b], int(steps), int(width), int(batch), step.sigma_w,
+            step.sigma_u, step.sigma_b, step.x2, step.x_corr, q[a:b], c[a:b], logF[a:b],
+            bad[a:b]))
         return q, c, logF, bad
     return trace(*run_guarded(f"RNNs ({act.name})", run))
 
