@@ -299,7 +299,7 @@ def lecun_input_scale(spec, sigma_w, sigma_b=0.0, *, q0=1.0) -> LeCunInputScale:
     act = activation(spec)
     sw = real("lecun_input_scale", "sigma_w", sigma_w, positive=True, hi_bound=1e150)
     sb = real("lecun_input_scale", "sigma_b", sigma_b, nonneg=True, hi_bound=1e150)
-    real("lecun_input_scale", "q0", q0, positive=True)
+    real("lecun_input_scale", "q0", q0, positive=True, hi_bound=1e150)
     ab = _bv._abrelu(act)
     if ab is not None and sb == 0.0:
         a, b = (float(v) for v in ab)

@@ -144,7 +144,7 @@ def residual_alpha(phi, depth, *, target=2.0, placement="none", sigma_w=1.0, sig
         raise VanishcalcError(f"{where}: target = {target!r} must be > 1 (a ratio of gradient "
                               "norms max(r, 1/r); 2 allows a factor of two)")
     placement = _placement_iv(where, placement)
-    q0 = real(where, "q0", q0, positive=True)
+    q0 = real(where, "q0", q0, positive=True, hi_bound=1e150)
     alpha_max = real(where, "alpha_max", alpha_max, positive=True)
     log_t = math.log(target)
     residual_block(phi, 0.0, placement, sigma_w, sigma_b, sigma_w2)   # validates φ and the σ's
@@ -242,7 +242,7 @@ def residual_growth(phi, alpha, *, placement="none", depth=1000, sigma_w=1.0, si
     where = "residual_growth"
     depth = integer(where, "depth", depth, 4, "(the law is read from the last half of the path)")
     placement = _placement_iv(where, placement)
-    q0 = real(where, "q0", q0, positive=True)
+    q0 = real(where, "q0", q0, positive=True, hi_bound=1e150)
     q, _ = _trajectory(residual_block(phi, alpha, placement, sigma_w, sigma_b, sigma_w2), depth,
                        q0)
     tail = q[depth // 2:]

@@ -1,0 +1,49 @@
+"""Adversarial audit of the APIs added with issues 13–17: hostile inputs must give a clear
+VanishcalcError (never a raw OverflowError/TypeError), and certified numbers must cover
+independent mpmath references."""
+import math
+
+import mpmath
+import pytest
+
+import vanishcalc as vc
+from vanishcalc.errors import VanishcalcError
+
+
+# ---------------------------------------------------------------- huge / tiny inputs
+
+def test_xavier_huge_q_does_not_overflow_the_error_propagation():
+    # g_f = √q ~ 1e154 at q = 1e308: the old δs used g_f³ (OverflowError)
+    x = vc.xavier("tanh", 10, 10, q=1e308)
+    # tanh(√q z)² = 1 up to a mass O(1/√q): g_f = √q
+    assert abs(float(x.forward_gain) - 1e154) <= x.forward_gain.error + 1e154 * 1e-12
+    # E[sech⁴(s z)] → (4/3)/(s√(2π)) for s → ∞, so g_b = √(3 s √(2π)/4)
+    with mpmath.workdps(30):
+        gb = mpmath.sqrt(3 * mpmath.mpf(1e154) * mpmath.sqrt(2 * mpmath.pi) / 4)
+        s_ref = mpmath.sqrt(2 / (10 / mpmath.mpf(1e154) ** 2 + 10 / gb ** 2))
+    assert abs(float(x.backward_gain) - float(gb)) <= x.backward_gain.error + 1e-12 * float(gb)
+    assert abs(float(x.std) - float(s_ref)) <= x.std.error + 1e-12 * float(s_ref)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: vc.lecun_input_scale("tanh", 1.5, 0.1, q0=1e308),
+    lambda: vc.residual_alpha("tanh", 10, q0=1e308),
+    lambda: vc.residual_growth("tanh", 0.5, depth=20, q0=1e308),
+    lambda: vc.rbf_scale(width=64, ln_gamma=1e308),
+    lambda: vc.rbf_scale(width=64, ln_beta=1e308),
+    lambda: vc.rbf_scale(width=64, center_mean=1e308),
+], ids=["lecun-q0", "residual_alpha-q0", "residual_growth-q0", "rbf-gamma", "rbf-beta",
+        "rbf-center_mean"])
+def test_huge_inputs_give_a_vanishcalc_error(call):
+    # each raised a raw OverflowError (2.0 ** ceil(log2 q), γ², …) before
+    with pytest.raises(VanishcalcError, match="too large"):
+        call()
+
+
+@pytest.mark.parametrize("make", [lambda v: vc.RReLU(lower=v), lambda v: vc.prelu(v)],
+                         ids=["rrelu", "prelu"])
+def test_tiny_slopes_are_kept_exactly(make):
+    # nsimplify's tolerance 1e-14·|v| underflows at v = -1e-300: raw TypeError before
+    obj = make(-1e-300)
+    assert obj is not None
+    assert float(vc.RReLU(lower=-1e-300).lower) == -1e-300
