@@ -47,3 +47,20 @@ def test_tiny_slopes_are_kept_exactly(make):
     obj = make(-1e-300)
     assert obj is not None
     assert float(vc.RReLU(lower=-1e-300).lower) == -1e-300
+
+
+# ---------------------------------------------------------------- fixed point error bars
+
+@pytest.mark.parametrize("sigma_b", [0.05, 0.02, 0.2])
+def test_q_star_error_covers_a_weakly_attracting_fixed_point(sigma_b):
+    # φ = x·exp(−x²/2): E[φ(√q z)²] = q/(1 + 2q)^{3/2} in closed form.  At σw = 1 the q-map's
+    # slope at q* is 0.84 (σb = 0.05), so q* − root = residual/(1 − Q′): the residual-only
+    # error bar (2.4e-17) did not cover the truth (off by 4.3e-17).  jacobian_spectrum,
+    # lecun_input_scale etc. propagate this q*.
+    with mpmath.workdps(50):
+        truth = mpmath.findroot(lambda q: q / (1 + 2 * q) ** mpmath.mpf(1.5)
+                                + mpmath.mpf(sigma_b) ** 2 - q, mpmath.mpf(sigma_b) ** 2 * 10)
+        v = vc.MeanField("x*exp(-x**2/2)", sigma_w=1.0, sigma_b=sigma_b).q_star()
+        assert abs(mpmath.mpf(float(v)) - truth) <= v.error
+        s = vc.jacobian_spectrum("x*exp(-x**2/2)", 1.0, sigma_b, depth=1)
+        assert abs(mpmath.mpf(float(s.q_star)) - truth) <= s.q_star.error
