@@ -64,3 +64,18 @@ def test_q_star_error_covers_a_weakly_attracting_fixed_point(sigma_b):
         assert abs(mpmath.mpf(float(v)) - truth) <= v.error
         s = vc.jacobian_spectrum("x*exp(-x**2/2)", 1.0, sigma_b, depth=1)
         assert abs(mpmath.mpf(float(s.q_star)) - truth) <= s.q_star.error
+
+
+# ---------------------------------------------------------------- residual α near T = 1
+
+@pytest.mark.parametrize("depth, excess", [(3, 1e-10), (10, 1e-8), (100, 1e-6), (100, 1.0)])
+def test_residual_alpha_error_covers_the_closed_form_near_target_one(depth, excess):
+    # relu without norm: r = (1 + α²χ_B)^L, χ_B = σw₁²σw₂²/2 = 2 at σw = √2, so
+    # α* = √((T^{1/L} − 1)/χ_B).  Each factor 1 + α²χ_B is rounded before its log: as T → 1
+    # the root moves by ~L·ε/(2 log T)·α, which the Brent-only error (1e-14) did not cover
+    # (L = 3, T = 1 + 1e-10: off by 2e-12).
+    with mpmath.workdps(40):
+        target = mpmath.mpf(1) + mpmath.mpf(excess)
+        truth = mpmath.sqrt((target ** (mpmath.mpf(1) / depth) - 1) / 2)
+    a = vc.residual_alpha("relu", depth, target=1.0 + excess, sigma_w=2 ** 0.5)
+    assert abs(mpmath.mpf(float(a.alpha)) - truth) <= a.alpha.error

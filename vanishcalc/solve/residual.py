@@ -172,7 +172,7 @@ def residual_alpha(phi, depth, *, target=2.0, placement="none", sigma_w=1.0, sig
             _, logs = _trajectory(residual_block(phi, root, placement, sigma_w, sigma_b,
                                                  sigma_w2), depth, q0)
             ratio = math.exp(float(logs.sum()))
-            return ResidualAlpha(Value(root, error=max(1e-12 * root, 1e-14),
+            return ResidualAlpha(Value(root, error=_alpha_error(excess, root, depth, log_t),
                                        error_kind="estimate", method="residual-alpha:brent"),
                                  ratio, depth, target, placement, True,
                                  f"max(r, 1/r) = {max(r, 1 / r):.6g} at α")
@@ -183,6 +183,21 @@ def residual_alpha(phi, depth, *, target=2.0, placement="none", sigma_w=1.0, sig
                          math.exp(float(logs.sum())), depth, target, placement, False,
                          f"the ratio stays within {target:g} for every α ≤ alpha_max = "
                          f"{alpha_max:g}; the bound does not limit α here")
+
+
+def _alpha_error(excess, root, depth, log_t):
+    """Error of the root α of |log r(α)| = log T: Brent's tolerance plus the noise of log r
+    (each block's factor 1 + α²χ_B is rounded to a double before its log, ~ε per block, and
+    the quadratures' relative error) over the slope of |log r| at α.  As T → 1 the noise is
+    what limits α (T = 1 + 1e-10, L = 3: 2e-12 against the 1e-14 Brent alone claimed)."""
+    noise = 8.0 * depth * np.finfo(float).eps + 1e-12 * log_t
+    h = 1e-3 * root
+    slope = abs(excess(root + h) - excess(root - h)) / (2.0 * h)
+    brent = max(1e-12 * root, 1e-14)
+    slope_lo = slope - noise / h
+    if not slope_lo > 0:       # the noise hides the crossing: only α ∈ [0, 2α] is certain
+        return max(root, brent)
+    return brent + 2.0 * noise / slope_lo
 
 
 def _bisect_inf(f, lo, hi):
