@@ -79,3 +79,10 @@ def test_residual_alpha_error_covers_the_closed_form_near_target_one(depth, exce
         truth = mpmath.sqrt((target ** (mpmath.mpf(1) / depth) - 1) / 2)
     a = vc.residual_alpha("relu", depth, target=1.0 + excess, sigma_w=2 ** 0.5)
     assert abs(mpmath.mpf(float(a.alpha)) - truth) <= a.alpha.error
+
+
+@pytest.mark.parametrize("values", [[], ["a"], [None]], ids=["empty", "string", "none"])
+def test_isometry_settings_bad_sigma_b_values(values):
+    # [] raised a raw IndexError (sbs[0] in the message), ["a"] numpy's ValueError
+    with pytest.raises(VanishcalcError, match="sigma_b"):
+        vc.isometry_settings("tanh", 10, sigma_b_values=values)
