@@ -86,3 +86,32 @@ def test_isometry_settings_bad_sigma_b_values(values):
     # [] raised a raw IndexError (sbs[0] in the message), ["a"] numpy's ValueError
     with pytest.raises(VanishcalcError, match="sigma_b"):
         vc.isometry_settings("tanh", 10, sigma_b_values=values)
+
+
+# ---------------------------------------------------------------- TAT's reach
+
+def _gauss(f):
+    return mpmath.quad(lambda z: f(z) * mpmath.exp(-z * z / 2), [-mpmath.inf, -6, -2, 0, 2, 6,
+                                                                  mpmath.inf]) / mpmath.sqrt(2 * mpmath.pi)
+
+
+@pytest.mark.xfail(strict=True, reason="TAT's start points (dks's) miss the root for sigmoid and "
+                   "tanh(50x), though both are tanh reparameterized: 'no solution … out of this "
+                   "φ's reach' while one exists (audit finding; solver reach, not a wrong number)")
+@pytest.mark.parametrize("spec", ["sigmoid", "tanh(50*x)"])
+# sigmoid(x) = (1 + tanh(x/2))/2 and tanh(50x): s(tanh(ax + b) + c) is in both families
+def test_tat_finds_a_reparameterized_tanh_solution(spec):
+    depth, tau = 10, 0.3
+    t = vc.transform("tanh", "tat", depth=depth)
+    a, b, c, s = (mpmath.mpf(v) for v in (t.input_scale, t.input_shift, t.output_shift,
+                                           t.output_scale))
+    # tanh's solution meets TAT's conditions (mpmath, independent of our quadrature) …
+    with mpmath.workdps(30):
+        th = lambda z: mpmath.tanh(a * z + b)
+        d1 = lambda z: s * a * (1 - th(z) ** 2)
+        d2 = lambda z: -2 * s * a * a * th(z) * (1 - th(z) ** 2)
+        assert abs(_gauss(lambda z: (s * (th(z) + c)) ** 2) - 1) < 1e-10
+        assert abs(_gauss(lambda z: d1(z) ** 2) - 1) < 1e-10
+        assert abs(_gauss(lambda z: d2(z) ** 2) - tau / depth) < 1e-10
+    # … so the spec, the same family, has one too
+    assert vc.transform(spec, "tat", depth=depth).max_residual < 1e-12
