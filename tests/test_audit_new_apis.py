@@ -115,3 +115,23 @@ def test_tat_finds_a_reparameterized_tanh_solution(spec):
         assert abs(_gauss(lambda z: d2(z) ** 2) - tau / depth) < 1e-10
     # … so the spec, the same family, has one too
     assert vc.transform(spec, "tat", depth=depth).max_residual < 1e-12
+
+
+def test_lr_multipliers_huge_q0_gives_a_vanishcalc_error():
+    mf = vc.MeanField("tanh", sigma_w=1.2, sigma_b=0.1)
+    with pytest.raises(VanishcalcError, match="too large"):       # raw OverflowError before
+        vc.lr_multipliers(mf, 10, q0=1e308)
+
+
+def test_lecun_input_scale_unresolved_weight_share():
+    # σw² E[φ²] = 1e-302 vanishes against σb² = 0.01: m2 = 0, then ZeroDivisionError before
+    with pytest.raises(VanishcalcError, match="raise sigma_w"):
+        vc.lecun_input_scale("tanh", 1e-150, 0.1)
+
+
+def test_residual_alpha_has_a_time_budget(monkeypatch):
+    # depth 1e5: ~100 trajectories of 1e5 blocks took minutes with no budget (a hang)
+    import vanishcalc.solve.residual as residual
+    monkeypatch.setattr(residual, "TIME_BUDGET_S", 0.5)
+    with pytest.raises(vc.NotConvergedError, match="did not finish"):
+        vc.residual_alpha("relu", 100_000, sigma_w=2 ** 0.5)

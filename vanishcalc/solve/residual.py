@@ -21,18 +21,20 @@ T. Ma, arXiv:1901.09321 (2019, Fixup).  S. Schoenholz et al., arXiv:1611.01232 (
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import brentq
 
-from ..errors import DivergenceError, VanishcalcError
+from ..errors import DivergenceError, NotConvergedError, VanishcalcError
 from ..validate import integer, real
 from ..value import Value
 
 PLACEMENTS = ("none", "pre", "post")
 ALPHA_GRID = 48          # log-spaced α scanned before Brent refines the first crossing
 ALPHA_MIN = 1e-6
+TIME_BUDGET_S = 60.0     # residual_alpha's search: ~100 trajectories of `depth` blocks
 
 
 def _placement_iv(where, placement):
@@ -149,7 +151,14 @@ def residual_alpha(phi, depth, *, target=2.0, placement="none", sigma_w=1.0, sig
     log_t = math.log(target)
     residual_block(phi, 0.0, placement, sigma_w, sigma_b, sigma_w2)   # validates φ and the σ's
 
+    start = time.monotonic()
+
     def excess(a):
+        if time.monotonic() - start > TIME_BUDGET_S:
+            raise NotConvergedError(
+                f"{where}: the search for α did not finish within {TIME_BUDGET_S:g} s at depth "
+                f"{depth} (each trial α propagates all {depth} blocks); for a constant χ_B "
+                "(relu without norm) use α = √((T^(1/L) − 1)/χ_B), or a smaller depth")
         try:
             _, logs = _trajectory(residual_block(phi, a, placement, sigma_w, sigma_b, sigma_w2),
                                   depth, q0)
