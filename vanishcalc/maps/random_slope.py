@@ -51,7 +51,12 @@ def _exact(where, name, value):
     """A real number as an exact SymPy number (0.125 → 1/8; 1/3 as a float → 1/3)."""
     if isinstance(value, sympy.Basic) and value.is_number and value.is_real:
         return sympy.nsimplify(value)
-    return _short_rational(real(where, name, value))
+    v = real(where, name, value)
+    try:
+        return _short_rational(v)
+    except (TypeError, ValueError, OverflowError):
+        # nsimplify's tolerance underflows for subnormal-scale v (1e-300): keep v exactly
+        return sympy.Rational(v)
 
 
 def _leaky(slope) -> sympy.Expr:

@@ -299,7 +299,7 @@ def lecun_input_scale(spec, sigma_w, sigma_b=0.0, *, q0=1.0) -> LeCunInputScale:
     act = activation(spec)
     sw = real("lecun_input_scale", "sigma_w", sigma_w, positive=True, hi_bound=1e150)
     sb = real("lecun_input_scale", "sigma_b", sigma_b, nonneg=True, hi_bound=1e150)
-    real("lecun_input_scale", "q0", q0, positive=True)
+    real("lecun_input_scale", "q0", q0, positive=True, hi_bound=1e150)
     ab = _bv._abrelu(act)
     if ab is not None and sb == 0.0:
         a, b = (float(v) for v in ab)
@@ -332,6 +332,11 @@ def lecun_input_scale(spec, sigma_w, sigma_b=0.0, *, q0=1.0) -> LeCunInputScale:
             "sigma_w (past the edge of chaos) or add sigma_b")
     sw2 = sw * sw
     m2 = (float(q_star) - sb * sb) / sw2
+    if not m2 > 0:
+        raise VanishcalcError(
+            f"lecun_input_scale: at σw = {sw:g}, σb = {sb:g} the weights' share of q* = "
+            f"{float(q_star):.6g} is below double precision (q* − σb² = {float(q_star) - sb * sb:.3g}): "
+            "the input scale is not resolved; raise sigma_w")
     m2_err = q_star.error / sw2 + 4 * abs(m2) * 2.0 ** -52
     second = Value(m2, error=m2_err, error_kind=q_star.error_kind, method="lecun:(q*-σb²)/σw²")
     std = Value(math.sqrt(m2), error=m2_err / (2 * math.sqrt(m2)) + math.sqrt(m2) * 2.0 ** -52,

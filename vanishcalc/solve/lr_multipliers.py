@@ -100,7 +100,7 @@ def _lr_iv(net, depth, rule, q0, c0):
     else:
         depth = integer(w, "depth", depth, 1, "(the number of blocks)")
         layers = list(block.layers) * depth
-    q0 = real(w, "q0", q0, positive=True, why="(the input second moment)")
+    q0 = real(w, "q0", q0, positive=True, hi_bound=1e150, why="(the input second moment)")
     c0 = real(w, "c0", c0, lo=-1.0, hi=1.0, why="(the correlation of two inputs)")
     return layers, rule, q0, c0
 

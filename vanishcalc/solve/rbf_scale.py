@@ -188,9 +188,9 @@ def rbf_scale(spec="exp(-x**2)", *, width, sigma_c=1.0, rate=None, saturation=No
         raise VanishcalcError("rbf_scale: give rate= or saturation=, not both")
     act = activation(spec)
     rbf_iv(act, width, 1.0, 0.0, sigma_c, center_mean, "gaussian")      # width, σc, φ
-    g = real("rbf_scale", "ln_gamma", ln_gamma, positive=True)
-    b = real("rbf_scale", "ln_beta", ln_beta)
-    mu_c = float(center_mean)
+    g = real("rbf_scale", "ln_gamma", ln_gamma, positive=True, hi_bound=1e100)
+    b = real("rbf_scale", "ln_beta", ln_beta, hi_bound=1e100)
+    mu_c = real("rbf_scale", "center_mean", center_mean, hi_bound=1e100)
     s2 = float(sigma_c) ** 2
     Q = g * g + (b - mu_c) ** 2
     mu = steepest_point(act) if d_mean is None else real("rbf_scale", "d_mean", d_mean)

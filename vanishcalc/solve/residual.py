@@ -21,18 +21,20 @@ T. Ma, arXiv:1901.09321 (2019, Fixup).  S. Schoenholz et al., arXiv:1611.01232 (
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import brentq
 
-from ..errors import DivergenceError, VanishcalcError
+from ..errors import DivergenceError, NotConvergedError, VanishcalcError
 from ..validate import integer, real
 from ..value import Value
 
 PLACEMENTS = ("none", "pre", "post")
 ALPHA_GRID = 48          # log-spaced α scanned before Brent refines the first crossing
 ALPHA_MIN = 1e-6
+TIME_BUDGET_S = 60.0     # residual_alpha's search: ~100 trajectories of `depth` blocks
 
 
 def _placement_iv(where, placement):
@@ -144,12 +146,19 @@ def residual_alpha(phi, depth, *, target=2.0, placement="none", sigma_w=1.0, sig
         raise VanishcalcError(f"{where}: target = {target!r} must be > 1 (a ratio of gradient "
                               "norms max(r, 1/r); 2 allows a factor of two)")
     placement = _placement_iv(where, placement)
-    q0 = real(where, "q0", q0, positive=True)
+    q0 = real(where, "q0", q0, positive=True, hi_bound=1e150)
     alpha_max = real(where, "alpha_max", alpha_max, positive=True)
     log_t = math.log(target)
     residual_block(phi, 0.0, placement, sigma_w, sigma_b, sigma_w2)   # validates φ and the σ's
 
+    start = time.monotonic()
+
     def excess(a):
+        if time.monotonic() - start > TIME_BUDGET_S:
+            raise NotConvergedError(
+                f"{where}: the search for α did not finish within {TIME_BUDGET_S:g} s at depth "
+                f"{depth} (each trial α propagates all {depth} blocks); for a constant χ_B "
+                "(relu without norm) use α = √((T^(1/L) − 1)/χ_B), or a smaller depth")
         try:
             _, logs = _trajectory(residual_block(phi, a, placement, sigma_w, sigma_b, sigma_w2),
                                   depth, q0)
@@ -172,7 +181,7 @@ def residual_alpha(phi, depth, *, target=2.0, placement="none", sigma_w=1.0, sig
             _, logs = _trajectory(residual_block(phi, root, placement, sigma_w, sigma_b,
                                                  sigma_w2), depth, q0)
             ratio = math.exp(float(logs.sum()))
-            return ResidualAlpha(Value(root, error=max(1e-12 * root, 1e-14),
+            return ResidualAlpha(Value(root, error=_alpha_error(excess, root, depth, log_t),
                                        error_kind="estimate", method="residual-alpha:brent"),
                                  ratio, depth, target, placement, True,
                                  f"max(r, 1/r) = {max(r, 1 / r):.6g} at α")
@@ -183,6 +192,21 @@ def residual_alpha(phi, depth, *, target=2.0, placement="none", sigma_w=1.0, sig
                          math.exp(float(logs.sum())), depth, target, placement, False,
                          f"the ratio stays within {target:g} for every α ≤ alpha_max = "
                          f"{alpha_max:g}; the bound does not limit α here")
+
+
+def _alpha_error(excess, root, depth, log_t):
+    """Error of the root α of |log r(α)| = log T: Brent's tolerance plus the noise of log r
+    (each block's factor 1 + α²χ_B is rounded to a double before its log, ~ε per block, and
+    the quadratures' relative error) over the slope of |log r| at α.  As T → 1 the noise is
+    what limits α (T = 1 + 1e-10, L = 3: 2e-12 against the 1e-14 Brent alone claimed)."""
+    noise = 8.0 * depth * np.finfo(float).eps + 1e-12 * log_t
+    h = 1e-3 * root
+    slope = abs(excess(root + h) - excess(root - h)) / (2.0 * h)
+    brent = max(1e-12 * root, 1e-14)
+    slope_lo = slope - noise / h
+    if not slope_lo > 0:       # the noise hides the crossing: only α ∈ [0, 2α] is certain
+        return max(root, brent)
+    return brent + 2.0 * noise / slope_lo
 
 
 def _bisect_inf(f, lo, hi):
@@ -242,7 +266,7 @@ def residual_growth(phi, alpha, *, placement="none", depth=1000, sigma_w=1.0, si
     where = "residual_growth"
     depth = integer(where, "depth", depth, 4, "(the law is read from the last half of the path)")
     placement = _placement_iv(where, placement)
-    q0 = real(where, "q0", q0, positive=True)
+    q0 = real(where, "q0", q0, positive=True, hi_bound=1e150)
     q, _ = _trajectory(residual_block(phi, alpha, placement, sigma_w, sigma_b, sigma_w2), depth,
                        q0)
     tail = q[depth // 2:]

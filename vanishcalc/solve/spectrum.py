@@ -951,8 +951,12 @@ def isometry_settings(spec, depth, weights="orthogonal", sigma_b_values=None):
     act = activation(spec)
     if sigma_b_values is None:
         sigma_b_values = np.concatenate([[0.0], np.geomspace(1e-4, 2.0, 40)])
-    sbs = sorted(real("isometry_settings", "sigma_b", float(v), nonneg=True)
-                 for v in np.atleast_1d(np.asarray(sigma_b_values, dtype=float)))
+    # each entry through real() (a string or None gets its message, not numpy's ValueError)
+    raw = np.atleast_1d(np.asarray(sigma_b_values, dtype=object)).ravel()
+    if raw.size == 0:
+        raise VanishcalcError("isometry_settings: sigma_b_values is empty; pass None (the "
+                              "default scan of σb ∈ {0} ∪ [1e-4, 2]) or a list of σb ≥ 0")
+    sbs = sorted(real("isometry_settings", "sigma_b", v, nonneg=True) for v in raw)
     rows = [r for r in (_critical_row(act, sb, depth, weights) for sb in sbs) if r is not None]
     if not rows:
         raise VanishcalcError(f"isometry_settings: φ = {act.name} has no stable critical point "

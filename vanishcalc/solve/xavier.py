@@ -166,11 +166,14 @@ def _compromise(g_f: Value, g_b: Value, fan_in, fan_out) -> Value:
         expr = sympy.sqrt(2 / (fan_in / g_f.exact ** 2 + fan_out / g_b.exact ** 2))
         return Value.from_exact(sympy.nsimplify(expr) if expr.is_Float else expr, method=method)
     gf, gb = float(g_f), float(g_b)
-    d = fan_in / gf ** 2 + fan_out / gb ** 2
+    t_f, t_b = fan_in / gf ** 2, fan_out / gb ** 2
+    d = t_f + t_b
     s = math.sqrt(2.0 / d)
-    dd = 2 * (fan_in * g_f.error / gf ** 3 + fan_out * g_b.error / gb ** 3)
+    # δD/(2D) = (t_f·δg_f/g_f + t_b·δg_b/g_b)/D: in relative errors, so that a gain near
+    # 1e154 (q ~ 1e308) does not overflow g³
+    rel = (t_f * (g_f.error / gf) + t_b * (g_b.error / gb)) / d
     kind = "bound" if g_f.error_kind == g_b.error_kind == "bound" else "estimate"
-    return Value(s, error=1.01 * s * dd / (2 * d) + 4 * s * 2.0 ** -52, error_kind=kind,
+    return Value(s, error=1.01 * s * rel + 4 * s * 2.0 ** -52, error_kind=kind,
                  method=method)
 
 
