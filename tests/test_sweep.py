@@ -13,6 +13,17 @@ from vanishcalc import SweepResult, VanishcalcError, sweep
 from vanishcalc.sweep import grid_points
 
 
+
+def process_pool(workers):
+    """A process pool whose workers do not inherit another library's threads: once JAX is
+    loaded in this pytest process (tests/bridges), fork can deadlock (JAX warns so), so the
+    workers come from a fresh forkserver instead."""
+    import multiprocessing
+    import sys
+    if "jax" in sys.modules:
+        return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+    return cf.ProcessPoolExecutor(workers)
+
 def ratio(a, b):
     """a / b, failing at b = 0 (a point that raises)."""
     return a / b
@@ -61,7 +72,7 @@ def test_sweep_threads_same_records_as_serial_any_chunking(chunk_size):
 
 def test_sweep_processes_same_records_as_serial_and_chunks_points():
     grid = {"a": [float(i) for i in range(40)], "b": [1.0, 0.0, 3.0]}
-    with cf.ProcessPoolExecutor(2) as ex:
+    with process_pool(2) as ex:
         submitted = []
         original = ex.submit
 
@@ -79,7 +90,7 @@ def test_sweep_processes_same_records_as_serial_and_chunks_points():
 
 
 def test_sweep_process_pool_unpicklable_fn_says_so():
-    with cf.ProcessPoolExecutor(1) as ex:
+    with process_pool(1) as ex:
         with pytest.raises(VanishcalcError, match="pickled.*module level"):
             sweep(lambda a, b: a, GRID, ex)
 
@@ -108,7 +119,7 @@ def test_sweep_timeout_not_swallowed_by_except_exception():
 
 
 def test_sweep_timeout_in_process_pool():
-    with cf.ProcessPoolExecutor(2) as ex:
+    with process_pool(2) as ex:
         result = sweep(nap, {"seconds": [5.0, 0.0]}, ex, timeout=0.3, chunk_size=1)
     assert result[0]["error"].startswith("TimeoutError")
     assert result[1] == {"seconds": 0.0, "value": 0.0}

@@ -283,7 +283,11 @@ def test_expect_works_inside_daemonic_pool_workers():
     # sympy.integrate's budget used to fork a child, which a Pool worker may not do
     # ("daemonic processes are not allowed to have children").
     import multiprocessing
-    with multiprocessing.get_context("fork").Pool(2) as pool:
+    import sys
+    # fork, unless JAX's threads are in this pytest process (tests/bridges): then a
+    # forkserver's workers, daemonic all the same
+    method = "forkserver" if "jax" in sys.modules else "fork"
+    with multiprocessing.get_context(method).Pool(2) as pool:
         got = pool.map(_gain_sin_sin, [0, 1])
     expr = sympy.sin(sympy.sin(X)) ** 2
     ref = 1 / mpmath.sqrt(gauss_expect(expr, 1, (), dps=30).value)
@@ -295,3 +299,22 @@ def test_expect_works_inside_daemonic_pool_workers():
 def test_expect_bad_exact_timeout_names_the_argument(value):
     with pytest.raises(VanishcalcError, match="exact_timeout"):
         expect("tanh", exact_timeout=value)
+
+
+def test_closed_form_search_does_not_fork_once_jax_is_loaded(monkeypatch):
+    """With JAX's native threads in the process a forked child can deadlock (JAX warns on
+    every fork): the sympy budget then uses the timer signal, and the closed form still comes."""
+    import sys
+    import types
+    import multiprocessing
+    from vanishcalc.gaussian import symbolic
+
+    def no_fork(*a, **k):
+        raise AssertionError("forked although jax is loaded")
+    monkeypatch.setitem(sys.modules, "jax", sys.modules.get("jax") or types.ModuleType("jax"))
+    monkeypatch.setattr(multiprocessing, "get_context", no_fork)
+    g = symbolic.X ** 2 * symbolic.exp(symbolic.X)      # E[x² eˣ] at q: closed form by integrate
+    r = symbolic._integrate_with_budget(g, -symbolic.sympy.oo, symbolic.sympy.oo, 1, 20.0)
+    assert r is not None
+    import math
+    assert float(r) == pytest.approx(2 * math.exp(0.5), rel=1e-14)   # E[z² e^z] = 2e^{1/2}

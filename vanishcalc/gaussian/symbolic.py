@@ -232,11 +232,31 @@ def _integrate_with_budget(g, lo, hi, q, timeout):
     if multiprocessing.current_process().daemon:
         # A daemonic process (a multiprocessing.Pool worker) may not start children.
         result = _integrate_with_alarm(integrand, lo, hi, timeout)
+    elif _fork_unsafe() and _alarm_usable():
+        # JAX (and the like) run native threads: a forked child can deadlock on a lock one of
+        # them held (JAX warns on every fork); the timer signal needs no child
+        result = _integrate_with_alarm(integrand, lo, hi, timeout)
     else:
         result = _integrate_in_child(integrand, lo, hi, timeout)
     if result is None or result.has(sympy.Integral) or not result.is_finite:
         return None
     return result
+
+
+#: Libraries whose own native threads make fork unsafe in a process that imported them.
+FORK_UNSAFE_MODULES = ("jax", "jaxlib")
+
+
+def _fork_unsafe() -> bool:
+    import sys
+    return any(m in sys.modules for m in FORK_UNSAFE_MODULES)
+
+
+def _alarm_usable() -> bool:
+    """The main thread, a platform with ``setitimer``, and no SIGALRM handler of someone else's."""
+    return (threading.current_thread() is threading.main_thread()
+            and hasattr(signal, "setitimer")
+            and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None))
 
 
 def _integrate_in_child(integrand, lo, hi, timeout):
@@ -269,9 +289,7 @@ def _integrate_with_alarm(integrand, lo, hi, timeout):
     ``setitimer``, with no SIGALRM handler installed by someone else.  Elsewhere there is
     no safe budget, and the closed form is skipped (the numeric value is still returned).
     """
-    if (threading.current_thread() is not threading.main_thread()
-            or not hasattr(signal, "setitimer")
-            or signal.getsignal(signal.SIGALRM) not in (signal.SIG_DFL, None)):
+    if not _alarm_usable():
         return None
 
     def on_alarm(signum, frame):
