@@ -69,6 +69,19 @@ class Activation:
         if check:
             _check_real_and_finite(self)
 
+    def pieces_beside_zero(self):
+        """(the piece on x < 0 next to 0, the piece on x > 0 next to 0): one piece twice
+        unless 0 is a kink (the one-sided Taylor series and slopes at 0 read these)."""
+        left = right = None
+        for piece in self.pieces:
+            if piece.lo < 0.0 < piece.hi:
+                left = right = piece
+            elif piece.hi == 0.0:
+                left = piece
+            elif piece.lo == 0.0:
+                right = piece
+        return left, right
+
     # ---- derived activations (same kinks, formulas transformed piece by piece) ----
     @functools.lru_cache(maxsize=None)
     def derivative(self, n: int = 1) -> "Activation":

@@ -96,14 +96,7 @@ def _square_series(act: _Act):
     """Taylor coefficients of φ(x)² at 0 for x < 0 and x > 0 (equal if 0 is no kink), each at
     two Cauchy radii: ((left_R, right_R), (left_R/2, right_R/2)) indexed by the power of x, or
     None when φ is not analytic on a disk around 0 (a pole, a kink near 0 other than 0)."""
-    left = right = None
-    for piece in act.pieces:
-        if piece.lo < 0.0 < piece.hi:
-            left = right = piece
-        elif piece.hi == 0.0:
-            left = piece
-        elif piece.lo == 0.0:
-            right = piece
+    left, right = act.pieces_beside_zero()
     if left is None or right is None:
         return None
     radius = 0.25 * min([1.0] + [abs(k) for k in act.kinks if k != 0.0])

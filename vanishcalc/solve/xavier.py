@@ -179,14 +179,7 @@ def _compromise(g_f: Value, g_b: Value, fan_in, fan_out) -> Value:
 
 def _linear_regime_gains(act, convention):
     """(g_f, g_b) as q → 0: φ(√q z) ≈ φ(0) + √q z·(φ'(0−) on z < 0, φ'(0+) on z > 0)."""
-    left = right = None
-    for p in act.pieces:
-        if p.lo < 0.0 < p.hi:
-            left = right = p
-        elif p.hi == 0.0:
-            left = p
-        elif p.lo == 0.0:
-            right = p
+    left, right = act.pieces_beside_zero()
     v_left, v_right = (sympy.simplify(p.expr.subs(X, 0)) for p in (left, right))
     if sympy.simplify(v_left - v_right) != 0:
         raise VanishcalcError(f"xavier: φ = {act.name} jumps at 0 ({v_left} to {v_right}); the "
