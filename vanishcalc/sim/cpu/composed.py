@@ -44,7 +44,7 @@ from ..compile import FASTMATH
 from ..program import (OP_BN, OP_DENSE, OP_LN, OP_RBF, ComposedTrace, rnn_iv, stack_iv, trace,
                        trace_buffers)
 from ..program import OP_ADD_SAVED, OP_DROPOUT, OP_SAVE
-from .ops import draw_inputs, draw_rnn, standardize_rows, stats
+from .ops import draw_inputs, draw_rnn, rnn_step_out, standardize_rows, stats
 from .rng import normal, seed_states
 from .rng import uniform
 
@@ -232,17 +232,8 @@ def _rnn_kernel(phi, dphi, rng, steps, width, batch, sigma_w, sigma_u, sigma_b, 
             if t > 0:
                 D[:, :] = W @ D
             f = stats(A, D, q[n], c[n], t)
-            if not (f > 0.0 and math.isfinite(f)):
-                for m in range(t, steps):
-                    bad[n, m] = True
+            if not rnn_step_out(phi, dphi, A, D, H, f, logF[n], bad[n], t):
                 break
-            logF[n, t] = (logF[n, t - 1] if t > 0 else 0.0) + math.log(f / (width * batch))
-            scale = math.sqrt(width * batch / f)
-            for i in range(width):
-                for a in range(batch):
-                    x = A[i, a]
-                    D[i, a] = dphi(x) * D[i, a] * scale
-                    H[i, a] = phi(x)
 
 
 # ---------------------------------------------------------------- Python drivers

@@ -92,3 +92,25 @@ def draw_inputs(st, xs, x2, x_corr):
 
 
 __all__ = ["standardize_row", "standardize_rows", "stats", "draw_rnn", "draw_inputs"]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def rnn_step_out(phi, dphi, A, D, H, f, logF_row, bad_row, t):
+    """The end of one RNN step, after ``f = stats(A, D, …)`` (plain and normalized RNN
+    kernels alike): accumulate log‖δa‖² into ``logF_row``, renormalize the tangent through
+    φ' and set h_t = φ(a_t).  A non-finite or zero ``f`` marks steps t.. bad; returns False
+    then (the caller stops that net)."""
+    width, batch = A.shape
+    if not (f > 0.0 and math.isfinite(f)):
+        for m in range(t, bad_row.shape[0]):
+            bad_row[m] = True
+        return False
+    logF_row[t] = (logF_row[t - 1] if t > 0 else 0.0) + math.log(f / (width * batch))
+    scale = math.sqrt(width * batch / f)
+    for i in range(width):
+        for a in range(batch):
+            x = A[i, a]
+            D[i, a] = dphi(x) * D[i, a] * scale
+            H[i, a] = phi(x)
+    return True
+

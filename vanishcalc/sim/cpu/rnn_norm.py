@@ -17,13 +17,12 @@ F_t = ‖δa_t‖² (renormalized each step, log F accumulated), as ``composed._
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from numba import njit, prange
 
 from ..compile import FASTMATH
-from .ops import draw_inputs, draw_rnn, standardize_rows, stats
+from .ops import draw_inputs, draw_rnn, rnn_step_out, standardize_rows, stats
 
 #: Modes of the normalized RNN kernel (both backends).
 MODE_BN, MODE_LN = 1, 2
@@ -76,17 +75,8 @@ def rnn_norm_kernel(phi, dphi, rng, mode, steps, width, batch, sigma_w, sigma_u,
                 A[:, :] = Yt.T
                 D[:, :] = Vt.T
             f = stats(A, D, q[n], c[n], t) if ok else np.nan
-            if not (f > 0.0 and math.isfinite(f)):
-                for m in range(t, steps):
-                    bad[n, m] = True
+            if not rnn_step_out(phi, dphi, A, D, H, f, logF[n], bad[n], t):
                 break
-            logF[n, t] = (logF[n, t - 1] if t > 0 else 0.0) + math.log(f / (width * batch))
-            scale = math.sqrt(width * batch / f)
-            for i in range(width):
-                for a in range(batch):
-                    x = A[i, a]
-                    D[i, a] = dphi(x) * D[i, a] * scale
-                    H[i, a] = phi(x)
 
 
 def simulate_rnn_norm(spec, sigma_w=1.0, sigma_u=1.0, sigma_b=0.0, *, norm, steps, width,
