@@ -17,7 +17,6 @@ F_t = ‖δa_t‖² (renormalized each step, log F accumulated), as ``composed._
 """
 from __future__ import annotations
 
-
 import numpy as np
 from numba import njit, prange
 
