@@ -45,7 +45,6 @@ and cached; φ, φ' are ``runtime.device_functions`` built from ``source.python_
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
 
@@ -58,8 +57,9 @@ from ..program import OP_ADD_SAVED, OP_DROPOUT, OP_SAVE
 from .. import limits
 from .blocks import block_device_functions
 from .rng import rng_device_functions, rng_states
-from .runtime import (CudaUnavailableError, compile_kernels, device_functions, import_cuda,
-                      next_pow2, quiet_simulator, require_device, simulator_enabled)
+from .runtime import (CudaUnavailableError, KernelCache, compile_kernels, device_functions,
+                      import_cuda, next_pow2, quiet_simulator, require_device,
+                      simulator_enabled)
 
 #: Most threads per block (units are strided over threads beyond this).
 MAX_THREADS = 256
@@ -74,8 +74,7 @@ SCRATCH_BUDGET_BYTES = 1 << 30
 # per-launch module, so the kernels must reach ``cuda.threadIdx`` through a global.
 cuda = None
 
-_lock = threading.Lock()
-_KERNELS: dict = {}
+_KERNELS = KernelCache()
 
 
 def _cuda():
@@ -89,13 +88,8 @@ def kernels(act):
     """``{"stack": kernel, "rnn": kernel}`` for φ = ``act``; compiled once per process."""
     _cuda()
     act = activation(act)
-    key = (act.key, simulator_enabled())
-    with _lock:
-        k = _KERNELS.get(key)
-        if k is None:
-            k = compile_kernels(kernel_functions(act), act, "float64", seconds=10)
-            _KERNELS[key] = k
-    return k
+    return _KERNELS.get((act.key, simulator_enabled()), lambda: compile_kernels(
+        kernel_functions(act), act, "float64", seconds=10))
 
 
 def kernel_functions(act) -> dict:

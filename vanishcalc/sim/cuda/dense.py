@@ -23,7 +23,6 @@ See ``notes/cuda.md``.
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
 
@@ -33,7 +32,7 @@ from ...validate import integer, real
 from ..seeds import seed_iv
 from .rng import rng_device_functions, rng_states
 from ..summary import has_flat_piece
-from .runtime import (compile_kernels, device_functions, import_cuda, next_pow2,
+from .runtime import (KernelCache, compile_kernels, device_functions, import_cuda, next_pow2,
                       quiet_simulator, require_device, simulator_enabled)
 from .summary import reduce_on_device
 
@@ -73,22 +72,19 @@ def _cuda():
 
 # ---------------------------------------------------------------- kernel factory
 
-_lock = threading.Lock()
-_KERNELS: dict = {}
+_KERNELS = KernelCache()
 
 
 def kernels(act, dtype: str):
     """The compiled kernels for ``(act.key, dtype)``; built once per process and cached."""
     _cuda()
     act = activation(act)
-    key = (act.key, dtype, simulator_enabled())
-    with _lock:
-        k = _KERNELS.get(key)
-        if k is None:
-            k = compile_kernels(kernel_functions(act, dtype), act, dtype, seconds=5)
-            k["npf"] = np.float32 if dtype == "float32" else np.float64
-            _KERNELS[key] = k
-    return k
+
+    def build():
+        k = compile_kernels(kernel_functions(act, dtype), act, dtype, seconds=5)
+        k["npf"] = np.float32 if dtype == "float32" else np.float64
+        return k
+    return _KERNELS.get((act.key, dtype, simulator_enabled()), build)
 
 def kernel_functions(act, dtype: str) -> dict:
     """``{name: (python function, signature, most threads per launch block)}`` of the dense-net

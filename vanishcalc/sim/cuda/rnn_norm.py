@@ -21,7 +21,6 @@ The block helpers (the RNN draws, the block reductions, the per-step statistics,
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
 
@@ -33,7 +32,7 @@ from .blocks import block_device_functions
 # ``rnn_norm.MAX_THREADS`` to force strided rows)
 from .composed import MAX_NET_BLOCKS, MAX_THREADS, SCRATCH_BUDGET_BYTES
 from .rng import rng_device_functions, rng_states
-from .runtime import (compile_kernels, device_functions, import_cuda, next_pow2,
+from .runtime import (KernelCache, compile_kernels, device_functions, import_cuda, next_pow2,
                       quiet_simulator, require_device, simulator_enabled)
 
 #: Modes (as ``cpu/rnn_norm.py``).
@@ -45,8 +44,7 @@ STREAM_TAG = 0xC5A3
 # module replaces it (as in ``composed.py``).
 cuda = None
 
-_lock = threading.Lock()
-_KERNELS: dict = {}
+_KERNELS = KernelCache()
 
 
 def _cuda():
@@ -60,13 +58,8 @@ def kernels(act):
     """``{"rnn_norm": kernel}`` for φ = ``act``; compiled once per process."""
     _cuda()
     act = activation(act)
-    key = (act.key, simulator_enabled())
-    with _lock:
-        k = _KERNELS.get(key)
-        if k is None:
-            k = compile_kernels(kernel_functions(act), act, "float64", seconds=10)
-            _KERNELS[key] = k
-    return k
+    return _KERNELS.get((act.key, simulator_enabled()), lambda: compile_kernels(
+        kernel_functions(act), act, "float64", seconds=10))
 
 
 def kernel_functions(act) -> dict:

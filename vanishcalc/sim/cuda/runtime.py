@@ -229,6 +229,30 @@ def compile_kernels(funcs: dict, act, dtype: str, seconds: int) -> dict:
     return out
 
 
+class KernelCache:
+    """Compiled kernels by key (φ, dtype, simulator or not), each built once per process:
+    the first caller builds under the lock, later ones get the same dict."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._built: dict = {}
+
+    def get(self, key, build):
+        """The kernels stored under ``key``, built by ``build()`` on first use."""
+        with self._lock:
+            k = self._built.get(key)
+            if k is None:
+                k = self._built[key] = build()
+        return k
+
+    def clear(self):
+        with self._lock:
+            self._built.clear()
+
+    def __len__(self):
+        return len(self._built)
+
+
 def _compile_marker(act, dtype, names):
     """The marker file for (φ, dtype, kernels, GPU, versions, kernel sources), or None."""
     import hashlib

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..summary import LOG_RANGE, N_LAYER_SUMS, Q_TINY, LayerSums
-from .runtime import (compile_kernels, import_cuda, next_pow2, quiet_simulator,
+from .runtime import (KernelCache, compile_kernels, import_cuda, next_pow2, quiet_simulator,
                       simulator_enabled)
 
 #: Threads per block of ``net_values`` (layers strided over them).
@@ -280,20 +280,14 @@ def summary_kernel_functions() -> dict:
     }
 
 
-_lock = threading.Lock()
-_KERNELS: dict = {}
+_KERNELS = KernelCache()
 
 
 def summary_kernels() -> dict:
     """The compiled reduction kernels; built once per process (and cached on disk)."""
     _cuda()
-    key = simulator_enabled()
-    with _lock:
-        k = _KERNELS.get(key)
-        if k is None:
-            k = compile_kernels(summary_kernel_functions(), None, "float64", seconds=2)
-            _KERNELS[key] = k
-    return k
+    return _KERNELS.get(simulator_enabled(), lambda: compile_kernels(
+        summary_kernel_functions(), None, "float64", seconds=2))
 
 
 def reduce_on_device(d_sums, width: int, flat_piece: bool) -> "DeviceRaw":
