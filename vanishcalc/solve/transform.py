@@ -174,16 +174,21 @@ class Transform:
         raise KeyError(f"{key!r}: this transform's conditions are "
                        f"{', '.join(c.key for c in self.conditions)}")
 
+    def parameter_lines(self) -> list:
+        """``name = value`` for each parameter of φ̂ (the repr's and the CLI's lines)."""
+        lines = [f"input_scale  = {self.input_scale!r}",
+                 f"input_shift  = {self.input_shift!r}",
+                 f"output_shift = {self.output_shift!r}",
+                 f"output_scale = {self.output_scale!r}"]
+        if self.negative_slope is not None:
+            lines.append(f"negative_slope = {self.negative_slope!r}")
+        return lines
+
     def __repr__(self):
         tgt = ", ".join(f"{k}={v!r}" for k, v in self.target.items())
         lines = [f"Transform({self.method.upper()} of {self.base}, depth={self.depth}, {tgt})",
-                 f"  φ̂(x) = {self.text}",
-                 f"  input_scale  = {self.input_scale!r}",
-                 f"  input_shift  = {self.input_shift!r}",
-                 f"  output_shift = {self.output_shift!r}",
-                 f"  output_scale = {self.output_scale!r}"]
-        if self.negative_slope is not None:
-            lines.append(f"  negative_slope = {self.negative_slope!r}")
+                 f"  φ̂(x) = {self.text}"]
+        lines += [f"  {line}" for line in self.parameter_lines()]
         lines += [f"  {c!r}" for c in self.conditions]
         return "\n".join(lines)
 

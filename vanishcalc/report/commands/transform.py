@@ -34,14 +34,8 @@ def run(args) -> int:
                   tau=args.tau)
     target = ", ".join(f"{k} = {v!r}" for k, v in t.target.items())
     lines = [f"φ = {t.base}; {t.method.upper()}, depth {t.depth}, {target}",
-             f"φ̂(x) = {t.text}",
-             f"input_scale  = {t.input_scale!r}",
-             f"input_shift  = {t.input_shift!r}",
-             f"output_shift = {t.output_shift!r}",
-             f"output_scale = {t.output_scale!r}"]
-    if t.negative_slope is not None:
-        lines.append(f"negative_slope = {t.negative_slope!r}")
-    lines.append("conditions (value ± error, target):")
+             f"φ̂(x) = {t.text}", *t.parameter_lines(),
+             "conditions (value ± error, target):"]
     for c in t.conditions:
         lines.append(f"  {c.name} = {float(c.value)!r} ± {c.value.error:.1e}  (target {c.target!r})")
     print("\n".join(lines))
