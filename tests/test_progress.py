@@ -126,3 +126,19 @@ def test_composed_and_rnn_cpu_report_nets_done_with_identical_results():
     from vanishcalc import VanishcalcError
     with pytest.raises(VanishcalcError, match="plain RNN's CPU kernel only"):
         simulate_rnn("tanh", 1.1, 0.5, norm="ln", progress=True, **rkw)
+
+
+@pytest.mark.parametrize("call", ["simulate_rnn", "init_table", "sweep", "simulate"])
+def test_progress_that_is_not_none_bool_or_callable_is_refused(call):
+    """progress="yes" used to mean True in simulate_rnn, init_table and sweep (only simulate
+    refused it): one check in vanishcalc.progress now serves every API."""
+    import vanishcalc
+    from vanishcalc import VanishcalcError
+    run = {"simulate_rnn": lambda: vanishcalc.simulate_rnn("tanh", 1.1, 0.5, steps=3, width=8,
+                                                           n_nets=2, progress="yes"),
+           "init_table": lambda: vanishcalc.init_table(["relu"], progress="yes"),
+           "sweep": lambda: vanishcalc.sweep(abs, {"x": [1, -2]}, progress="yes"),
+           "simulate": lambda: vanishcalc.simulate("tanh", 1.0, depth=2, width=8,
+                                                   progress="yes")}[call]
+    with pytest.raises(VanishcalcError, match="progress must be None"):
+        run()

@@ -68,6 +68,16 @@ def quiet():
             _quiet_depth -= 1
 
 
+def progress_iv(progress, where="progress"):
+    """``progress`` itself if it is None, a bool or a callable(done, total); else a clear
+    error (a string such as "yes" must not silently mean True)."""
+    if progress is not None and not isinstance(progress, bool) and not callable(progress):
+        from .errors import VanishcalcError
+        raise VanishcalcError(f"{where}: progress must be None (a bar on a terminal), True, "
+                              f"False or a callable progress(done, total), got {progress!r}")
+    return progress
+
+
 def wanted(progress) -> bool:
     """Whether ``progress`` (None, True or False) asks for a bar here and now."""
     if progress is None:
@@ -88,7 +98,7 @@ def bar(total, desc, progress=None, unit="it"):
     >>> with bar(3, "demo", progress=False) as b:
     ...     b.update(3)
     """
-    if callable(progress) and not isinstance(progress, bool):
+    if callable(progress_iv(progress, desc)) and not isinstance(progress, bool):
         return _CallbackBar(progress, total)
     if not wanted(progress):
         return _NoBar()
@@ -111,7 +121,7 @@ def layer_callback(progress, desc, unit="layer"):
     """(callback, close) for APIs that report ``callback(done, total)`` themselves (the CPU
     simulation reports layers done): the user's callable, a bar's updater, or (None, no-op)
     when no bar is wanted — then the API runs exactly as without progress."""
-    if callable(progress) and not isinstance(progress, bool):
+    if callable(progress_iv(progress, desc)) and not isinstance(progress, bool):
         return progress, lambda: None
     if not wanted(progress):
         return None, lambda: None

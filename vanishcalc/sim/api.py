@@ -129,9 +129,8 @@ def _simulate_iv(spec, sigma_w, sigma_b, depth, width, n_nets, q0, c0, weights, 
             pass
     if dtype not in DTYPES:
         raise VanishcalcError(f"dtype = {dtype!r} is not supported; use one of {DTYPES}")
-    if progress is not None and not isinstance(progress, bool) and not callable(progress):
-        raise VanishcalcError(f"progress must be None (a bar on a terminal), True, False or a "
-                              f"callable progress(done, total), got {progress!r}")
+    from ..progress import progress_iv
+    progress_iv(progress, "simulate")
     from . import limits        # sizes before any allocation (host memory, CPU time)
     limits.require_dense("simulate", depth=depth, width=width, n_nets=n_nets,
                          itemsize=np.dtype(dtype).itemsize, backend=backend)
@@ -316,6 +315,8 @@ def simulate_rnn(spec, sigma_w, sigma_u=0.0, sigma_b=0.0, *, steps, width, x2=1.
     from . import limits
     if batch is None:
         batch = 32 if norm == "bn" else 2
+    from ..progress import progress_iv
+    progress_iv(progress, "simulate_rnn")
     plain_cpu = norm is None and not use_cuda_backend("simulate_rnn", backend)
     if not plain_cpu and progress is not None and progress is not False:
         raise VanishcalcError("simulate_rnn: progress is reported by the plain RNN's CPU kernel "
