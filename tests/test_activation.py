@@ -89,6 +89,20 @@ def test_activation_map_keeps_kinks():
     assert [p.expr for p in sq.pieces] == [1, X ** 2, 1]
 
 
+@pytest.mark.parametrize("name", ["hardtanh", "silu", "selu", "softplus", "gelu", "sin"])
+def test_activation_power_is_the_map_and_evaluates_like_it(name):
+    # power(k) reuses φ's numpy form; it must equal the compiled φ**k, including far tails
+    # where φ's own form needs its overflow repair (silu at x = -1e3).
+    act = activation(name)
+    cube = act.power(3, "cube")
+    ref = act.map(lambda e: e ** 3, "cube")
+    assert cube == ref and cube.kinks == ref.kinks
+    assert [p.expr for p in cube.pieces] == [p.expr for p in ref.pieces]
+    x = np.concatenate([np.linspace(-8, 8, 2001), [-1e3, -40.0, 40.0, 300.0]])
+    with np.errstate(over="ignore"):
+        np.testing.assert_allclose(cube.numpy(x), ref.numpy(x), rtol=4e-15, atol=0)
+
+
 @pytest.mark.parametrize("text, kinks", [
     ("hardtanh(2*x + 0.5)", (-0.75, 0.25)),
     ("Abs(x - 1) + Max(x, 2)", (1.0, 2.0)),

@@ -41,6 +41,19 @@ def test_zoo_definition_vs_mpmath_reference(name):
             assert abs(a - b) <= mpmath.mpf(10) ** -25 * max(1, abs(b)), (name, p, a, b)
 
 
+@pytest.mark.parametrize("name", ISSUE_NAMES)
+def test_zoo_expressions_are_in_sympys_evaluated_form(name):
+    # The zoo builds Max/Min without SymPy's evaluation (speed); the result must be the
+    # very expression evaluation gives, or activation("relu") and Max(0, x) typed by a
+    # user would be different keys with different caches.
+    expr = zoo.lookup(name).expr()
+    from sympy.functions.elementary.piecewise import ExprCondPair
+    rebuilt = eval(sympy.srepr(expr), {**vars(sympy), "ExprCondPair": ExprCondPair})  # evaluated
+    assert rebuilt == expr and sympy.srepr(rebuilt) == sympy.srepr(expr)
+    if expr.has(sympy.Max, sympy.Min):     # the user typing the same formula gets the same key
+        assert parse(name) == parse(sympy.sstr(expr))
+
+
 def test_zoo_selu_constants_klambauer_2017():
     # arXiv:1706.02515, eq. 14: α01 ≈ 1.6732632423543772848170429916717,
     # λ01 ≈ 1.0507009873554804934193349852946.

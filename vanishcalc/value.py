@@ -54,12 +54,19 @@ class Value(float):
     2.8284271247461903
     """
 
-    __slots__ = ("_exact", "_simplify_exact", "error", "error_kind", "method")
+    __slots__ = ("_exact", "_make_exact", "digits", "error", "error_kind", "method")
 
-    def __new__(cls, value, *, exact=None, error=0.0, error_kind="bound", method=""):
+    def __new__(cls, value, *, exact=None, error=0.0, error_kind="bound", method="",
+                make_exact=None, digits=None):
         self = super().__new__(cls, value)
         self._exact = exact
-        self._simplify_exact = False
+        # A zero-argument callable that builds ``exact`` when it is first read, for forms
+        # that cost milliseconds to tidy or simplify while most callers only want the float
+        # (init_table's BN rates, the zoo's gains); ``exact`` must then be left None.
+        self._make_exact = make_exact
+        #: The value to ≥ 25 certain digits (a SymPy Float), when a closed form gave it;
+        #: arithmetic on exact values (a gain √(q/m)) reads it instead of re-evaluating.
+        self.digits = digits
         self.error = float(error)
         self.error_kind = error_kind
         self.method = method
@@ -68,12 +75,15 @@ class Value(float):
     @property
     def exact(self):
         """The closed form (a SymPy expression), or None."""
-        if self._simplify_exact:
-            # Deferred by from_exact(..., simplify=True): sympy.simplify costs 0.01–0.2 s,
-            # and most callers only want the float (init_table's BN rates).
-            self._exact = sympy.simplify(self._exact)
-            self._simplify_exact = False
+        if self._make_exact is not None:
+            self._exact = self._make_exact()
+            self._make_exact = None
         return self._exact
+
+    @property
+    def has_exact(self) -> bool:
+        """Whether a closed form is known, without building it."""
+        return self._make_exact is not None or self._exact is not None
 
     @classmethod
     def from_exact(cls, expr, method="exact", *, simplify=False):
@@ -83,10 +93,9 @@ class Value(float):
         (the float does not depend on it: both forms are evaluated to 30 digits)."""
         approx = float(sympy.N(expr, 30))
         # Rounding to double is the only error: half an ulp, bounded by |x|·2⁻⁵³.
-        out = cls(approx, exact=expr, error=abs(approx) * 2.0 ** -53, error_kind="bound",
-                  method=method)
-        out._simplify_exact = bool(simplify)
-        return out
+        return cls(approx, exact=None if simplify else expr, error=abs(approx) * 2.0 ** -53,
+                   error_kind="bound", method=method,
+                   make_exact=(lambda: sympy.simplify(expr)) if simplify else None)
 
     def __reduce__(self):
         return (_rebuild, (float(self), self.exact, self.error, self.error_kind, self.method))

@@ -35,8 +35,20 @@ class ZooEntry:
         return self.build(*full)
 
 
+# Max/Min of fixed arguments that are already in SymPy's canonical form, built without
+# evaluation: SymPy's automatic Max/Min evaluation (comparing every pair of arguments
+# through the assumption system) cost 2–5 ms per name, a tenth of an uncached gain() of
+# the zoo.  tests/test_zoo.py checks each such expression equals its evaluated rebuild.
+def _max(*args):
+    return Max(*args, evaluate=False)
+
+
+def _min(*args):
+    return Min(*args, evaluate=False)
+
+
 def _relu6(u):
-    return Min(Max(0, u), 6)
+    return _min(_max(0, u), 6)
 
 
 def _elu(alpha):
@@ -53,7 +65,7 @@ def _softplus(u):
 
 _ENTRIES = [
     ZooEntry("linear", lambda: X, (), "x", "identity"),
-    ZooEntry("relu", lambda: Max(0, X), (), "max(0, x)", "Nair & Hinton 2010"),
+    ZooEntry("relu", lambda: _max(0, X), (), "max(0, x)", "Nair & Hinton 2010"),
     ZooEntry("leaky_relu", lambda a: Max(X, a * X) if a <= 1 else Min(X, a * X),
              (Rational(1, 100),), "max(x, a·x), a = 0.01", "Maas et al. 2013"),
     ZooEntry("elu", _elu, (sympy.Integer(1),), "x if x > 0 else α(eˣ − 1), α = 1",
@@ -73,7 +85,7 @@ _ENTRIES = [
     ZooEntry("tanh", lambda: tanh(X), (), "tanh(x)", ""),
     ZooEntry("sigmoid", lambda: _sigmoid(X), (), "1/(1 + e⁻ˣ)", ""),
     ZooEntry("hard_sigmoid", lambda: _relu6(X + 3) / 6, (), "relu6(x + 3)/6", "torch.nn.Hardsigmoid"),
-    ZooEntry("hardtanh", lambda: Min(Max(X, -1), 1), (), "min(max(x, −1), 1)", "torch.nn.Hardtanh"),
+    ZooEntry("hardtanh", lambda: _min(_max(X, -1), 1), (), "min(max(x, −1), 1)", "torch.nn.Hardtanh"),
     ZooEntry("relu6", lambda: _relu6(X), (), "min(max(0, x), 6)", "Krizhevsky 2010"),
     ZooEntry("hardswish", lambda: X * _relu6(X + 3) / 6, (), "x·relu6(x + 3)/6",
              "Howard et al. 2019, arXiv:1905.02244"),

@@ -129,6 +129,23 @@ def test_expect_closed_form_exact_vs_cited(text, q, closed):
     assert float(ours) == pytest.approx(float(sympy.N(closed, 30)), rel=2 ** -52)
 
 
+@pytest.mark.parametrize("text, q", [
+    # x^{2m}·erf·erf and x^{2m+1}·erf: the written-out (−∂/∂A)^m rules (gelu² needs m = 1).
+    ("x**2*erf(x)*erf(2*x)", 1.0), ("x**2*erf(x/3)*erf(-3*x/2)", 0.5), ("x**2*erf(x)**2", 2.0),
+    ("x**4*erf(x)*erf(x/2)", 1.0), ("x*erf(2*x)", 0.25), ("x**3*erf(x/3)", 4.0),
+    ("x**5*erf(-x)", 1.0), ("(x/2*(1 + erf(x/sqrt(2))))**2", 1.0),
+])
+def test_expect_erf_moment_rules_vs_mpmath40(text, q):
+    ours = expect(text, q)
+    assert ours.exact is not None, f"no closed form for E[{text}] at q = {q}: {ours!r}"
+    f = sympy.lambdify(X, activation(text).expr, "mpmath")
+    with mpmath.workdps(DPS):
+        s = mpmath.sqrt(mpmath.mpf(q))
+        ref = mpmath.quad(lambda z: f(s * z) * mpmath.npdf(z), [-mpmath.inf, 0, mpmath.inf])
+        assert abs(mpmath.mpf(float(ours)) - ref) <= ours.error + mpmath.mpf(10) ** -35, (text, ours)
+        assert abs(sympy.N(ours.exact, 35) - sympy.Float(ref, 35)) < 1e-30
+
+
 def test_expect_selu_fixed_point_klambauer_2017():
     # arXiv:1706.02515: (μ, ν) = (0, 1) is the fixed point; the published α, λ are rounded
     # to 31 digits, so the moments are 0 and 1 only to that accuracy.

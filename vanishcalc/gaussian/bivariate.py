@@ -282,7 +282,7 @@ def _z_max_pow2(act: Activation, q_up: float) -> float:
 def _square(act: Activation) -> Activation:
     # Built once per φ, not once per octave: Activation.map spells the key of the new
     # expression out (srepr), ~0.3 ms, and a critical-line scan plans ~50 octaves.
-    return act.map(lambda e: e ** 2, f"({act.name})²")
+    return act.power(2, f"({act.name})²")
 
 
 def expect1_product(fa, ga, q1, q2, sign=1.0, *, rtol=1e-14):

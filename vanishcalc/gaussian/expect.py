@@ -124,21 +124,25 @@ def _expect_cached(act: Activation, q: float, rtol: float, exact: bool, exact_ti
             # A rule tripping over an odd integrand must not cost the user the numeric value.
             closed = None
         if closed is not None:
-            approx = _closed_value(closed)
+            digits = closed_digits(closed)
+            approx = math.nan if digits is None else float(digits)
             if math.isfinite(approx) and abs(approx - value) <= 10 * error + 4 * np.finfo(float).eps * l1:
-                return _exact_value(closed, approx, "exact:gaussian-rules")
+                return _exact_value(closed, digits, "exact:gaussian-rules")
             if math.isfinite(approx):
-                return _referee(act, q, closed, approx, value, error, l1, method)
+                return _referee(act, q, closed, digits, value, error, l1, method)
             # SymPy cannot evaluate the closed form to 30 digits (it cancels exp(1e-200)
             # against erf(…)): its float would be unknown, so the numeric value is returned.
     return Value(value, error=error, error_kind="estimate", method=method)
 
 
-def _exact_value(closed, approx, method):
-    """A Value holding the closed form, with the float from a *strict* 30-digit evaluation
-    (``Value.from_exact``'s plain evalf returns noise where the form cancels 100 digits)."""
+def _exact_value(closed, digits, method):
+    """A Value holding the closed form (tidied when first read), with the float from its
+    *strict* high-precision digits (``Value.from_exact``'s plain evalf returns noise where
+    the form cancels 100 digits)."""
+    approx = float(digits)
     err = 0.0 if closed == 0 else _rounding(approx)
-    return Value(approx, exact=closed, error=err, error_kind="bound", method=method)
+    return Value(approx, make_exact=lambda: symbolic.tidy(closed), error=err, error_kind="bound",
+                 method=method, digits=digits)
 
 
 def _from_series(act, q):
@@ -153,9 +157,10 @@ def _rounding(value):
     return abs(value) * 2.0 ** -53 + (2.0 ** -1074 if abs(value) < _NORMAL_MIN else 0.0)
 
 
-def _closed_value(closed):
-    """The closed form to 30 digits, or NaN when SymPy cannot reach that accuracy
-    (catastrophic cancellation in exp(2e30)·(1 − erf(…)))."""
+def closed_digits(closed):
+    """The closed form as a 50-digit SymPy Float whose first 25 digits are certain, or None
+    when SymPy cannot reach that accuracy (catastrophic cancellation in
+    exp(2e30)·(1 − erf(…)))."""
     try:
         v30 = closed.evalf(30, strict=True, maxn=4000)
         # evalf's strict mode trusts its own error estimates, which a form that cancels
@@ -163,10 +168,12 @@ def _closed_value(closed):
         # must agree with it.
         v50 = closed.evalf(50, strict=True, maxn=4000)
         if abs(v50 - v30) > abs(v50) * 1e-25:
-            return math.nan
-        return float(v50)
+            return None
+        if not isinstance(v50, sympy.Float):
+            return None        # a complex or unevaluated result: no real digits to give
+        return v50
     except (TypeError, ValueError, ArithmeticError, sympy.core.evalf.PrecisionExhausted):
-        return math.nan
+        return None
 
 
 # Sample points (in z) where φ is evaluated both in double and at high precision.
@@ -233,7 +240,7 @@ def _high_precision(act, q):
     return value, err, abs(value)
 
 
-def _referee(act, q, closed, approx, value, error, l1, method):
+def _referee(act, q, closed, digits, value, error, l1, method):
     """Closed form and quadrature disagree: decide with an independent 30-digit computation.
 
     The referee is mpmath's tanh–sinh quadrature of the same integrand, evaluated at 30
@@ -242,6 +249,8 @@ def _referee(act, q, closed, approx, value, error, l1, method):
     if neither does, nothing is certified.
     """
     label = f"{expectation_label(act.name)} at q = {q:g}"
+    approx = float(digits)
+    closed = symbolic.tidy(closed)      # as the messages below show it
     if closed.has(sympy.Float):
         # Decimal constants (selu's α, λ to 31 digits) are multiplied out to ~40 digits in
         # the closed form; where its terms cancel (q = 1e-30) those digits are all it has.
@@ -252,7 +261,7 @@ def _referee(act, q, closed, approx, value, error, l1, method):
     ref, ref_err = _mp_reference(act, q, label, dps=_check_dps(act, math.sqrt(q)))
     slack = ref_err + 4 * np.finfo(float).eps * max(l1, abs(ref))
     if math.isfinite(approx) and abs(approx - ref) <= slack + abs(ref) * 2.0 ** -50:
-        return _exact_value(closed, approx, "exact:gaussian-rules(refereed)")
+        return _exact_value(closed, digits, "exact:gaussian-rules(refereed)")
     if abs(value - ref) <= error + slack:
         warnings.warn(f"dropped closed form {closed} for {label}: it gives {approx!r}, quadrature "
                       f"gives {value!r} ± {error:.1e} and a 30-digit referee {ref!r}",

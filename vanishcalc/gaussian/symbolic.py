@@ -42,7 +42,10 @@ def exact_q(q: float):
 
 
 def closed_form(act, q, *, timeout=2.0):
-    """Exact E[φ(√q z)] as a SymPy expression, or None when no rule applies."""
+    """Exact E[φ(√q z)] as a SymPy expression, or None when no rule applies.
+
+    The form is returned as the rules built it; ``tidy`` gives the one to show (expect()
+    tidies only when ``Value.exact`` is read: expanding cost a tenth of an uncached gain())."""
     qe = exact_q(q)
     total = sympy.Integer(0)
     whole_line = len(act.pieces) == 1
@@ -55,10 +58,10 @@ def closed_form(act, q, *, timeout=2.0):
         total += part
     for loc, weight in act.deltas:
         total += weight * exp(-loc ** 2 / (2 * qe)) / sqrt(2 * pi * qe)
-    return _tidy(total)
+    return total
 
 
-def _tidy(expr):
+def tidy(expr):
     # No simplify(): it was 70 % of an uncached gain() and SymPy's automatic evaluation
     # already gives 1/sqrt(5), 1/2, (sqrt(3) + 2*pi)/(6*pi).  Never nsimplify either: it
     # matches the *numeric* value to a simple number, and turned
@@ -194,16 +197,43 @@ def _erf_moment(n, alphas, A):
         return None
     if (n + k) % 2 == 1:      # xⁿ·erfᵏ is odd: the integral over the line vanishes
         return sympy.Integer(0)
-    template = _erf_template(k, n // 2)
-    subs = {_A: A, _AL: alphas[0]}
-    if k == 2:
-        subs[_BE] = alphas[1]
-    return template.subs(subs)
+    m = n // 2
+    if k == 1:
+        return _erf1_moment(m, alphas[0], A)
+    if m <= 1:
+        return _erf2_moment(m, alphas[0], alphas[1], A)
+    template = _erf_template(k, m)
+    return template.subs({_A: A, _AL: alphas[0], _BE: alphas[1]})
+
+
+def _erf1_moment(m, alpha, A):
+    """(−∂/∂A)^m of α·A^{−1}·(A + α²)^{−1/2}, by Leibniz's rule: (−∂/∂A)^j A^{−a} = (a)_j A^{−a−j}
+    with (a)_j the rising factorial.  Written out because sympy.diff of the same product
+    cost 5–20 ms per call (assumption queries), a tenth of a whole uncached gain()."""
+    s = A + alpha ** 2
+    half = sympy.Rational(1, 2)
+    return alpha * sum(sympy.binomial(m, j) * sympy.factorial(j) * A ** (-1 - j)
+                       * sympy.rf(half, m - j) * s ** (-half - (m - j)) for j in range(m + 1))
+
+
+def _erf2_moment(m, alpha, beta, A):
+    """m = 0: Williams' arcsin integral √(π/A)·(2/π)·asin(u), u = αβ/√((A+α²)(A+β²)).
+    m = 1: its −∂/∂A, written out (notes/gaussian-expectations.md): with
+    1 − u² = A(A+α²+β²)/((A+α²)(A+β²)),
+      −∂/∂A = (2/√π)·[asin(u)/(2A^{3/2}) + αβ(2A+α²+β²) / (2√A (A+α²)(A+β²) √(A(A+α²+β²)))]."""
+    a2, b2 = alpha ** 2, beta ** 2
+    asin_u = sympy.asin(alpha * beta / sqrt((A + a2) * (A + b2)))
+    if m == 0:
+        return 2 / sqrt(pi) * asin_u / sqrt(A)
+    return 2 / sqrt(pi) * (asin_u / (2 * A ** sympy.Rational(3, 2))
+                           + alpha * beta * (2 * A + a2 + b2)
+                           / (2 * sqrt(A) * (A + a2) * (A + b2) * sqrt(A * (A + a2 + b2))))
 
 
 @functools.lru_cache(maxsize=64)
 def _erf_template(k, m):
-    """(−∂/∂A)^m of the base integral, symbolic in A, α (and β): differentiated once, reused."""
+    """(−∂/∂A)^m of the base integral, symbolic in A, α (and β): differentiated once, reused
+    (two erf factors and x^{2m}, m ≥ 2: rare enough that sympy.diff's cost does not matter)."""
     if k == 1:
         base = _AL / (_A * sqrt(_A + _AL ** 2))
     else:

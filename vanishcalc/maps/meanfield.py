@@ -563,7 +563,7 @@ class MeanField:
             if k is not None:
                 return k
         try:
-            return _sym.closed_form(d.map(lambda e: e ** power, f"{d.name}^{power}"), q,
+            return _sym.closed_form(d.power(power, f"{d.name}^{power}"), q,
                                     timeout=2.0)
         except (TypeError, ValueError, ArithmeticError, NotImplementedError, RecursionError):
             return None

@@ -214,11 +214,11 @@ def _rate_expect(act: Activation, gamma: float, beta: float, norm: str, exact: b
     g, b = _exact_number(gamma), _exact_number(beta)
     psi = activation(act.expr.subs(X, g * X + b))
     dpsi = psi.derivative(1)
-    d2 = expect(dpsi.map(lambda e: e ** 2, f"({psi.name})'²"), exact=exact)
+    d2 = expect(dpsi.power(2, f"({psi.name})'²"), exact=exact)
     phi_b = act.expr.subs(X, b)
     psi0 = activation(sympy.expand(psi.expr - phi_b)) if phi_b != 0 else psi
     m1 = expect(psi0, exact=exact)
-    s2 = expect(psi0.map(lambda e: e ** 2, f"({psi0.name})²"), exact=exact)
+    s2 = expect(psi0.power(2, f"({psi0.name})²"), exact=exact)
     if norm == "bn":
         den = float(s2) - float(m1) ** 2
         den_err = s2.error + 2 * abs(float(m1)) * m1.error

@@ -465,7 +465,7 @@ def _tight_zmax(act, q):
     peak at the probe points z, 2z, 4z, … — the tail plan of vanishcalc.gaussian.tails on a
     finer grid."""
     from ..gaussian.tails import _log_integrand
-    sq = act.map(lambda e: e ** 2, "phi^2")
+    sq = act.power(2, "phi^2")
     zmax = _bv._z_max(act, q)
     peak = max(_log_integrand(sq, q, z) for z in np.arange(-zmax, zmax + 0.25, 0.25))
     for z in np.arange(7.0, zmax, 0.5):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import math
 
+import mpmath
 import sympy
 
 from ..activation import activation
@@ -79,13 +80,13 @@ def _gain_cached(act, convention, q):
                 f"backward gain of {act.name} is undefined: φ jumps at x = "
                 f"{', '.join(sympy.sstr(k) for k, _ in act.derivative(1).deltas)}, so φ' has a "
                 "Dirac mass there and E[φ'(√q z)²] is infinite")
-        m2 = expect(act.derivative(1).map(lambda e: e ** 2, f"{act.name}'²"), q)
+        m2 = expect(act.derivative(1).power(2, f"{act.name}'²"), q)
         return _inv_sqrt(m2, 1, "backward", act)
     if q < TINY_Q:
         # E[φ(√q z)²] ≈ q·E[φ'(0)² z²] is a subnormal double below q ≈ 1e-308 and loses
         # its bits; E[φ(√q z)²]/q = E[ψ(z)] with ψ(x) = φ(√q x)²/q is of order 1.
         return _gain_scaled(act, convention, qe)
-    m2 = expect(act.map(lambda e: e ** 2, f"{act.name}²"), q)
+    m2 = expect(act.power(2, f"{act.name}²"), q)
     if convention == "second_moment":
         return _inv_sqrt(m2, qe, convention, act)
     m1 = expect(act, q)
@@ -114,12 +115,30 @@ def _gain_scaled(act, convention, qe):
     return _gain_cached(scaled, convention, 1.0)
 
 
+def _sqrt_digits(qe, digits):
+    """√(q/m) as a double from the ≥ 25 certain digits of m that expect() already found
+    (``Value.digits``), or None when there are none.  25 digits round to the same double as
+    a fresh 30-digit evaluation of the whole form, except within 1e-25 of a midpoint."""
+    if digits is None or not digits > 0:
+        return None
+    qe = sympy.Rational(qe)
+    with mpmath.workdps(50):
+        q = mpmath.mpf(int(qe.p)) / int(qe.q)
+        return float(mpmath.sqrt(q / mpmath.mpf(digits)))
+
+
 def _inv_sqrt(moment, qe, convention, act):
     """√(q / m) with the error propagated: |δg| ≤ g·δm/(2m) to first order."""
     if float(moment) <= max(moment.error, 0.0) or float(moment) <= 0:
         raise VanishcalcError(f"gain of {act.name} ({convention}) is undefined: the moment it divides "
                               f"by is {float(moment):.3g} ± {moment.error:.1e}, not positive")
-    if moment.exact is not None:
+    g = _sqrt_digits(qe, moment.digits)
+    if g is not None:
+        # The closed form √(q/m) is built only when .exact is read: SymPy's automatic
+        # evaluation of the power costs ~1 ms, and a table or a sweep only reads the float.
+        return Value(g, make_exact=lambda: sympy.sqrt(qe / moment.exact), error=abs(g) * 2.0 ** -53,
+                     error_kind="bound", method=f"{convention}:{moment.method}")
+    if moment.has_exact:
         expr = sympy.sqrt(qe / moment.exact)
         try:
             # strict, as in expect(): a plain evalf of a form that cancels returns noise.

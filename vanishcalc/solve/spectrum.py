@@ -505,7 +505,7 @@ def _d2_moment(act, q, sigma_w2, k):
         a, b = one_sided_at_zero(d)
         val = sigma_w2 ** k * (a ** (2 * k) + b ** (2 * k)) / 2
         return val, 4e-16 * k * val
-    p = d.map(lambda e: e ** (2 * k), f"{act.name}'^{2 * k}")
+    p = d.power(2 * k, f"{act.name}'^{2 * k}")
     v = expect(p, q)
     return sigma_w2 ** k * float(v), sigma_w2 ** k * (v.error + 4e-16 * k * abs(float(v)))
 
