@@ -134,6 +134,30 @@ class Activation:
         return Activation(self.expr ** k, name, pieces=pieces, kinks_exact=self.kinks_exact,
                           check=False)
 
+    def affine(self, scale, shift, *, factor=1, offset=0, name=None) -> "Activation":
+        """factor·φ(scale·x + shift) + offset, for exact numbers with scale > 0: kinks
+        (k − shift)/scale and pieces substituted, without finding the kinks or checking
+        the domain again (an affine map of a real, finite φ is one).  The BN rate's
+        ψ(z) = φ(γz + β), ψ' = γ·φ'(γz + β) and ψ − φ(β) were 15 ms each as new Activations
+        with γ a 17-digit rational."""
+        if self.deltas:
+            raise NotImplementedError("cannot transform a function with Dirac masses")
+        if not scale > 0:
+            raise ValueError(f"affine: scale must be > 0, got {scale}")
+        arg = scale * X + shift
+
+        def moved(k):
+            return k if k in (sympy.oo, -sympy.oo) else (k - shift) / scale
+
+        def form(e):
+            return factor * e.subs(X, arg) + offset
+        kinks = [moved(k) for k in self.kinks_exact]
+        pieces = [Piece(float(moved(p.lo_exact)), float(moved(p.hi_exact)), moved(p.lo_exact),
+                        moved(p.hi_exact), form(p.expr)) for p in self.pieces]
+        expr = form(self.expr)
+        return Activation(expr, name or sympy.sstr(expr), pieces=pieces, kinks_exact=kinks,
+                          check=False)
+
     def times(self, other: "Activation", name) -> "Activation":
         """φ(x)·ψ(x), split at the union of both functions' kinks."""
         if self.deltas or other.deltas:

@@ -146,6 +146,12 @@ def test_expect_erf_moment_rules_vs_mpmath40(text, q):
         assert abs(sympy.N(ours.exact, 35) - sympy.Float(ref, 35)) < 1e-30
 
 
+@pytest.mark.parametrize("text", ["erf", "x**3", "x*exp(-x**2)", "erf(x)*x**2", "sin(x)"])
+def test_expect_odd_functions_are_exactly_zero(text):
+    v = expect(text)
+    assert v.exact == 0 and float(v) == 0.0 and v.error == 0.0, repr(v)
+
+
 def test_expect_selu_fixed_point_klambauer_2017():
     # arXiv:1706.02515: (μ, ν) = (0, 1) is the fixed point; the published α, λ are rounded
     # to 31 digits, so the moments are 0 and 1 only to that accuracy.

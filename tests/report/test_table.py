@@ -27,6 +27,24 @@ def test_init_table_relu_gaussian_closed_forms():
     assert gauss["chi1"] == pytest.approx(0.8, rel=1e-13)
 
 
+def test_init_table_exact_forms_are_the_results_closed_forms():
+    # The forms are built when read (a BN γ's simplify is 0.1–0.2 s); what is read must be
+    # each result's own closed form, and keys only where one exists.
+    import sympy
+    from vanishcalc import gain
+    from vanishcalc.solve.bn_affine import bn_gradient_rate
+    t = init_table(["exp(-x**2)", "tanh"])
+    assert "tanh.gain_second_moment" not in t.exact and "tanh.expression" in t.exact
+    g = t.exact["exp(-x**2).gain_second_moment"]
+    assert sympy.simplify(g - sympy.Integer(5) ** sympy.Rational(1, 4)) == 0
+    assert t.exact["exp(-x**2).closed_form"] == g == gain("exp(-x**2)").exact
+    rate = bn_gradient_rate("exp(-x**2)")
+    assert (rate.exact is None) == ("exp(-x**2).bn_rate" not in t.exact)
+    if rate.exact is not None:
+        assert sympy.simplify(t.exact["exp(-x**2).bn_rate"] - rate.exact) == 0
+    assert set(t.exact) == set(dict(t.exact.items())) and len(t.exact) == len(list(t.exact))
+
+
 def test_init_table_formats_roundtrip():
     t = init_table(["relu", "tanh"], sigma_b=0.1)
     md = t.to_markdown()

@@ -169,6 +169,23 @@ def test_bn_affine_relu_rate_does_not_depend_on_gamma():
     assert "pi/(-1 + pi)" in str(info.value)
 
 
+@pytest.mark.parametrize("text, a, b", [("leaky_relu", "0.01", "1"), ("Max(x, -x/2)", "-0.5", "1"),
+                                     ("3*x", "3", "3")])
+def test_bn_affine_gamma_free_message_rate_vs_mpmath(text, a, b):
+    # The message's closed form π(a²+b²)/(π(a²+b²) − (b−a)²) against 30-digit quadrature.
+    with pytest.raises(VanishcalcError, match="does not depend on gamma") as info:
+        bn_affine(text, rate=1.05)
+    shown = float(str(info.value).split(" ≈ ")[1].split()[0])
+    with mpmath.workdps(30):
+        am, bm = mpmath.mpf(a), mpmath.mpf(b)
+        phi = lambda z: am * z if z < 0 else bm * z          # noqa: E731
+        mean = mpmath.quad(lambda z: phi(z) * mpmath.npdf(z), [-mpmath.inf, 0, mpmath.inf])
+        sq = mpmath.quad(lambda z: phi(z) ** 2 * mpmath.npdf(z), [-mpmath.inf, 0, mpmath.inf])
+        d2 = (am ** 2 + bm ** 2) / 2                          # E[φ'²]
+        rate = d2 / (sq - mean ** 2)
+    assert shown == pytest.approx(float(rate), rel=1e-6)
+
+
 def test_cli_bn_messages_use_cli_option_names(capsys):
     """Issue 10.6: the CLI advised a rate 'in [1.46694, 1.46694]' and spelled Python keywords."""
     from vanishcalc.cli import main

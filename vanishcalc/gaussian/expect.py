@@ -169,6 +169,8 @@ def closed_digits(closed):
         v50 = closed.evalf(50, strict=True, maxn=4000)
         if abs(v50 - v30) > abs(v50) * 1e-25:
             return None
+        if v50 == 0:
+            return sympy.Float(0)          # an exact zero (odd φ) evaluates to Zero, not a Float
         if not isinstance(v50, sympy.Float):
             return None        # a complex or unevaluated result: no real digits to give
         return v50

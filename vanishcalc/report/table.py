@@ -11,6 +11,7 @@ import io
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import sympy
@@ -209,9 +210,43 @@ def _latex_math(expr) -> str:
     return sympy.latex(expr.xreplace(floats))
 
 
-def _exact_forms(name, key, result) -> dict:
-    """Closed forms carried by one computed result of init_table: a Value's ``exact``, or the
-    σw and q* of a CriticalPoint, or γ of a BNAffine; keyed "<name>.<column>"."""
+class ExactForms(Mapping):
+    """The closed forms behind init_table's numbers, keyed "<name>.<column>", each built
+    when first read: a BN γ's form is a ``sympy.simplify`` (0.1–0.2 s), and only the LaTeX
+    format (or a user) reads them.  A key is present exactly when its result has a closed form."""
+
+    def __init__(self):
+        self._sources = {}       # key -> a Value (or CriticalPoint part) still to be read
+        self._built = {}
+
+    def add(self, key, source):
+        """``source``: a SymPy expression (kept as it is), or a result whose ``.exact`` is the
+        form (checked by the caller to have one)."""
+        if isinstance(source, sympy.Basic):
+            self._built[key] = source
+        else:
+            self._sources[key] = source
+
+    def __getitem__(self, key):
+        if key not in self._built:
+            # exact is a SymPy expression or a Python number (0, 1); never a string, so
+            # never parsed
+            self._built[key] = sympy.sympify(self._sources[key].exact)
+        return self._built[key]
+
+    def __iter__(self):
+        return iter({**self._sources, **self._built})
+
+    def __len__(self):
+        return len({**self._sources, **self._built})
+
+    def __repr__(self):
+        return f"ExactForms({len(self)} closed forms)"
+
+
+def _exact_sources(name, key, result) -> dict:
+    """The results carrying closed forms in one computed result of init_table: a Value, or
+    the σw and q* of a CriticalPoint, or γ of a BNAffine; keyed "<name>.<column>"."""
     if hasattr(result, "sigma_w") and hasattr(result, "q_star"):       # CriticalPoint
         parts = {"critical_sigma_w": result.sigma_w, "critical_q_star": result.q_star}
     elif hasattr(result, "gamma") and hasattr(result, "rate"):         # BNAffine
@@ -220,9 +255,15 @@ def _exact_forms(name, key, result) -> dict:
         parts = {key: result}
     if key == "gain_second_moment":
         parts["closed_form"] = result
-    # exact is a SymPy expression or a Python number (0, 1); never a string, so never parsed
-    return {f"{name}.{col}": sympy.sympify(v.exact) for col, v in parts.items()
-            if getattr(v, "exact", None) is not None and not isinstance(v.exact, str)}
+    return {f"{name}.{col}": v for col, v in parts.items() if _has_exact(v)}
+
+
+def _has_exact(v) -> bool:
+    has = getattr(v, "has_exact", None)
+    if has is not None:
+        return has
+    exact = getattr(v, "exact", None)
+    return exact is not None and not isinstance(exact, str)
 
 
 def _init_table_iv(specs, sigma_b):
@@ -312,7 +353,7 @@ def init_table(specs=None, sigma_b=0.0, format=None, progress=None, *, transform
     if format is not None and format not in FORMATS:
         raise VanishcalcError(f"init_table: format = {format!r} is unknown; use None (the "
                               f"InitTable) or one of {', '.join(map(repr, FORMATS))}")
-    rows, notes, exact = [], {}, {}
+    rows, notes, exact = [], {}, ExactForms()
     meter = bar(len(specs), "init table", progress, unit="φ")
     for spec in specs:
         meter.update(0)
@@ -320,7 +361,7 @@ def init_table(specs=None, sigma_b=0.0, format=None, progress=None, *, transform
         row = dict.fromkeys(columns)
         row["name"] = act.name
         row["expression"] = sympy.sstr(act.expr)
-        exact[f"{act.name}.expression"] = act.expr
+        exact.add(f"{act.name}.expression", act.expr)
 
         def attempt(key, fn):
             try:
@@ -328,7 +369,8 @@ def init_table(specs=None, sigma_b=0.0, format=None, progress=None, *, transform
             except (VanishcalcError, NotImplementedError) as exc:
                 notes[f"{act.name}.{key}"] = str(exc).splitlines()[0]
                 return None
-            exact.update(_exact_forms(act.name, key, result))
+            for k, source in _exact_sources(act.name, key, result).items():
+                exact.add(k, source)
             return result
         g = attempt("gain_second_moment", lambda: gain(act, "second_moment"))
         row["gain_second_moment"] = None if g is None else float(g)

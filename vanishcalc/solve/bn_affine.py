@@ -212,13 +212,14 @@ def _rate_expect(act: Activation, gamma: float, beta: float, norm: str, exact: b
     """The infinite-batch (or infinite-width, LN) rate through ``expect``: exact when every
     expectation has a closed form, else certified quadrature with a propagated error."""
     g, b = _exact_number(gamma), _exact_number(beta)
-    psi = activation(act.expr.subs(X, g * X + b))
-    dpsi = psi.derivative(1)
-    d2 = expect(dpsi.power(2, f"({psi.name})'²"), exact=exact)
+    where = f"{act.name} at γz + β, γ = {gamma:.17g}, β = {beta:.17g}"
+    psi = act.affine(g, b, name=f"ψ = {where}")
+    dpsi = act.derivative(1).affine(g, b, factor=g, name=f"ψ' of {where}")   # γ·φ'(γz + β)
+    d2 = expect(dpsi.power(2, f"(ψ')² of {where}"), exact=exact)
     phi_b = act.expr.subs(X, b)
-    psi0 = activation(sympy.expand(psi.expr - phi_b)) if phi_b != 0 else psi
+    psi0 = act.affine(g, b, offset=-phi_b, name=f"ψ − φ(β) of {where}") if phi_b != 0 else psi
     m1 = expect(psi0, exact=exact)
-    s2 = expect(psi0.power(2, f"({psi0.name})²"), exact=exact)
+    s2 = expect(psi0.power(2, f"(ψ − φ(β))² of {where}"), exact=exact)
     if norm == "bn":
         den = float(s2) - float(m1) ** 2
         den_err = s2.error + 2 * abs(float(m1)) * m1.error
@@ -230,7 +231,7 @@ def _rate_expect(act: Activation, gamma: float, beta: float, norm: str, exact: b
         den_exact = (s2.exact + 2 * phi_b * m1.exact + phi_b ** 2
                      if s2.exact is not None and m1.exact is not None else None)
     if not den > 0:
-        raise VanishcalcError(f"φ(γz + β) = {psi.name} is constant: the {norm.upper()} "
+        raise VanishcalcError(f"φ(γz + β) of {where} is constant: the {norm.upper()} "
                               "standardization of the next layer divides by zero")
     method = f"{norm}-rate:infinite-{'batch' if norm == 'bn' else 'width'}"
     if d2.exact is not None and den_exact is not None:
@@ -539,6 +540,16 @@ def _nonlinearity(act, g, b):
 
 def _rate_text(act, beta):
     """The rate at (γ = 1, β) as text, with its closed form when one exists."""
+    ab = _abrelu(act)
+    if beta == 0 and ab is not None:
+        # φ = a·x (x < 0), b·x (x > 0): E[φ'²] = E[φ²] = (a² + b²)/2, E[φ] = (b − a)/√(2π),
+        # so λ = π(a² + b²)/(π(a² + b²) − (b − a)²) (relu: π/(π − 1); notes/normalization.md).
+        # Written out: the general path's sympy.simplify of the same ratio took 15–80 ms
+        # for a message init_table prints for relu, leaky relu and linear.
+        a, b = ab
+        s = sympy.pi * (a ** 2 + b ** 2)
+        rate = s / (s - (b - a) ** 2)
+        return f"{sympy.sstr(rate)} ≈ {float(rate):.6g}"
     v = _rate_certified(act, 1.0, beta, "bn", exact=True)
     return f"{sympy.sstr(v.exact)} ≈ {float(v):.6g}" if v.exact is not None else f"{float(v):.6g}"
 
