@@ -548,7 +548,7 @@ def _rate_text(act, beta):
         # for a message init_table prints for relu, leaky relu and linear.
         a, b = ab
         s = sympy.pi * (a ** 2 + b ** 2)
-        rate = s / (s - (b - a) ** 2)
+        rate = sympy.cancel(s / (s - (b - a) ** 2))
         return f"{sympy.sstr(rate)} ≈ {float(rate):.6g}"
     v = _rate_certified(act, 1.0, beta, "bn", exact=True)
     return f"{sympy.sstr(v.exact)} ≈ {float(v):.6g}" if v.exact is not None else f"{float(v):.6g}"
