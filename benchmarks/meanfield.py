@@ -111,7 +111,7 @@ def main():
         f"max |K-G| {pd.error:.1e}, Hermite tail {pd.c_tail:.1e}")
     clear_caches()
     t_tab, _ = timed(init_table)
-    row("init_table whole zoo (cold caches)", t_tab, float("nan"), "no reference")
+    row("init_table whole zoo (cold caches)", t_tab, float("nan"), "ref: python benchmarks/table.py (plain scipy, ~2 min)")
 
 
 if __name__ == "__main__":
