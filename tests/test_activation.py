@@ -148,6 +148,30 @@ def test_activation_rejects_bad_spec(spec, error):
     assert str(info.value)
 
 
+@pytest.mark.parametrize("spec, error", [
+    # near misses of the structural positivity shortcut: each must still reach the grid check
+    ("log(x**2)", SingularityError),                 # ≥ 0 but zero at 0
+    ("log(exp(x) - 1)", ComplexValuedError),         # exp minus a constant
+    ("1/(exp(x) - 1)", SingularityError),
+    ("sqrt(cosh(x) - 2)", ComplexValuedError),
+    ("(1 + x*Abs(x))**(-1)", SingularityError),      # x|x| is not ≥ 0
+])
+def test_activation_domain_checks_survive_the_positivity_shortcut(spec, error):
+    with pytest.raises(error):
+        activation(spec)
+
+
+def test_surely_positive_is_structural_and_never_raises():
+    from vanishcalc.activation import _surely_nonnegative, _surely_positive
+    yes = [1 + sympy.exp(-X), 1 + sympy.Abs(X), 1 + X ** 2, sympy.cosh(X) * 3,
+           (2 + X ** 4) ** sympy.Rational(-3, 2), sympy.Integer(2)]
+    no = [X ** 2, sympy.exp(X) - 1, X * sympy.Abs(X) + 1, sympy.Integer(0), sympy.nan, -sympy.oo]
+    assert all(_surely_positive(e) for e in yes)
+    assert not any(_surely_positive(e) for e in no)
+    assert _surely_nonnegative(X ** 2) and _surely_nonnegative(sympy.Abs(X))
+    assert not _surely_nonnegative(sympy.nan) and not _surely_nonnegative(X ** 3)
+
+
 def test_activation_repr_rounds_long_decimal_constants_and_says_so():
     # issue 10.8: selu's λ and α carry 31 digits; the REPL shows 8 and points to .expr
     r = repr(activation("selu"))

@@ -543,7 +543,7 @@ def _surely_positive(e) -> bool:
     undefined somewhere are caught by their own check in _check_real_and_finite, so exp(u)
     counts as positive here.  Spares the grid and root search for sigmoid, softplus, mish."""
     if e.is_Number:
-        return bool(e > 0)
+        return e.is_positive is True        # not ``e > 0``: NaN raises on comparison
     if isinstance(e, (sympy.exp, sympy.cosh)):
         return True
     if e.is_Add:
@@ -559,7 +559,7 @@ def _surely_nonnegative(e) -> bool:
     if _surely_positive(e) or isinstance(e, sympy.Abs):
         return True
     if e.is_Number:
-        return bool(e >= 0)
+        return e.is_nonnegative is True
     if e.is_Pow and e.exp.is_Integer and int(e.exp) % 2 == 0:
         return True
     if e.is_Mul:
