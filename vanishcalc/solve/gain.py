@@ -136,8 +136,11 @@ def _inv_sqrt(moment, qe, convention, act):
     if g is not None:
         # The closed form √(q/m) is built only when .exact is read: SymPy's automatic
         # evaluation of the power costs ~1 ms, and a table or a sweep only reads the float.
-        return Value(g, make_exact=lambda: sympy.sqrt(qe / moment.exact), error=abs(g) * 2.0 ** -53,
-                     error_kind="bound", method=f"{convention}:{moment.method}")
+        # Rounding ≤ |g|·2⁻⁵³, plus the ≤ 1e-24 relative error of the 25 digits: they can
+        # round to the wrong side of a midpoint, which only matters where g is a power of 2.
+        return Value(g, make_exact=lambda: sympy.sqrt(qe / moment.exact),
+                     error=abs(g) * (2.0 ** -53 + 1e-24), error_kind="bound",
+                     method=f"{convention}:{moment.method}")
     if moment.has_exact:
         expr = sympy.sqrt(qe / moment.exact)
         try:
