@@ -10,7 +10,8 @@ backend compiles what it needs, with its own options.
 * :func:`dphi_max`, :func:`saturation_reference`: the |φ'| scale of the saturation statistic,
   the same for both backends;
 * :func:`standardize_row`: the BatchNorm op (one unit over the batch) with the exact
-  Jacobian-vector product on the tangent; the CPU LayerNorm runs it on the transposed state.
+  Jacobian-vector product on the tangent; the CPU LayerNorm runs it on the transposed state;
+* :func:`q_and_c`: a layer's q and batch-mean pairwise correlation from its two totals.
 
 Printing φ: kinked functions branch on their kinks and use the
 smooth formula of each piece (φ' is differentiated piece by piece, so no Heaviside or
@@ -378,4 +379,14 @@ def standardize_row(X, V, i, n, gamma, beta):
     return True
 
 
-__all__ = ["python_source", "dphi_max", "saturation_reference", "standardize_row"]
+def q_and_c(tot, ssq, width, batch):
+    """q = Σx²/(N·B) and the mean correlation over the B(B−1) ordered pairs of distinct
+    inputs, (Σ_i(Σ_a x_ia)² − Σx²)/(B(B−1))/(N·q), from ``tot`` = Σx² and ``ssq`` =
+    Σ_i(Σ_a x_ia)²; c is NaN where q is not > 0.  notes/normalization.md ("Simulation")."""
+    q = tot / (width * batch)
+    if q > 0.0:
+        return q, (ssq - tot) / (batch * (batch - 1.0)) / (width * q)
+    return q, math.nan
+
+
+__all__ = ["python_source", "dphi_max", "saturation_reference", "standardize_row", "q_and_c"]

@@ -9,8 +9,8 @@ recurrent BN / LN kernel (``rnn_norm.py``).
   transpose);
 * :func:`draw_rnn`, :func:`draw_inputs`: an RNN's weights and initial tangent, one step's
   inputs, from the net's stream;
-* :func:`stats`: q and the batch-mean pairwise correlation of X into ``out_q[l]``,
-  ``out_c[l]``, and ‖V‖².
+* :func:`stats`: q and the batch-mean pairwise correlation of X (``source.q_and_c``) into
+  ``out_q[l]``, ``out_c[l]``, and ‖V‖².
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from ..compile import FASTMATH
 from .rng import normal
 
 standardize_row = njit(cache=True, fastmath=FASTMATH, inline="always")(source.standardize_row)
+q_and_c = njit(cache=True, fastmath=FASTMATH, inline="always")(source.q_and_c)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -51,9 +52,7 @@ def stats(X, V, out_q, out_c, l):
             tot += x * x
             f += V[i, b] * V[i, b]
         sum_sq += r * r
-    q = tot / (N * B)
-    out_q[l] = q
-    out_c[l] = (sum_sq - tot) / (B * (B - 1.0)) / (N * q) if q > 0.0 else np.nan
+    out_q[l], out_c[l] = q_and_c(tot, sum_sq, N, B)
     if not (math.isfinite(tot) and math.isfinite(sum_sq) and math.isfinite(f)):
         return np.nan
     return f

@@ -35,7 +35,6 @@ def block_device_functions(uniform) -> dict:
     (``rng.rng_device_functions``'s)."""
     global cuda
     cuda = import_cuda()
-    NAN = math.nan
     TWO_PI = 2.0 * math.pi
 
     @cuda.jit(device=True)
@@ -89,14 +88,11 @@ def block_device_functions(uniform) -> dict:
         tot, ssq, f, _ = block_sum4(red, tot, ssq, f, 0.0, tid, nthreads)
         return tot, ssq, f
 
+    q_and_c = cuda.jit(device=True)(source.q_and_c)
+
     @cuda.jit(device=True)
     def record(net, col, tot, ssq, width, batch, q, c):
-        qq = tot / (width * batch)
-        q[net, col] = qq
-        if qq > 0.0:
-            c[net, col] = (ssq - tot) / (batch * (batch - 1.0)) / (width * qq)
-        else:
-            c[net, col] = NAN
+        q[net, col], c[net, col] = q_and_c(tot, ssq, width, batch)
 
     @cuda.jit(device=True)
     def finite_positive(tot, ssq, f):
