@@ -14,8 +14,8 @@ import numpy as np
 from ..errors import SimulationOverflowError, VanishcalcError, VanishcalcWarning
 from ..validate import integer, real
 from .seeds import seed_iv  # noqa: F401 - re-exported: sim.api.seed_iv is public
-from .summary import (LOG_RANGE, Q_TINY, column_sums, has_flat_piece,  # noqa: F401 - re-exported
-                      host_layer_sums, invalid_masks, mean_of_sums, se_of_sums)
+from .summary import (Q_TINY, column_sums, has_flat_piece, host_layer_sums, mean_of_sums,
+                      se_of_sums)
 
 WEIGHTS = ("gaussian", "orthogonal")
 BACKENDS = ("cpu", "cuda", "auto")

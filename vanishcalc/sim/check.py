@@ -288,7 +288,7 @@ def _per_net(sim):
     if not all(k in raw for k in ("q", "c", "grad", "nonfinite")):
         return None
     from ..activation import activation
-    from .api import invalid_masks, has_flat_piece
+    from .summary import has_flat_piece, invalid_masks
     nonfinite = np.asarray(raw["nonfinite"], dtype=bool)
     try:
         flat = has_flat_piece(activation(sim.params["phi"]))
