@@ -378,6 +378,10 @@ class _Problem:
     residual: object          # p -> np.ndarray
     params: object            # p -> dict of input_scale, input_shift, output_shift, output_scale, negative_slope
     reject: object = None     # params dict -> bool (dks's TAT rejection of 'bad' roots)
+    # The same rejection in φ's own units (a·s·max|φ'| ≥ 2, which is dks's a·s ≥ 2 for tanh),
+    # used by the search's second pass; and the unit input scale of φ relative to tanh's.
+    reject_scaled: object = None
+    input_unit: float = 1.0
 
 
 def _problem(act, family, method, local):
@@ -433,17 +437,54 @@ def _problem(act, family, method, local):
         return dict(input_scale=p[0], input_shift=p[1], output_shift=p[2], output_scale=s,
                     negative_slope=None)
     # dks: "a hacky fix used to avoid certain 'bad' solutions [...] with unstable Q maps"
+    slope, unit = _units(act)
     return _Problem(("input_scale", "input_shift", "output_shift"), residual, params,
-                    reject=lambda d: d["input_scale"] * d["output_scale"] >= 2.0)
+                    reject=lambda d: d["input_scale"] * d["output_scale"] >= 2.0,
+                    reject_scaled=lambda d: d["input_scale"] * d["output_scale"] * slope >= 2.0,
+                    input_unit=unit)
 
 
-def _starting_points(names):
+def _units(act: Activation):
+    """(max|φ'|, w/2) for the search's second pass, where w = (sup φ − inf φ)/max|φ'| is the
+    width of x over which a bounded φ rises (tanh: 2, sigmoid: 4, tanh(50x): 0.04).
+
+    dks's starting points and its rule a·s < 2 are written in tanh's units.  For
+    φ(x) = k·tanh(x/u) + m, tanh's root (a, b, c, s) is φ's root (u·a, u·b, ·, s/k): so the
+    starts stretched by u = w/2 and the rule a·s·max|φ'| < 2 (max|φ'| = k/u) are dks's search
+    in φ's units.  max|φ'| and the range are read off a grid out to |x| = 10⁶, only to
+    choose where to search (every root is certified); the unit is 1 where φ does not settle
+    at both ends (unbounded, or algebraic tails like softsign's), and (1, 1) where φ or φ' is
+    not finite there."""
+    x = np.concatenate([-np.logspace(6, -4, 601), [0.0], np.logspace(-4, 6, 601)])
+    with np.errstate(all="ignore"):
+        f = np.asarray(act.numpy(x), dtype=float) * np.ones_like(x)
+        d = np.abs(np.asarray(act.derivative(1).numpy(x), dtype=float) * np.ones_like(x))
+    if not (np.all(np.isfinite(f)) and np.all(np.isfinite(d))):
+        return 1.0, 1.0
+    slope = float(np.max(d))
+    spread = float(np.max(f) - np.min(f))
+    if not slope > 0 or not spread > 0:
+        return 1.0, 1.0
+    # bounded: φ settles at both ends (|φ(±10⁶) − φ(±10⁵)| negligible against its spread)
+    ends = np.abs(f[[0, -1]] - f[[60, -61]])
+    if np.max(ends) > 1e-9 * spread:
+        return slope, 1.0
+    return slope, spread / slope / 2.0
+
+
+def _starting_points(names, input_unit=1.0):
+    """dks's starting points; with ``input_unit`` ≠ 1 the input scale and shift are
+    stretched by it (φ's own input units in place of tanh's)."""
     import itertools
     points = list(itertools.product(*(_ALWAYS_TRY[n] for n in names)))
     rng = np.random.RandomState(_SEED)        # dks's draws, in dks's order; global state untouched
     for _ in range(_NUM_TRIES - len(points)):
         points.append(tuple(rng.uniform(low=_SAMPLE_RANGE[n][0], high=_SAMPLE_RANGE[n][1])
                             for n in names))
+    if input_unit != 1.0:
+        stretch = np.array([input_unit if n in ("input_scale", "input_shift") else 1.0
+                            for n in names])
+        points = [tuple(np.asarray(p) * stretch) for p in points]
     return points
 
 
@@ -520,24 +561,33 @@ def _search(prob: _Problem, where: str):
     from scipy.optimize import root
     fn = _safe(prob.residual)
     began = time.monotonic()
-    for start in _starting_points(prob.names):
-        if time.monotonic() - began > SEARCH_SECONDS:
-            raise NotConvergedError(f"{where}: no root found within the {SEARCH_SECONDS:g} s "
-                                    "budget of the search; φ is expensive to evaluate or the "
-                                    "target out of its reach — try a ζ closer to 1 or a smaller τ")
-        sol = root(fn, np.asarray(start, dtype=float), method="hybr")
-        if not sol.success or np.max(np.abs(sol.fun)) > 1e-6:
-            continue
-        p, r = _newton_polish(fn, sol.x)
-        params = prob.params(p)
-        if prob.reject is not None and prob.reject(params):
-            continue
-        if not all(math.isfinite(v) for v in params.values() if v is not None):
-            continue
-        if params["input_scale"] == 0.0:
-            continue
-        return p, params
-    raise VanishcalcError(f"{where}: no solution: from {_NUM_TRIES} starting points (dks's) no "
+    # First dks's own search (its starts, its rule: where dks finds a root we find the same);
+    # only if that finds nothing, the same search in φ's units (_units), which finds the
+    # roots of sigmoid and tanh(50x) that tanh's units miss or reject.
+    passes = [(_starting_points(prob.names), prob.reject)]
+    if prob.reject_scaled is not None:
+        passes.append((_starting_points(prob.names, prob.input_unit), prob.reject_scaled))
+    for starts, reject in passes:
+        for start in starts:
+            if time.monotonic() - began > SEARCH_SECONDS:
+                raise NotConvergedError(f"{where}: no root found within the {SEARCH_SECONDS:g} s "
+                                        "budget of the search; φ is expensive to evaluate or the "
+                                        "target out of its reach — try a ζ closer to 1 or a "
+                                        "smaller τ")
+            sol = root(fn, np.asarray(start, dtype=float), method="hybr")
+            if not sol.success or np.max(np.abs(sol.fun)) > 1e-6:
+                continue
+            p, r = _newton_polish(fn, sol.x)
+            params = prob.params(p)
+            if reject is not None and reject(params):
+                continue
+            if not all(math.isfinite(v) for v in params.values() if v is not None):
+                continue
+            if params["input_scale"] == 0.0:
+                continue
+            return p, params
+    tried = "dks's, then again in φ's units" if len(passes) > 1 else "dks's"
+    raise VanishcalcError(f"{where}: no solution: from {_NUM_TRIES} starting points ({tried}) no "
                           f"({', '.join(prob.names)}) meets the conditions; the target may be "
                           "out of this φ's reach — try a ζ closer to 1 (DKS), a smaller τ (TAT) or "
                           "a larger depth")
