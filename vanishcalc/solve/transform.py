@@ -561,9 +561,9 @@ def _search(prob: _Problem, where: str):
     from scipy.optimize import root
     fn = _safe(prob.residual)
     began = time.monotonic()
-    # First dks's own search (its starts, its rule: where dks finds a root we find the same);
-    # only if that finds nothing, the same search in φ's units (_units), which finds the
-    # roots of sigmoid and tanh(50x) that tanh's units miss or reject.
+    # First dks's own search (its starts and rule, so that where several roots exist we pick
+    # the one dks's search meets); only if that finds nothing, the same search in φ's units
+    # (_units), which finds the roots of sigmoid and tanh(50x) that tanh's units miss or reject.
     passes = [(_starting_points(prob.names), prob.reject)]
     if prob.reject_scaled is not None:
         passes.append((_starting_points(prob.names, prob.input_unit), prob.reject_scaled))
