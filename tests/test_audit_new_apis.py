@@ -96,8 +96,8 @@ def _gauss(f):
                                                                   mpmath.inf]) / mpmath.sqrt(2 * mpmath.pi)
 
 
-@pytest.mark.parametrize("spec", ["sigmoid", "tanh(50*x)"])
-# sigmoid(x) = (1 + tanh(x/2))/2 and tanh(50x): s(tanh(ax + b) + c) is in both families
+@pytest.mark.parametrize("spec", ["sigmoid", "tanh(50*x)", "tanh(x/30)", "3*sigmoid(x/20) - 1"])
+# sigmoid(x) = (1 + tanh(x/2))/2, tanh(kx): s(tanh(ax + b) + c) is in every family here
 def test_tat_finds_a_reparameterized_tanh_solution(spec):
     depth, tau = 10, 0.3
     t = vc.transform("tanh", "tat", depth=depth)
