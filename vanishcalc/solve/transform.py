@@ -377,11 +377,10 @@ class _Problem:
     names: tuple
     residual: object          # p -> np.ndarray
     params: object            # p -> dict of input_scale, input_shift, output_shift, output_scale, negative_slope
-    reject: object = None     # params dict -> bool (dks's TAT rejection of 'bad' roots)
-    # The same rejection in φ's own units (a·s·max|φ'| ≥ 2, which is dks's a·s ≥ 2 for tanh),
-    # used by the search's second pass; and the unit input scale of φ relative to tanh's.
-    reject_scaled: object = None
-    input_unit: float = 1.0
+    # The search's passes, tried in order until one finds a root: (input unit, reject), with
+    # the starts' input scale and shift stretched by the unit and ``reject(params)`` true for
+    # roots to skip (dks's TAT rule against 'bad' roots), or None.
+    passes: tuple = ((1.0, None),)
 
 
 def _problem(act, family, method, local):
@@ -436,12 +435,21 @@ def _problem(act, family, method, local):
         s = 1.0 / math.sqrt(m.var + (m.m1 + c0) ** 2)
         return dict(input_scale=p[0], input_shift=p[1], output_shift=p[2], output_scale=s,
                     negative_slope=None)
-    # dks: "a hacky fix used to avoid certain 'bad' solutions [...] with unstable Q maps"
+    # dks's search first (its starts and rule, so that where several roots exist we pick the
+    # one dks's search meets); then the same search in φ's units (_units), which finds the
+    # roots of sigmoid and tanh(50x) that tanh's units miss or reject.
     slope, unit = _units(act)
+    passes = ((1.0, _bad_root_rule(1.0)),)
+    if (slope, unit) != (1.0, 1.0):            # in tanh's own units the second pass is the first
+        passes += ((unit, _bad_root_rule(slope)),)
     return _Problem(("input_scale", "input_shift", "output_shift"), residual, params,
-                    reject=lambda d: d["input_scale"] * d["output_scale"] >= 2.0,
-                    reject_scaled=lambda d: d["input_scale"] * d["output_scale"] * slope >= 2.0,
-                    input_unit=unit)
+                    passes=passes)
+
+
+def _bad_root_rule(slope):
+    """dks's rejection a·s ≥ 2 ("a hacky fix used to avoid certain 'bad' solutions [...] with
+    unstable Q maps"), in the units of a φ with max|φ'| = ``slope`` (tanh: 1)."""
+    return lambda d: d["input_scale"] * d["output_scale"] * slope >= 2.0
 
 
 def _units(act: Activation):
@@ -561,14 +569,8 @@ def _search(prob: _Problem, where: str):
     from scipy.optimize import root
     fn = _safe(prob.residual)
     began = time.monotonic()
-    # First dks's own search (its starts and rule, so that where several roots exist we pick
-    # the one dks's search meets); only if that finds nothing, the same search in φ's units
-    # (_units), which finds the roots of sigmoid and tanh(50x) that tanh's units miss or reject.
-    passes = [(_starting_points(prob.names), prob.reject)]
-    if prob.reject_scaled is not None:
-        passes.append((_starting_points(prob.names, prob.input_unit), prob.reject_scaled))
-    for starts, reject in passes:
-        for start in starts:
+    for unit, reject in prob.passes:
+        for start in _starting_points(prob.names, unit):
             if time.monotonic() - began > SEARCH_SECONDS:
                 raise NotConvergedError(f"{where}: no root found within the {SEARCH_SECONDS:g} s "
                                         "budget of the search; φ is expensive to evaluate or the "
@@ -586,7 +588,7 @@ def _search(prob: _Problem, where: str):
             if params["input_scale"] == 0.0:
                 continue
             return p, params
-    tried = "dks's, then again in φ's units" if len(passes) > 1 else "dks's"
+    tried = "dks's, then again in φ's units" if len(prob.passes) > 1 else "dks's"
     raise VanishcalcError(f"{where}: no solution: from {_NUM_TRIES} starting points ({tried}) no "
                           f"({', '.join(prob.names)}) meets the conditions; the target may be "
                           "out of this φ's reach — try a ζ closer to 1 (DKS), a smaller τ (TAT) or "
