@@ -438,9 +438,10 @@ def _problem(act, family, method, local):
     # dks's search first (its starts and rule, so that where several roots exist we pick the
     # one dks's search meets); then the same search in φ's units (_units), which finds the
     # roots of sigmoid and tanh(50x) that tanh's units miss or reject.
-    slope, unit = _units(act)
     passes = ((1.0, _bad_root_rule(1.0)),)
-    if (slope, unit) != (1.0, 1.0):            # in tanh's own units the second pass is the first
+    units = _units(act)
+    if units is not None and units != (1.0, 1.0):     # in tanh's units it repeats the first
+        slope, unit = units
         passes += ((unit, _bad_root_rule(slope)),)
     return _Problem(("input_scale", "input_shift", "output_shift"), residual, params,
                     passes=passes)
@@ -453,30 +454,29 @@ def _bad_root_rule(slope):
 
 
 def _units(act: Activation):
-    """(max|φ'|, w/2) for the search's second pass, where w = (sup φ − inf φ)/max|φ'| is the
-    width of x over which a bounded φ rises (tanh: 2, sigmoid: 4, tanh(50x): 0.04).
+    """(max|φ'|, w/2) of a bounded φ, for the search's second pass, where
+    w = (sup φ − inf φ)/max|φ'| is the width of x over which φ rises (tanh: 2, sigmoid: 4,
+    tanh(50x): 0.04); None where φ does not settle at both ends (unbounded, or algebraic
+    tails like softsign's) or φ or φ' is not finite out there.
 
     dks's starting points and its rule a·s < 2 are written in tanh's units.  For
     φ(x) = k·tanh(x/u) + m, tanh's root (a, b, c, s) is φ's root (u·a, u·b, ·, s/k): so the
     starts stretched by u = w/2 and the rule a·s·max|φ'| < 2 (max|φ'| = k/u) are dks's search
-    in φ's units.  max|φ'| and the range are read off a grid out to |x| = 10⁶, only to
-    choose where to search (every root is certified); the unit is 1 where φ does not settle
-    at both ends (unbounded, or algebraic tails like softsign's), and (1, 1) where φ or φ' is
-    not finite there."""
+    in φ's units.  Without a finite range there is no such unit (x²'s max|φ'| is only the
+    grid's end).  max|φ'| and the range are read off a grid out to |x| = 10⁶, only to choose
+    where to search (every root is certified)."""
     x = np.concatenate([-np.logspace(6, -4, 601), [0.0], np.logspace(-4, 6, 601)])
     with np.errstate(all="ignore"):
         f = np.asarray(act.numpy(x), dtype=float) * np.ones_like(x)
         d = np.abs(np.asarray(act.derivative(1).numpy(x), dtype=float) * np.ones_like(x))
     if not (np.all(np.isfinite(f)) and np.all(np.isfinite(d))):
-        return 1.0, 1.0
+        return None
     slope = float(np.max(d))
     spread = float(np.max(f) - np.min(f))
-    if not slope > 0 or not spread > 0:
-        return 1.0, 1.0
     # bounded: φ settles at both ends (|φ(±10⁶) − φ(±10⁵)| negligible against its spread)
     ends = np.abs(f[[0, -1]] - f[[60, -61]])
-    if np.max(ends) > 1e-9 * spread:
-        return slope, 1.0
+    if not slope > 0 or not spread > 0 or np.max(ends) > 1e-9 * spread:
+        return None
     return slope, spread / slope / 2.0
 
 
